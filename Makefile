@@ -1,0 +1,48 @@
+# Every target installs what it needs: a fresh clone only needs Python >= 3.11 and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test pytest lint format generate check-generated demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The README's test command: generated-code check, lint, types, then the whole suite.
+test: $(STAMP) check-generated lint pytest
+
+pytest: $(STAMP)
+	@# pytest's exit code 5 means it collected nothing: report it as the failure it is.
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+generate: $(STAMP)
+	$(BIN)/python codegen/generate.py
+
+check-generated: $(STAMP)
+	$(BIN)/python codegen/generate.py --check
+
+## The README's main job: a call against the embedded dev engine.
+demo: $(STAMP)
+	$(BIN)/python -m clutchcall.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""ClutchCall: the Python SDK for the ClutchCall voice platform."""
