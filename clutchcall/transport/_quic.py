@@ -1,0 +1,166 @@
+"""aioquic configuration and a QuicConnection with read-driven flow control.
+
+aioquic grants the peer more receive credit as soon as data *arrives* (it doubles
+the window once half of it is used), so a peer can make an application that does
+not read buffer without limit. :class:`FlowControlledQuicConnection` instead
+grants credit for data the application has *consumed*: the peer may have at most
+one window of unread data per stream and one connection window in total.
+
+This overrides two private hooks of aioquic, which is pinned to 1.7.2; the
+transport tests prove the behaviour (a reader that stops reading stalls the
+sender instead of growing memory).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+
+STREAM_WINDOW = 1 << 20
+"""Receive credit per stream: unread bytes a peer may have in flight on one stream."""
+
+CONNECTION_WINDOW = 8 << 20
+"""Receive credit for the whole connection."""
+
+MAX_DATAGRAM_FRAME_SIZE = 65536
+"""Advertised max_datagram_frame_size (enables QUIC DATAGRAM frames)."""
+
+Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+
+
+class FlowControlledQuicConnection(QuicConnection):
+    """A QuicConnection that raises MAX_DATA / MAX_STREAM_DATA as data is read."""
+
+    def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self._stream_window = configuration.max_stream_data
+        self._connection_window = configuration.max_data
+        self._unread: dict[int, int] = {}
+        self._unread_total = 0
+
+    def buffered(self, stream_id: int, delta: int) -> None:
+        """Record ``delta`` bytes added to (or removed from) a stream's read buffer."""
+        value = self._unread.get(stream_id, 0) + delta
+        if value:
+            self._unread[stream_id] = value
+        else:
+            self._unread.pop(stream_id, None)
+        self._unread_total += delta
+
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        max_data = self._local_max_data
+        target = max_data.used - self._unread_total + self._connection_window
+        if target - max_data.value >= self._connection_window // 4:
+            max_data.value = target
+        # aioquic doubles MAX_DATA when half of it is used; hide the usage so that
+        # only the read-driven update above applies.
+        used = max_data.used
+        max_data.used = 0
+        try:
+            super()._write_connection_limits(builder=builder, space=space)
+        finally:
+            max_data.used = used
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        receiver = stream.receiver
+        if stream.max_stream_data_local and not receiver.is_finished:
+            unread = self._unread.get(stream.stream_id or 0, 0)
+            target = receiver.highest_offset - unread + self._stream_window
+            if target - stream.max_stream_data_local >= self._stream_window // 4:
+                stream.max_stream_data_local = target
+        # Same trick as above: hide the received offset from aioquic's doubling rule.
+        highest = receiver.highest_offset
+        receiver.highest_offset = 0
+        try:
+            super()._write_stream_limits(builder=builder, space=space, stream=stream)
+        finally:
+            receiver.highest_offset = highest
+
+    def send_buffer_size(self, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged by the peer."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        if sender.is_finished or sender._reset_error_code is not None:
+            return 0
+        return sender._buffer_stop - sender._buffer_start
+
+    def stream_is_blocked(self, stream_id: int) -> bool:
+        """Whether a local stream waits for the peer to allow more streams."""
+        stream = self._streams.get(stream_id)
+        return stream is not None and stream.is_blocked
+
+    @property
+    def closing(self) -> bool:
+        """Whether the connection is closing, draining or closed (by either side)."""
+        return self._close_event is not None
+
+    def close_info(self) -> tuple[int, str] | None:
+        event = self._close_event
+        if event is None:
+            return None
+        return event.error_code, event.reason_phrase
+
+    @property
+    def closed_by_peer(self) -> bool:
+        """Whether the peer sent CONNECTION_CLOSE (we are draining)."""
+        return self._state == QuicConnectionState.DRAINING
+
+    @property
+    def pending_datagrams(self) -> int:
+        return len(self._datagrams_pending)
+
+    @property
+    def close_pending(self) -> bool:
+        return self._close_pending
+
+    @property
+    def remote_max_datagram_frame_size(self) -> int | None:
+        return self._remote_max_datagram_frame_size
+
+    def peer_certificate(self) -> Any:
+        return self.tls._peer_certificate
+
+
+def apply_verify(configuration: QuicConfiguration, verify: Verify) -> None:
+    """Map ``verify=`` onto what aioquic understands (verify_mode, cafile, cadata).
+
+    ``True`` verifies against certifi's CA bundle (aioquic's default); ``False``
+    disables verification; a path is a PEM CA file; an ``ssl.SSLContext``
+    contributes its verify mode and the CA certificates loaded into it with
+    ``load_verify_locations`` (a context without any falls back to certifi).
+    """
+    if verify is True:
+        configuration.verify_mode = ssl.CERT_REQUIRED
+        return
+    if verify is False:
+        configuration.verify_mode = ssl.CERT_NONE
+        return
+    if isinstance(verify, ssl.SSLContext):
+        configuration.verify_mode = (
+            ssl.CERT_NONE if verify.verify_mode == ssl.CERT_NONE else ssl.CERT_REQUIRED
+        )
+        ders = verify.get_ca_certs(binary_form=True)
+        if ders:
+            configuration.cadata = b"".join(
+                ssl.DER_cert_to_PEM_cert(der).encode("ascii") for der in ders
+            )
+        return
+    if isinstance(verify, str | os.PathLike):
+        path = os.fspath(verify)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"CA file not found: {path}")
+        configuration.verify_mode = ssl.CERT_REQUIRED
+        configuration.cafile = path
+        return
+    raise TypeError(f"verify must be a bool, a CA file path or an ssl.SSLContext, not {verify!r}")

@@ -1,0 +1,303 @@
+"""Server side: raw QUIC (ALPN ``moq-00``) and WebTransport (ALPN ``h3``) on one UDP socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+from aioquic._buffer import Buffer
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
+
+from ._quic import (
+    CONNECTION_WINDOW,
+    MAX_DATAGRAM_FRAME_SIZE,
+    STREAM_WINDOW,
+    FlowControlledQuicConnection,
+)
+from .connection import Connection, PathFilter
+from .errors import TransportError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Connection], Awaitable[None]]
+PemSource = bytes | str | os.PathLike[str]
+
+HANDSHAKE_TIMEOUT = 10.0
+"""A connection that has no session after this long is dropped."""
+
+MAX_CONNECTIONS = 1024
+
+
+def _read_pem(value: PemSource) -> bytes:
+    """PEM given as bytes, as a PEM string, or as a file path."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+        return value.encode("ascii")
+    return Path(value).read_bytes()
+
+
+def _path_filter(wt_paths: Collection[str] | PathFilter | None) -> PathFilter | None:
+    if wt_paths is None or callable(wt_paths):
+        return wt_paths
+    allowed = frozenset(wt_paths)
+
+    def accept(path: str) -> bool:
+        return path.split("?", 1)[0] in allowed
+
+    return accept
+
+
+async def _run_guarded(conn: Connection) -> None:
+    try:
+        await conn.run()
+    except Exception:
+        logger.exception("QUIC driver task failed")
+
+
+class Server:
+    """A listening QUIC / WebTransport server; use ``async with serve(...) as server``.
+
+    Each established session (a raw QUIC connection, or a WebTransport session
+    whose CONNECT path was accepted) runs ``handler(conn)`` in the server's task
+    group; the connection is closed when the handler returns. Exceptions from a
+    handler are logged and close only that connection.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        certificate: PemSource,
+        private_key: PemSource,
+        handler: Handler,
+        alpn: Sequence[str] = ("moq-00", "h3"),
+        wt_paths: Collection[str] | PathFilter | None = None,
+        idle_timeout: float = 30.0,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._handler = handler
+        self._path_filter = _path_filter(wt_paths)
+        self._handshake_timeout = handshake_timeout
+        certificates = load_pem_x509_certificates(_read_pem(certificate))
+        if not certificates:
+            raise TransportError("no certificate found in the PEM data")
+        self._configuration = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=list(alpn),
+            idle_timeout=idle_timeout,
+            max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
+            max_data=CONNECTION_WINDOW,
+            max_stream_data=STREAM_WINDOW,
+            certificate=certificates[0],
+            certificate_chain=certificates[1:],
+            private_key=load_pem_private_key(_read_pem(private_key)),
+        )
+        self._sock: anyio.abc.UDPSocket | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._send_lock = anyio.Lock()
+        self._routes: dict[bytes, Connection] = {}
+        self._connections: set[Connection] = set()
+        self._port = 0
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound UDP port (useful after binding port 0)."""
+        return self._port
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """Connections currently alive (including those still handshaking)."""
+        return frozenset(self._connections)
+
+    async def __aenter__(self) -> Server:
+        sock = await anyio.create_udp_socket(local_host=self._host, local_port=self._requested_port)
+        self._sock = sock
+        self._port = int(sock.extra(anyio.abc.SocketAttribute.local_port))
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._receive_loop, sock)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection, stop all tasks and release the socket."""
+        tg, sock = self._tg, self._sock
+        self._tg = None
+        try:
+            for conn in list(self._connections):
+                conn.abort(reason="server shutting down")
+            with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+                for conn in list(self._connections):
+                    await conn.wait_close_sent()
+        finally:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+            self._sock = None
+            if sock is not None:
+                with anyio.CancelScope(shield=True):
+                    await sock.aclose()
+
+    async def _send(self, data: bytes, addr: Any) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        async with self._send_lock:
+            await sock.sendto(data, addr[0], addr[1])
+
+    async def _receive_loop(self, sock: anyio.abc.UDPSocket) -> None:
+        while True:
+            try:
+                data, addr = await sock.receive()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError:
+                logger.debug("UDP receive error", exc_info=True)
+                await anyio.sleep(0.01)
+                continue
+            try:
+                reply = self._route(data, addr)
+            except Exception:
+                logger.debug("dropped a datagram from %r", addr, exc_info=True)
+                continue
+            if reply is not None:
+                try:
+                    await self._send(reply, addr)
+                except (OSError, anyio.BrokenResourceError):
+                    logger.debug("could not answer %r", addr, exc_info=True)
+
+    def _route(self, data: bytes, addr: Any) -> bytes | None:
+        """Hand a datagram to its connection; returns a stateless reply if any."""
+        configuration = self._configuration
+        try:
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=configuration.connection_id_length
+            )
+        except ValueError:
+            return None
+        if (
+            header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+            and header.version is not None
+            and header.version not in configuration.supported_versions
+        ):
+            return encode_quic_version_negotiation(
+                source_cid=header.destination_cid,
+                destination_cid=header.source_cid,
+                supported_versions=configuration.supported_versions,
+            )
+        conn = self._routes.get(header.destination_cid)
+        if (
+            conn is None
+            and header.packet_type == QuicPacketType.INITIAL
+            and len(data) >= SMALLEST_MAX_DATAGRAM_SIZE
+            and len(self._connections) < MAX_CONNECTIONS
+            and self._tg is not None
+        ):
+            quic = FlowControlledQuicConnection(
+                configuration=configuration,
+                original_destination_connection_id=header.destination_cid,
+            )
+            conn = Connection(quic, self._send, is_client=False, path_filter=self._path_filter)
+            conn.event_listener = partial(self._on_quic_event, conn)
+            self._routes[header.destination_cid] = conn
+            self._routes[quic.host_cid] = conn
+            self._connections.add(conn)
+            self._tg.start_soon(self._run_connection, conn)
+        if conn is not None:
+            conn.datagram_received(data, addr)
+        return None
+
+    def _on_quic_event(self, conn: Connection, event: quic_events.QuicEvent) -> None:
+        if isinstance(event, quic_events.ConnectionIdIssued):
+            self._routes[event.connection_id] = conn
+        elif (
+            isinstance(event, quic_events.ConnectionIdRetired)
+            and self._routes.get(event.connection_id) is conn
+        ):
+            del self._routes[event.connection_id]
+
+    async def _run_connection(self, conn: Connection) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_run_guarded, conn)
+                with anyio.move_on_after(self._handshake_timeout):
+                    ready = await conn.wait_session()
+                if not conn.closed and ready:
+                    try:
+                        await self._handler(conn)
+                    except Exception:
+                        logger.exception("connection handler failed")
+                        await conn.aclose(1, "internal error", linger=0)
+                    else:
+                        await conn.aclose()
+                elif not conn.closed:
+                    conn.abort(reason="no session")
+                with anyio.move_on_after(5):
+                    await conn.wait_terminated()
+                tg.cancel_scope.cancel()
+        finally:
+            self._connections.discard(conn)
+            for cid in [cid for cid, owner in self._routes.items() if owner is conn]:
+                del self._routes[cid]
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    certificate: PemSource,
+    private_key: PemSource,
+    handler: Handler,
+    alpn: Sequence[str] = ("moq-00", "h3"),
+    wt_paths: Collection[str] | PathFilter | None = None,
+    idle_timeout: float = 30.0,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+) -> Server:
+    """Listen on ``host:port`` (port 0 picks a free one, see ``server.port``).
+
+    ``certificate`` / ``private_key``: PEM bytes, a PEM string or a file path.
+    ``alpn``: protocols offered; ``h3`` enables WebTransport. ``wt_paths``: the
+    accepted WebTransport paths (a collection, or a predicate); ``None``
+    accepts every path. Rejected CONNECTs get 404.
+    """
+    return Server(
+        host,
+        port,
+        certificate=certificate,
+        private_key=private_key,
+        handler=handler,
+        alpn=alpn,
+        wt_paths=wt_paths,
+        idle_timeout=idle_timeout,
+        handshake_timeout=handshake_timeout,
+    )

@@ -1,0 +1,267 @@
+"""QUIC / WebTransport streams with anyio byte-stream semantics.
+
+- ``receive()`` returns data as it arrives, raises ``EndOfStream`` after the peer's
+  FIN, ``BrokenResourceError`` when the peer reset the stream or the connection
+  went away (the cause is a :class:`~clutchcall.transport.errors.StreamReset` or
+  :class:`~clutchcall.transport.errors.ConnectionLost`), and
+  ``ClosedResourceError`` once the stream or connection was closed locally.
+- ``send()`` returns once the data is queued and the stream's unacknowledged
+  backlog is below a limit, so a slow peer slows the sender down instead of
+  growing memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+SEND_CHUNK = 64 * 1024
+"""Largest piece handed to aioquic at once."""
+
+SEND_HIGH_WATER = 512 * 1024
+"""A send waits while this many bytes of the stream are still unacknowledged."""
+
+
+class Signal:
+    """A broadcast wake-up: waiters sleep until the next :meth:`notify`."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class _ReceiveSide:
+    """The readable half of a stream, fed by the connection's event loop."""
+
+    def __init__(self, conn: Connection, stream_id: int) -> None:
+        self._conn = conn
+        self._id = stream_id
+        self._chunks: deque[bytes] = deque()
+        self._fin = False
+        self._error: BaseException | None = None
+        self._closed = False
+        self._signal = Signal()
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will ever be read (closed, failed or EOF reached)."""
+        return self._closed or self._error is not None or (self._fin and not self._chunks)
+
+    def feed(self, data: bytes, fin: bool) -> None:
+        if self._closed or self._error is not None or self._fin:
+            return
+        if data:
+            self._chunks.append(data)
+            self._conn._quic.buffered(self._id, len(data))
+        if fin:
+            self._fin = True
+        self._signal.notify()
+
+    def fail(self, error: BaseException, *, discard: bool) -> None:
+        """The peer reset the stream (``discard``) or the connection ended."""
+        if self._closed or self._error is not None or (self._fin and not discard):
+            return
+        if discard:
+            self._drop()
+        self._error = error
+        self._signal.notify()
+
+    def _drop(self) -> None:
+        dropped = sum(len(chunk) for chunk in self._chunks)
+        self._chunks.clear()
+        if dropped:
+            self._conn._quic.buffered(self._id, -dropped)
+            self._conn._wakeup()
+
+    async def receive(self, max_bytes: int) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                if len(chunk) > max_bytes:
+                    self._chunks.appendleft(chunk[max_bytes:])
+                    chunk = chunk[:max_bytes]
+                self._conn._quic.buffered(self._id, -len(chunk))
+                self._conn._wakeup()
+                return chunk
+            if self._fin:
+                raise anyio.EndOfStream
+            if self._error is not None:
+                if self._conn._closed_locally:
+                    raise anyio.ClosedResourceError
+                raise anyio.BrokenResourceError from self._error
+            await self._signal.wait()
+
+    def stop(self, code: int) -> None:
+        if self._closed:
+            return
+        if not self.done:
+            self._conn._stop_stream(self._id, code)
+        self._drop()
+        self._closed = True
+        self._signal.notify()
+
+
+class _SendSide:
+    """The writable half of a stream."""
+
+    def __init__(self, conn: Connection, stream_id: int) -> None:
+        self._conn = conn
+        self._id = stream_id
+        self._eof = False
+        self._reset = False
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._eof or self._reset or self._error is not None
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done:
+            self._error = error
+
+    def _check(self) -> None:
+        if self._reset or self._eof:
+            raise anyio.ClosedResourceError
+        self._conn._check_open()
+        if self._error is not None:
+            raise anyio.BrokenResourceError from self._error
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._check()
+        view = memoryview(data).cast("B")
+        while view:
+            await self._conn._wait_send_room(self._id, SEND_HIGH_WATER, self._check)
+            self._conn._send_stream_data(self._id, bytes(view[:SEND_CHUNK]), end_stream=False)
+            view = view[SEND_CHUNK:]
+
+    async def send_eof(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._eof:
+            return
+        self._check()
+        self._eof = True
+        self._conn._send_stream_data(self._id, b"", end_stream=True)
+
+    def reset(self, code: int) -> None:
+        if self.done:
+            self._reset = True
+            return
+        self._reset = True
+        self._conn._reset_stream(self._id, code)
+
+
+class SendStream(anyio.abc.ByteSendStream):
+    """A unidirectional stream opened by this side."""
+
+    def __init__(self, conn: Connection, stream_id: int) -> None:
+        self._send_side = _SendSide(conn, stream_id)
+        self.stream_id = stream_id
+
+    async def send(self, item: bytes) -> None:
+        """Queue ``item``; wait while the stream's backlog is above its limit."""
+        await self._send_side.send(item)
+
+    async def send_eof(self) -> None:
+        """Finish the stream (FIN) after the data already queued."""
+        await self._send_side.send_eof()
+
+    def reset(self, code: int = 0) -> None:
+        """Abort the stream; queued data may never arrive."""
+        self._send_side.reset(code)
+
+    async def aclose(self) -> None:
+        """Finish the stream gracefully (FIN) unless it was reset or failed."""
+        if not self._send_side.done and not self._send_side._conn._closed_locally:
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await self._send_side.send_eof()
+        self._send_side._eof = self._send_side._eof or not self._send_side._reset
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<SendStream id={self.stream_id}>"
+
+
+class ReceiveStream(anyio.abc.ByteReceiveStream):
+    """A unidirectional stream opened by the peer."""
+
+    def __init__(self, conn: Connection, stream_id: int) -> None:
+        self._receive_side = _ReceiveSide(conn, stream_id)
+        self.stream_id = stream_id
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Next chunk of data (at most ``max_bytes``); ``EndOfStream`` after FIN."""
+        return await self._receive_side.receive(max_bytes)
+
+    def stop_sending(self, code: int = 0) -> None:
+        """Ask the peer to stop sending and discard anything unread."""
+        self._receive_side.stop(code)
+
+    async def aclose(self) -> None:
+        """Stop reading (STOP_SENDING if the peer has not finished yet)."""
+        self._receive_side.stop(0)
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<ReceiveStream id={self.stream_id}>"
+
+
+class Stream(anyio.abc.ByteStream):
+    """A bidirectional stream (opened by either side)."""
+
+    def __init__(self, conn: Connection, stream_id: int) -> None:
+        self._send_side = _SendSide(conn, stream_id)
+        self._receive_side = _ReceiveSide(conn, stream_id)
+        self.stream_id = stream_id
+
+    async def send(self, item: bytes) -> None:
+        """Queue ``item``; wait while the stream's backlog is above its limit."""
+        await self._send_side.send(item)
+
+    async def send_eof(self) -> None:
+        """Finish the sending half (FIN); the receiving half stays open."""
+        await self._send_side.send_eof()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Next chunk of data (at most ``max_bytes``); ``EndOfStream`` after FIN."""
+        return await self._receive_side.receive(max_bytes)
+
+    def reset(self, code: int = 0) -> None:
+        """Abort the sending half."""
+        self._send_side.reset(code)
+
+    def stop_sending(self, code: int = 0) -> None:
+        """Abort the receiving half: ask the peer to stop and drop unread data."""
+        self._receive_side.stop(code)
+
+    async def aclose(self) -> None:
+        """Finish sending (FIN) and stop receiving."""
+        send_side = self._send_side
+        if not send_side.done and not send_side._conn._closed_locally:
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await send_side.send_eof()
+        send_side._eof = send_side._eof or not send_side._reset
+        self._receive_side.stop(0)
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<Stream id={self.stream_id}>"
