@@ -136,9 +136,12 @@ def apply_verify(configuration: QuicConfiguration, verify: Verify) -> None:
     """Map ``verify=`` onto what aioquic understands (verify_mode, cafile, cadata).
 
     ``True`` verifies against certifi's CA bundle (aioquic's default); ``False``
-    disables verification; a path is a PEM CA file; an ``ssl.SSLContext``
-    contributes its verify mode and the CA certificates loaded into it with
-    ``load_verify_locations`` (a context without any falls back to certifi).
+    disables verification; a path is a PEM file of trusted certificates (a
+    self-signed server certificate itself works). An ``ssl.SSLContext``
+    contributes its verify mode and the CA certificates loaded into it, as
+    ``get_ca_certs()`` reports them: OpenSSL lists only CA certificates there, so
+    pin a self-signed leaf with a path instead; a context without any falls back
+    to certifi. The host name is always checked when verifying.
     """
     if verify is True:
         configuration.verify_mode = ssl.CERT_REQUIRED

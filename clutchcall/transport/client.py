@@ -218,12 +218,14 @@ class _ClientSession:
         finally:
             # The task group is exited outside any other cancel scope of ours, as
             # anyio/trio require for a task group entered in __aenter__.
-            if tg is not None:
-                tg.cancel_scope.cancel()
-                await tg.__aexit__(None, None, None)
-            if sock is not None:
-                with anyio.CancelScope(shield=True):
-                    await sock.aclose()
+            try:
+                if tg is not None:
+                    tg.cancel_scope.cancel()
+                    await tg.__aexit__(None, None, None)
+            finally:
+                if sock is not None:
+                    with anyio.CancelScope(shield=True):
+                        await sock.aclose()
 
 
 def connect(

@@ -160,13 +160,15 @@ class Server:
                 for conn in list(self._connections):
                     await conn.wait_close_sent()
         finally:
-            if tg is not None:
-                tg.cancel_scope.cancel()
-                await tg.__aexit__(None, None, None)
             self._sock = None
-            if sock is not None:
-                with anyio.CancelScope(shield=True):
-                    await sock.aclose()
+            try:
+                if tg is not None:
+                    tg.cancel_scope.cancel()
+                    await tg.__aexit__(None, None, None)
+            finally:
+                if sock is not None:
+                    with anyio.CancelScope(shield=True):
+                        await sock.aclose()
 
     async def _send(self, data: bytes, addr: Any) -> None:
         sock = self._sock

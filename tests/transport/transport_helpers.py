@@ -43,10 +43,10 @@ def client(kind: str, port: int, **kwargs: Any) -> Any:
 def server(handler: Callable[[Connection], Awaitable[None]], **kwargs: Any) -> transport.Server:
     cert = shared_certificate()
     kwargs.setdefault("wt_paths", [WT_PATH])
+    kwargs.setdefault("certificate", cert.cert_pem)
+    kwargs.setdefault("private_key", cert.key_pem)
     host = kwargs.pop("host", "127.0.0.1")
-    return transport.serve(
-        host, 0, certificate=cert.cert_pem, private_key=cert.key_pem, handler=handler, **kwargs
-    )
+    return transport.serve(host, 0, handler=handler, **kwargs)
 
 
 async def read_all(stream: Stream | ReceiveStream) -> bytes:
