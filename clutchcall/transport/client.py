@@ -113,8 +113,10 @@ class _ClientSession:
         idle_timeout: float,
         server_name: str | None,
         headers: Sequence[tuple[bytes, bytes]],
+        keepalive: bool,
     ) -> None:
         self._target = parse_url(url)
+        self._keepalive = keepalive
         self._verify = verify
         self._pins = _normalise_pins(cert_sha256)
         if alpn is None:
@@ -173,7 +175,8 @@ class _ClientSession:
             await sock.sendto(data, addr[0], addr[1])
 
         quic = FlowControlledQuicConnection(configuration=configuration)
-        conn = Connection(quic, send, is_client=True)
+        keepalive = self._idle_timeout / 3 if self._keepalive else None
+        conn = Connection(quic, send, is_client=True, keepalive=keepalive)
         self._conn = conn
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -238,6 +241,7 @@ def connect(
     idle_timeout: float = 30.0,
     server_name: str | None = None,
     headers: Sequence[tuple[bytes, bytes]] = (),
+    keepalive: bool = True,
 ) -> _ClientSession:
     """Connect to ``url`` and yield a :class:`Connection` (use ``async with``).
 
@@ -249,7 +253,9 @@ def connect(
     ``verify``: ``True`` (default CA bundle), ``False``, a CA file path or an
     ``ssl.SSLContext``. ``cert_sha256``: hex SHA-256 fingerprint(s) of the
     server certificate to accept instead of chain verification. ``timeout``
-    bounds the handshake and CONNECT; ``idle_timeout`` ends a silent connection.
+    bounds the handshake and CONNECT; ``idle_timeout`` ends a silent connection
+    (with ``keepalive`` the client PINGs every third of it, so only a vanished
+    peer ends it). ``headers`` are extra WebTransport CONNECT request headers.
     Leaving the block closes the connection and its socket and stops its tasks.
     """
     return _ClientSession(
@@ -261,4 +267,5 @@ def connect(
         idle_timeout=idle_timeout,
         server_name=server_name,
         headers=headers,
+        keepalive=keepalive,
     )

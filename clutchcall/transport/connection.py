@@ -100,8 +100,10 @@ class Connection:
         *,
         is_client: bool,
         path_filter: PathFilter | None = None,
+        keepalive: float | None = None,
     ) -> None:
         self._quic = quic
+        self._keepalive = keepalive
         self._send = send
         self._is_client = is_client
         self._path_filter = path_filter
@@ -326,6 +328,9 @@ class Connection:
 
     async def run(self) -> None:
         """Transmit and run timers until the connection has fully terminated."""
+        next_ping = math.inf
+        if self._keepalive:
+            next_ping = anyio.current_time() + self._keepalive
         try:
             while not self._ended:
                 self._wakeup_event = anyio.Event()
@@ -335,12 +340,18 @@ class Connection:
                     break
                 timer_at = self._quic.get_timer()
                 deadline = math.inf if timer_at is None else timer_at
-                with anyio.CancelScope(deadline=deadline):
+                with anyio.CancelScope(deadline=min(deadline, next_ping)):
                     await self._wakeup_event.wait()
-                if timer_at is not None and anyio.current_time() >= timer_at:
-                    self._quic.handle_timer(now=anyio.current_time())
+                now = anyio.current_time()
+                if timer_at is not None and now >= timer_at:
+                    self._quic.handle_timer(now=now)
                     self._process_events()
                     self._progress.notify()
+                if self._keepalive and now >= next_ping:
+                    # A PING keeps a quiet but healthy connection from idling out.
+                    if self._handshake_done.is_set() and self._lost is None:
+                        self._quic.send_ping(0)
+                    next_ping = now + self._keepalive
         except Exception:
             logger.exception("QUIC connection driver failed")
             self._mark_lost(

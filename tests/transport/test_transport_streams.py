@@ -189,6 +189,22 @@ async def test_vanished_peer_gives_broken_resource_not_a_hang(kind: str) -> None
     assert not cause.by_peer
 
 
+async def test_keepalive_holds_a_quiet_connection_open(kind: str) -> None:
+    with anyio.fail_after(10):
+        async with server(echo_handler) as srv:
+            async with client(kind, srv.port, idle_timeout=0.6) as conn:
+                await anyio.sleep(1.5)
+                stream = await conn.open_bidi_stream()
+                await stream.send(b"awake")
+                await stream.send_eof()
+                assert await read_all(stream) == b"awake"
+            async with client(kind, srv.port, idle_timeout=0.6, keepalive=False) as conn:
+                with pytest.raises(anyio.BrokenResourceError):
+                    await conn.receive_datagram()
+                assert conn.close_reason is not None
+                assert "Idle timeout" in conn.close_reason.reason
+
+
 async def test_reset_and_stop_sending_carry_their_codes(kind: str) -> None:
     reset_codes: list[int] = []
 
