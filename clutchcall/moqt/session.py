@@ -254,6 +254,7 @@ class Session:
         # The peer's Request IDs and the limit we granted (exclusive).
         self._peer_next_request_id = 1 if is_client else 0
         self._granted_limit = self._peer_next_request_id + 2 * request_window
+        self._peer_ids_ahead: set[int] = set()
 
         self._goaway_received = False
         self._goaway_sent = False
@@ -409,7 +410,6 @@ class Session:
         if self.state == SessionState.CLOSED:
             return []
         try:
-            self._require_established()
             datagram = ObjectDatagram.decode(data)
         except MoqtProtocolError as exc:
             self._fail(exc)
@@ -901,10 +901,20 @@ class Session:
         return request_id
 
     def _accept_peer_request_id(self, request_id: int) -> None:
-        expected = self._peer_next_request_id
-        if request_id % 2 != expected % 2:
+        """Check a new request's ID: right parity, never used, below the granted limit.
+
+        IDs are accepted out of order (a gap is filled later): moq-rs allocates IDs
+        in concurrent tasks, so two requests can reach the control stream swapped.
+        """
+        low = self._peer_next_request_id
+        if request_id % 2 != low % 2:
             raise MoqtProtocolError(
                 f"Request ID {request_id} has the wrong parity",
+                SessionErrorCode.INVALID_REQUEST_ID,
+            )
+        if request_id < low or request_id in self._peer_ids_ahead:
+            raise MoqtProtocolError(
+                f"Request ID {request_id} was already used",
                 SessionErrorCode.INVALID_REQUEST_ID,
             )
         if request_id >= self._granted_limit:
@@ -912,12 +922,12 @@ class Session:
                 f"Request ID {request_id} is not below {self._granted_limit}",
                 SessionErrorCode.TOO_MANY_REQUESTS,
             )
-        if request_id != expected:
-            raise MoqtProtocolError(
-                f"expected Request ID {expected}, got {request_id}",
-                SessionErrorCode.INVALID_REQUEST_ID,
-            )
-        self._peer_next_request_id += 2
+        ahead = self._peer_ids_ahead
+        ahead.add(request_id)
+        while low in ahead:
+            ahead.remove(low)
+            low += 2
+        self._peer_next_request_id = low
         window = self._request_window
         if window and (self._granted_limit - self._peer_next_request_id) // 2 < window // 2 + 1:
             self._grant_window()
@@ -929,9 +939,8 @@ class Session:
             self._send(m.MaxRequestId(new_limit))
 
     def _is_past_peer_request(self, request_id: int) -> bool:
-        return (
-            request_id % 2 == self._peer_next_request_id % 2
-            and request_id < self._peer_next_request_id
+        return request_id % 2 == self._peer_next_request_id % 2 and (
+            request_id < self._peer_next_request_id or request_id in self._peer_ids_ahead
         )
 
     def _my_request(self, request_id: int, kind: str, message: m.Message) -> bool:
@@ -1445,7 +1454,6 @@ class Session:
             self._discard_in_stream(key, stream)
             return
         if isinstance(item, SubgroupHeader):
-            self._require_established()
             stream.header = item
             request_id = self._alias_to_subscription.get(item.track_alias)
             if request_id is not None:

@@ -333,12 +333,49 @@ def test_sliding_window_never_blocks_a_steady_peer() -> None:
     ("request_id", "code"),
     [
         (1, SessionErrorCode.INVALID_REQUEST_ID),  # odd: the server's parity
-        (2, SessionErrorCode.INVALID_REQUEST_ID),  # skips 0
         (400, SessionErrorCode.TOO_MANY_REQUESTS),  # beyond the granted 200
     ],
 )
 def test_bad_peer_request_ids(request_id: int, code: int) -> None:
     expect_violation(code, server_ready(), m.Subscribe(request_id, NS, b"x"))
+
+
+def test_request_ids_may_arrive_out_of_order_but_not_twice() -> None:
+    server = server_ready()
+    raw(server, m.SubscribeNamespace(2, (b"a",)), m.PublishNamespace(0, NS))
+    raw(server, m.Subscribe(6, NS, b"x"))
+    expect_violation(SessionErrorCode.INVALID_REQUEST_ID, server, m.Subscribe(6, NS, b"y"))
+    server = server_ready()
+    raw(server, m.Subscribe(0, NS, b"x"), m.Unsubscribe(0))
+    expect_violation(SessionErrorCode.INVALID_REQUEST_ID, server, m.Subscribe(0, NS, b"x"))
+
+
+def test_data_before_setup_is_dropped() -> None:
+    client = Session(Role.CLIENT)
+    assert client.receive_datagram(b"\x04\x00\x00\x00x") == []
+    assert client.receive_stream("k", b"\x10\x00\x00\x00") == []
+    assert client.stream_commands_to_send() == [StopSending("k", StreamResetCode.CANCELLED)]
+
+
+def test_publish_done_without_a_stream_count_keeps_late_streams() -> None:
+    """moq-rs always reports 0 streams; the alias stays until the app lets it go."""
+    client = client_ready()
+    request_id = client.subscribe(NS, "a")
+    raw(client, m.SubscribeOk(request_id, 3))
+    client.control_data_to_send()
+    assert raw(client, m.PublishDone(request_id, 200, 0, "OK")) == [
+        PublishDoneReceived(request_id, 200, 0, "OK")
+    ]
+    (late,) = client.receive_stream("k", b"\x10\x03\x07\x00\x00\x01x", end=True)
+    assert isinstance(late, ObjectReceived) and late.group_id == 7
+    assert client.subscribe(NS, "a") == 2  # the same track may be subscribed again
+    client.control_data_to_send()
+    client.unsubscribe(request_id)  # forgets it; nothing goes on the wire
+    assert client.control_data_to_send() == b""
+    with pytest.raises(MoqtUsageError):
+        client.subscribe_update(request_id, start=Location(0, 0))
+    client.receive_stream("k2", b"\x10\x03\x08\x00\x00\x01x")
+    assert client.stream_commands_to_send() == [StopSending("k2", StreamResetCode.CANCELLED)]
 
 
 def test_max_request_id_must_increase() -> None:
