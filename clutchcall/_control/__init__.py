@@ -1,1 +1,1 @@
-"""_control"""
+"""Control-plane facade over the generated ``clutchcall_api`` client."""

@@ -1,0 +1,70 @@
+"""Command line: ``clutchcall dev`` runs the local dev engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .dev import DEFAULT_API_KEY, DEFAULT_ORG_ID, Engine, EngineError
+
+
+def _dev(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    engine = Engine(
+        host=args.host,
+        port=args.port,
+        time_scale=args.time_scale,
+        api_key=args.api_key,
+        org_id=args.org_id,
+    )
+    try:
+        engine.start()
+    except EngineError as exc:
+        print(f"clutchcall dev: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(engine.ready_info()), flush=True)
+        stop.wait()
+    finally:
+        engine.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clutchcall", description="ClutchCall SDK tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser(
+        "dev",
+        help="run the local dev engine",
+        description="Run the dev engine on localhost and print one JSON line "
+        "(base_url, relay_url, api_key, org_id) once it is ready. Stop it with Ctrl-C.",
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8765, help="HTTP port, 0 for any (default 8765)")
+    dev.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply simulated ringing and answer delays (default 1.0)",
+    )
+    dev.add_argument("--api-key", default=DEFAULT_API_KEY, help="API key the engine accepts")
+    dev.add_argument("--org-id", default=DEFAULT_ORG_ID, help="org of that API key")
+    args = parser.parse_args(argv)
+    if args.time_scale <= 0:
+        parser.error("--time-scale must be positive")
+    return _dev(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""Logic shared by the sync and async facades: no I/O here."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import uuid
+from collections.abc import Generator, Iterator
+from datetime import datetime
+from typing import Any, NoReturn
+
+import httpx
+from clutchcall_api.models import Call as CallModel
+from clutchcall_api.models import CallStatus, EndReason
+from clutchcall_api.types import Response, Unset
+
+from .. import __version__
+from ..errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    FieldError,
+    InvalidArgumentError,
+    status_error_class,
+)
+from ._config import ClientConfig
+
+USER_AGENT = f"clutchcall-python/{__version__}"
+ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
+
+
+class BearerAuth(httpx.Auth):
+    """Adds ``Authorization: Bearer <key>``; its repr never shows the key."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = f"Bearer {api_key}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(api_key=<hidden>)"
+
+
+def client_kwargs(config: ClientConfig) -> dict[str, Any]:
+    """Arguments for the ``httpx`` client the SDK builds for itself."""
+    return {
+        "base_url": config.base_url,
+        "auth": BearerAuth(config.api_key),
+        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+        "timeout": httpx.Timeout(config.timeout),
+        "follow_redirects": False,
+    }
+
+
+def new_idempotency_key() -> str:
+    return f"cc-{uuid.uuid4().hex}"
+
+
+def require_sid(sid: object) -> str:
+    if not isinstance(sid, str) or not sid.strip():
+        raise InvalidArgumentError(f"sid must be a non-empty string, got {sid!r}")
+    return sid
+
+
+def transfer_target(to: str | None, agent: str | None) -> tuple[str, str]:
+    """Check that exactly one of ``to`` / ``agent`` is given; return (kind, value)."""
+    if (to is None) == (agent is None):
+        raise InvalidArgumentError(
+            "transfer needs exactly one of to='+1555...' (a number) or agent='agent-id'"
+        )
+    kind, value = ("to", to) if to is not None else ("agent", agent)
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"transfer {kind} must be a non-empty string, got {value!r}")
+    return kind, value
+
+
+@contextlib.contextmanager
+def translate_errors(method: str, url: str) -> Iterator[None]:
+    """Turn httpx exceptions into the SDK's error tree (the message names what failed)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(f"{method} {url} timed out", request=_request_of(exc)) from exc
+    except httpx.TransportError as exc:
+        raise APIConnectionError(
+            f"{method} {url} failed: {exc or type(exc).__name__}", request=_request_of(exc)
+        ) from exc
+
+
+def _request_of(exc: httpx.TransportError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:
+        return None
+
+
+def expect_call(response: Response[Any]) -> CallModel:
+    """The Call of a successful response, or the typed error an error response means."""
+    status = int(response.status_code)
+    if status >= 400:
+        raise_status_error(status, response.headers, response.content)
+    if isinstance(response.parsed, CallModel):
+        return response.parsed
+    raise APIResponseValidationError(
+        f"the server answered {status} without a call in its body",
+        status_code=status,
+        body=response.content,
+    )
+
+
+def raise_status_error(status: int, headers: Any, content: bytes) -> NoReturn:
+    body: Any
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    problem = body if isinstance(body, dict) else {}
+    code = problem.get("code") if isinstance(problem.get("code"), str) else None
+    message = problem.get("detail") or problem.get("title") or f"HTTP {status}"
+    request_id = headers.get("x-request-id") or problem.get("requestId")
+    errors = [
+        FieldError(str(e.get("field", "")), str(e.get("message", "")))
+        for e in problem.get("errors") or []
+        if isinstance(e, dict)
+    ]
+    if errors:
+        message += ": " + "; ".join(f"{e.field}: {e.message}" for e in errors)
+    raw = httpx.Response(status, headers=dict(headers), content=content)
+    raise status_error_class(status)(
+        str(message),
+        status_code=status,
+        code=code,
+        request_id=str(request_id) if request_id else None,
+        response=raw,
+        errors=errors,
+        body=body,
+    )
+
+
+def _opt(value: Any) -> Any:
+    return None if isinstance(value, Unset) else value
+
+
+class CallFields:
+    """Read-only fields of a call snapshot (shared by ``Call`` and ``AsyncCall``)."""
+
+    _model: CallModel
+
+    @property
+    def sid(self) -> str:
+        return self._model.sid
+
+    @property
+    def status(self) -> CallStatus:
+        return self._model.status
+
+    @property
+    def to(self) -> str:
+        return self._model.to
+
+    @property
+    def from_(self) -> str:
+        return self._model.from_
+
+    @property
+    def started_at(self) -> datetime:
+        return self._model.started_at
+
+    @property
+    def answered_at(self) -> datetime | None:
+        value: datetime | None = _opt(self._model.answered_at)
+        return value
+
+    @property
+    def ended_at(self) -> datetime | None:
+        value: datetime | None = _opt(self._model.ended_at)
+        return value
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        value: EndReason | None = _opt(self._model.end_reason)
+        return value
+
+    @property
+    def trunk_id(self) -> str | None:
+        value: str | None = _opt(self._model.trunk_id)
+        return value
+
+    @property
+    def agent(self) -> str | None:
+        value: str | None = _opt(self._model.agent)
+        return value
+
+    @property
+    def ring_timeout_sec(self) -> int:
+        return self._model.ring_timeout_sec
+
+    @property
+    def ended(self) -> bool:
+        """True once the call is completed, failed or unanswered."""
+        return self._model.status in ENDED_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The call as the API's JSON object."""
+        return self._model.to_dict()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(sid={self.sid!r}, status={self.status.value!r}, "
+            f"to={self.to!r}, from_={self.from_!r}, agent={self.agent!r})"
+        )
+
+
+def ssl_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a CA bundle path becomes an SSL context."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify

@@ -1,0 +1,105 @@
+"""Client settings, from arguments or environment variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://engine.clutchcall.dev"
+DEFAULT_RELAY_HOST = "relay.clutchcall.dev"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 2
+
+ENV_BASE_URL = "CLUTCHCALL_BASE_URL"
+ENV_API_KEY = "CLUTCHCALL_CREDENTIALS"
+ENV_ORG_ID = "CLUTCHCALL_ORG_ID"
+ENV_RELAY_URL = "CLUTCHCALL_RELAY_URL"
+
+_ORG_ID = re.compile(r"org_[A-Za-z0-9]{1,32}")
+
+Verify = bool | str | ssl.SSLContext
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Resolved settings of one client. The API key never appears in ``repr``."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    org_id: str
+    relay_host: str = DEFAULT_RELAY_HOST
+    relay_url: str | None = None
+    verify: Verify = True
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    def with_options(self, **changes: Any) -> ClientConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _pick(value: str | None, env: str) -> str | None:
+    if value is not None:
+        return value
+    found = os.environ.get(env)
+    return found if found else None
+
+
+def resolve_config(
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    org_id: str | None = None,
+    relay_host: str | None = None,
+    relay_url: str | None = None,
+    verify: Verify = True,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+) -> ClientConfig:
+    """Merge explicit arguments with ``CLUTCHCALL_*`` environment variables and check them."""
+    url = _pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"base_url must be an http:// or https:// URL with a host, got {url!r}"
+        )
+    key = _pick(api_key, ENV_API_KEY)
+    if not key:
+        raise ConfigurationError(
+            f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable"
+        )
+    if any(c.isspace() for c in key) or not key.isprintable():
+        raise ConfigurationError("the API key contains whitespace or control characters")
+    org = _pick(org_id, ENV_ORG_ID)
+    if not org:
+        raise ConfigurationError(
+            f"no org id: pass org_id=... or set the {ENV_ORG_ID} environment variable"
+        )
+    if not _ORG_ID.fullmatch(org):
+        raise ConfigurationError(f"org_id must look like 'org_abc123', got {org!r}")
+    relay = _pick(relay_url, ENV_RELAY_URL)
+    if relay is not None and urlsplit(relay).scheme not in ("moqt", "https"):
+        raise ConfigurationError(
+            f"relay_url must be a moqt://host:port or https://host:port/path URL, got {relay!r}"
+        )
+    resolved_timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    if isinstance(resolved_timeout, bool) or not resolved_timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    return ClientConfig(
+        base_url=url.rstrip("/"),
+        api_key=key,
+        org_id=org,
+        relay_host=relay_host or DEFAULT_RELAY_HOST,
+        relay_url=relay,
+        verify=verify,
+        timeout=float(resolved_timeout),
+        max_retries=retries,
+    )

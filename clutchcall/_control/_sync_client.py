@@ -1,0 +1,269 @@
+# Generated from clutchcall/_control/_async_client.py by codegen/generate.py.
+# Do not edit: change the async original and run `make generate`.
+"""The control-plane client: ``Voice.calls``, ``Voice.agents`` and call handles."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+from clutchcall_api import AuthenticatedClient
+from clutchcall_api.api.agents import attach_agent
+from clutchcall_api.api.calls import get_call, hangup_call, originate_call, transfer_call
+from clutchcall_api.models import (
+    AttachAgentRequest,
+    OriginateRequest,
+    TransferToAgent,
+    TransferToNumber,
+)
+from clutchcall_api.models import Call as CallModel
+from clutchcall_api.types import UNSET
+
+from ..errors import InvalidArgumentError
+from ._base import (
+    CallFields,
+    client_kwargs,
+    expect_call,
+    new_idempotency_key,
+    require_sid,
+    ssl_verify,
+    transfer_target,
+    translate_errors,
+)
+from ._config import ClientConfig, Verify, resolve_config
+from ._retry import RetryPolicy
+from ._sync_transport import ClientTransport, RetryTransport
+
+
+class Call(CallFields):
+    """A call: a snapshot of its state plus the operations that change it.
+
+    The fields reflect the last response seen; :meth:`refresh` fetches them again.
+    """
+
+    def __init__(self, calls: Calls, model: CallModel) -> None:
+        self._calls = calls
+        self._model = model
+
+    def refresh(self) -> Call:
+        """Fetch the call's current state into this handle; returns the handle."""
+        self._model = self._calls._get_model(self.sid)
+        return self
+
+    def transfer(self, to: str | None = None, *, agent: str | None = None) -> None:
+        """Forward to a number (``to``, or a bare string) or hand to an agent (``agent=``)."""
+        self._model = self._calls._transfer_model(self.sid, to, agent)
+
+    def hangup(self) -> None:
+        """End the call and drop both of its audio tracks."""
+        self._model = self._calls._hangup_model(self.sid)
+
+
+class Calls:
+    """Control plane: originate calls and read their state (``voice.calls``)."""
+
+    def __init__(self, voice: Voice) -> None:
+        self._voice = voice
+
+    def originate(
+        self,
+        *,
+        to: str,
+        from_: str,
+        trunk_id: str,
+        agent: str | None = None,
+        ring_timeout_sec: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call:
+        """Place an outbound call; returns as soon as it is dialing.
+
+        Retries reuse one ``Idempotency-Key`` (generated unless given), so a retried
+        request never places a second call.
+        """
+        if ring_timeout_sec is not None and (
+            isinstance(ring_timeout_sec, bool) or not isinstance(ring_timeout_sec, int)
+        ):
+            raise InvalidArgumentError(
+                f"ring_timeout_sec must be an integer number of seconds, got {ring_timeout_sec!r}"
+            )
+        body = OriginateRequest(
+            to=to,
+            from_=from_,
+            trunk_id=trunk_id,
+            agent=UNSET if agent is None else agent,
+            ring_timeout_sec=UNSET if ring_timeout_sec is None else ring_timeout_sec,
+        )
+        key = idempotency_key or new_idempotency_key()
+        v = self._voice
+        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls"):
+            response = originate_call.sync_detailed(
+                v.org_id, client=v._api, body=body, idempotency_key=key
+            )
+        return Call(self, expect_call(response))
+
+    def get(self, sid: str) -> Call:
+        """The current state of a call (poll this to follow its lifecycle)."""
+        return Call(self, self._get_model(sid))
+
+    def transfer(self, sid: str, to: str | None = None, *, agent: str | None = None) -> Call:
+        """Transfer the call ``sid``; see :meth:`Call.transfer`."""
+        return Call(self, self._transfer_model(sid, to, agent))
+
+    def hangup(self, sid: str) -> Call:
+        """Hang up the call ``sid``; returns its final state."""
+        return Call(self, self._hangup_model(sid))
+
+    def _get_model(self, sid: str) -> CallModel:
+        v = self._voice
+        sid = require_sid(sid)
+        with translate_errors("GET", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}"):
+            response = get_call.sync_detailed(v.org_id, sid, client=v._api)
+        return expect_call(response)
+
+    def _transfer_model(self, sid: str, to: str | None, agent: str | None) -> CallModel:
+        v = self._voice
+        sid = require_sid(sid)
+        kind, value = transfer_target(to, agent)
+        body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
+        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/transfer"):
+            response = transfer_call.sync_detailed(v.org_id, sid, client=v._api, body=body)
+        return expect_call(response)
+
+    def _hangup_model(self, sid: str) -> CallModel:
+        v = self._voice
+        sid = require_sid(sid)
+        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/hangup"):
+            response = hangup_call.sync_detailed(v.org_id, sid, client=v._api)
+        return expect_call(response)
+
+
+class Agents:
+    """Server-side AI agents on live calls (``voice.agents``)."""
+
+    def __init__(self, voice: Voice) -> None:
+        self._voice = voice
+
+    def attach(self, call_sid: str, agent: str) -> None:
+        """Bind ``agent`` to the call, replacing any agent already on it."""
+        v = self._voice
+        sid = require_sid(call_sid)
+        if not isinstance(agent, str) or not agent:
+            raise InvalidArgumentError(f"agent must be a non-empty agent id, got {agent!r}")
+        with translate_errors("PUT", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/agent"):
+            response = attach_agent.sync_detailed(
+                v.org_id, sid, client=v._api, body=AttachAgentRequest(agent=agent)
+            )
+        expect_call(response)
+
+
+class Voice:
+    """The ClutchCall client: ``calls``, ``agents`` (and the audio bridge) for one org.
+
+    Every argument may come from the environment: ``CLUTCHCALL_BASE_URL``,
+    ``CLUTCHCALL_CREDENTIALS`` (the API key), ``CLUTCHCALL_ORG_ID`` and
+    ``CLUTCHCALL_RELAY_URL``. ``verify`` is True, False, a CA bundle path or an
+    ``ssl.SSLContext``. ``http_client`` sends the requests through your own
+    ``httpx`` client (you keep ownership of it).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        org_id: str | None = None,
+        relay_host: str | None = None,
+        relay_url: str | None = None,
+        verify: Verify = True,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        config = resolve_config(
+            base_url=base_url,
+            api_key=api_key,
+            org_id=org_id,
+            relay_host=relay_host,
+            relay_url=relay_url,
+            verify=verify,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._setup(config, http_client)
+
+    def _setup(self, config: ClientConfig, http_client: httpx.Client | None) -> None:
+        self._config = config
+        self._user_http_client = http_client
+        inner: httpx.BaseTransport
+        if http_client is not None:
+            inner = ClientTransport(http_client)
+        else:
+            inner = httpx.HTTPTransport(verify=ssl_verify(config.verify))
+        transport = RetryTransport(inner, RetryPolicy(max_retries=config.max_retries))
+        self._http = httpx.Client(transport=transport, **client_kwargs(config))
+        # The generated client only wraps our httpx client, whose BearerAuth adds the key;
+        # its own token field stays empty so the key is held in exactly one place.
+        self._api = AuthenticatedClient(base_url=config.base_url, token="")
+        self._api.set_httpx_client(self._http)
+        self.calls = Calls(self)
+        self.agents = Agents(self)
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def org_id(self) -> str:
+        return self._config.org_id
+
+    @property
+    def relay_url(self) -> str | None:
+        return self._config.relay_url
+
+    @property
+    def timeout(self) -> float:
+        return self._config.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.max_retries
+
+    def with_options(
+        self, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> Voice:
+        """A new client with the same settings but these overrides; close it when done."""
+        config = resolve_config(
+            base_url=self._config.base_url,
+            api_key=self._config.api_key,
+            org_id=self._config.org_id,
+            relay_host=self._config.relay_host,
+            relay_url=self._config.relay_url,
+            verify=self._config.verify,
+            timeout=self._config.timeout if timeout is None else timeout,
+            max_retries=self._config.max_retries if max_retries is None else max_retries,
+        )
+        clone = object.__new__(type(self))
+        clone._setup(config, self._user_http_client)
+        return clone
+
+    def close(self) -> None:
+        """Release the connection pool (a caller-supplied ``http_client`` stays open)."""
+        self._http.close()
+
+    def __enter__(self) -> Voice:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, org_id={self.org_id!r})"
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be pickled (it holds connections)")

@@ -1,0 +1,190 @@
+"""The SDK's error tree.
+
+Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
+
+    ClutchCallError
+    ├── ConfigurationError          a required setting is missing or malformed
+    ├── InvalidArgumentError        a call was made with bad arguments (also a ValueError)
+    └── APIError                    the control plane could not serve a request
+        ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
+        │   └── APITimeoutError     the request timed out
+        ├── APIResponseValidationError  a success response did not match the API schema
+        └── APIStatusError          the server answered with an error status
+            ├── BadRequestError             400
+            ├── AuthenticationError         401
+            ├── PermissionDeniedError       403
+            ├── NotFoundError               404
+            ├── ConflictError               409
+            ├── UnprocessableEntityError    422
+            ├── RateLimitError              429
+            └── InternalServerError         5xx
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClutchCallError",
+    "ConfigurationError",
+    "ConflictError",
+    "FieldError",
+    "InternalServerError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+]
+
+
+class ClutchCallError(Exception):
+    """Base class of every error the SDK raises on purpose."""
+
+
+class ConfigurationError(ClutchCallError):
+    """A required setting (argument or environment variable) is missing or invalid."""
+
+
+class InvalidArgumentError(ClutchCallError, ValueError):
+    """A method was called with arguments it cannot accept; nothing was sent."""
+
+
+class APIError(ClutchCallError):
+    """The control plane could not serve a request."""
+
+
+class APIConnectionError(APIError):
+    """No usable HTTP exchange took place (connection refused or reset, TLS failure...)."""
+
+    def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class APITimeoutError(APIConnectionError):
+    """The request did not complete within the configured timeout."""
+
+
+class APIResponseValidationError(APIError):
+    """The server answered with success but a body the SDK cannot understand."""
+
+    def __init__(self, message: str, *, status_code: int, body: bytes) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class FieldError:
+    """One per-field validation failure reported by the server."""
+
+    __slots__ = ("field", "message")
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"FieldError(field={self.field!r}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldError) and (self.field, self.message) == (
+            other.field,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.message))
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status and a problem document.
+
+    ``status_code`` is the HTTP status, ``code`` the server's stable error code
+    (for example ``"call_ended"``), ``message`` the human explanation and
+    ``request_id`` the id to quote when asking for support.
+    """
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None,
+        request_id: str | None,
+        response: httpx.Response,
+        errors: list[FieldError] | None = None,
+        body: Any = None,
+    ) -> None:
+        text = f"{status_code} {code or 'error'}: {message}"
+        if request_id:
+            text += f" (request id {request_id})"
+        super().__init__(text)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+        self.response = response
+        self.errors = errors or []
+        self.body = body
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no API key, or the server does not know it."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key lacks a scope or belongs to another org."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such call or agent (calls of other orgs are reported the same way)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the call's state does not allow the operation (for example it has ended)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request body broke the API's schema; see ``errors`` for the fields."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests, still refused after the configured retries."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed, still failing after the configured retries."""
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The most specific :class:`APIStatusError` subclass for an HTTP status."""
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_ERRORS.get(status_code, APIStatusError)
