@@ -25,7 +25,7 @@ from ._quic import (
     apply_verify,
 )
 from .connection import Connection, ConnectionKind
-from .errors import ConnectError, ConnectTimeout, InvalidURL
+from .errors import ConnectError, ConnectTimeout, InvalidURL, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,19 @@ class _ClientSession:
 
         sock = await anyio.create_udp_socket(local_host=local_host)
         self._sock = sock
+        try:
+            return await self._start(sock, configuration, remote)
+        except BaseException:
+            if self._sock is not None:
+                self._sock = None
+                with anyio.CancelScope(shield=True):
+                    await sock.aclose()
+            raise
+
+    async def _start(
+        self, sock: anyio.abc.UDPSocket, configuration: QuicConfiguration, remote: Any
+    ) -> Connection:
+        target = self._target
 
         async def send(data: bytes, addr: Any) -> None:
             await sock.sendto(data, addr[0], addr[1])
@@ -198,8 +211,11 @@ class _ClientSession:
                 raise ConnectTimeout(
                     f"{stage} with {target.authority} did not finish within {self._timeout} s"
                 )
-        except BaseException:
+        except BaseException as exc:
             await self._shutdown(graceful=False)
+            if isinstance(exc, Exception) and not isinstance(exc, TransportError):
+                # Anything else escaping aioquic during setup is still a failed connect.
+                raise ConnectError(f"connecting to {target.authority} failed: {exc!r}") from exc
             raise
         return conn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 
@@ -185,3 +186,21 @@ async def test_no_task_or_socket_is_left_behind(kind: str) -> None:
             assert len(anyio.get_running_tasks()) > before
     await anyio.lowlevel.checkpoint()
     assert len(anyio.get_running_tasks()) == before
+
+
+async def test_cancellation_at_any_point_closes_sockets(kind: str) -> None:
+    """Cancelled connects and bodies leave no socket open (ResourceWarning is an error)."""
+
+    async def idle(conn: Connection) -> None:
+        await anyio.sleep(30)
+
+    with anyio.fail_after(20):
+        async with server(idle) as srv:
+            for delay in (0.0, 0.001, 0.005, 0.02, 0.1):
+                with anyio.move_on_after(delay):
+                    async with client(kind, srv.port):
+                        await anyio.sleep(30)
+        with anyio.move_on_after(0.3):
+            async with server(idle) as srv, client(kind, srv.port):
+                await anyio.sleep(30)
+    gc.collect()
