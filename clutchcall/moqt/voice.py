@@ -3,9 +3,11 @@
 A call's audio lives in namespace ``("voice", <call sid>)`` with two tracks,
 ``uplink`` (caller to cloud) and ``downlink`` (cloud to caller). Each encoded frame
 is one object, alone in its group (Object ID 0, Group ID counting up from
-``first_group_id``), sent on its own subgroup stream with the LOC timestamp
-extension. This is what moq-rs accepts on draft-14: it reads subgroup 0 only,
-objects starting at 0 with no ID gaps, and has no datagram path.
+``first_group_id``), sent on its own subgroup stream (type 0x19: subgroup 0,
+extensions, end of group) with the LOC timestamp extension. That is the shape
+moq-rs itself sends on draft-14, and the only one it reads: subgroup 0, objects
+numbered from 0 without gaps. Object datagrams (``use_datagrams=True``) are also
+forwarded by the moq-rs 0.5.1 relay.
 
 publish_audio, as messages: PUBLISH_NAMESPACE(voice/<sid>) -> PUBLISH_NAMESPACE_OK;
 then for each SUBSCRIBE(voice/<sid>, <track>) -> SUBSCRIBE_OK(alias), and per frame
