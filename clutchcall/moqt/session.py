@@ -233,6 +233,7 @@ class Session:
         self.version: int | None = None
         self.termination: Termination | None = None
         self._webtransport = webtransport
+        self._extra_setup_parameters = setup_parameters
         self._versions = tuple(versions)
         self._implementation = implementation
         self._request_window = request_window
@@ -276,7 +277,6 @@ class Session:
 
         self._in_streams: dict[Hashable, _IncomingStream] = {}
         self._out_streams: dict[int, _OutgoingStream] = {}
-        self._dropped_out_streams: set[int] = set()
         self._next_stream_key = 0
 
         self._handlers: dict[type[m.Message], Callable[[Any], None]] = {
@@ -323,8 +323,6 @@ class Session:
                 params.append((m.SetupParameter.MOQT_IMPLEMENTATION, implementation.encode()))
             params.extend(setup_parameters)
             self._send(m.ClientSetup(self._versions, tuple(params)))
-        else:
-            self._server_extra_parameters = setup_parameters
 
     # --- Output ----------------------------------------------------------------------
 
@@ -584,7 +582,7 @@ class Session:
         extensions: Parameters = (),
         timestamp_us: int | None = None,
     ) -> bool:
-        """Write one object to a subgroup stream; False if the stream was cancelled."""
+        """Write one object to a subgroup stream; False if it is no longer open (reset)."""
         stream = self._out_stream(key)
         if stream is None:
             return False
@@ -990,7 +988,7 @@ class Session:
         reply: list[KeyValuePair] = [(m.SetupParameter.MAX_REQUEST_ID, self._granted_limit)]
         if self._implementation:
             reply.append((m.SetupParameter.MOQT_IMPLEMENTATION, self._implementation.encode()))
-        reply.extend(self._server_extra_parameters)
+        reply.extend(self._extra_setup_parameters)
         self.state = SessionState.ESTABLISHED
         self._send(m.ServerSetup(version, tuple(reply)))
         self._setup_done(version, params, message.parameters)
@@ -1348,8 +1346,8 @@ class Session:
             raise MoqtUsageError("the session is closed")
         stream = self._out_streams.get(key)
         if stream is None:
-            if key in self._dropped_out_streams:
-                return None
+            if 0 <= key < self._next_stream_key:
+                return None  # finished, or reset after UNSUBSCRIBE / STOP_SENDING
             raise MoqtUsageError(f"stream {key} is not an open subgroup stream")
         return stream
 
@@ -1361,7 +1359,6 @@ class Session:
 
     def _drop_out_stream(self, key: int, request_id: int, error_code: int) -> None:
         self._forget_out_stream(key, request_id)
-        self._dropped_out_streams.add(key)
         self._commands.append(StreamReset(key, int(error_code)))
 
     def _encode_stream_object(
