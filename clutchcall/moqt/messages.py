@@ -181,14 +181,11 @@ def _check_track_name(namespace: Namespace, name: bytes) -> str | None:
 def _write_filter(
     buf: bytearray, filter_type: int, start: Location | None, end_group: int | None
 ) -> None:
+    # problem() has checked that start and end_group match the filter type.
     write_varint(buf, filter_type)
-    if filter_type in (FilterType.ABSOLUTE_START, FilterType.ABSOLUTE_RANGE):
-        if start is None:
-            raise MoqtUsageError("absolute filters need a start location")
+    if start is not None:
         write_location(buf, start)
-    if filter_type == FilterType.ABSOLUTE_RANGE:
-        if end_group is None:
-            raise MoqtUsageError("AbsoluteRange needs an end group")
+    if end_group is not None:
         write_varint(buf, end_group)
 
 

@@ -1436,7 +1436,7 @@ class Session:
                 stream.first_object_id = item.object_id
             if stream.request_id is not None:
                 sub = self._subscriptions.get(stream.request_id)
-                if sub is None:
+                if sub is None:  # pragma: no cover - retiring a subscription discards its streams
                     self._discard_in_stream(key, stream)
                 else:
                     self._deliver(sub, stream, item)

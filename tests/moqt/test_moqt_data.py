@@ -85,7 +85,7 @@ def test_every_subgroup_header_type_round_trips(stream_type: int) -> None:
     assert parse_all([wire]) == [header]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(database=None, max_examples=100, deadline=None)
 @given(subgroup_headers(), st.lists(objects(), max_size=5), st.lists(st.integers(0, 10**6)))
 def test_subgroup_stream_round_trip_in_random_splits(
     header: SubgroupHeader, specs: list[ObjectSpec], cuts: list[int]
@@ -172,7 +172,7 @@ def test_timestamps() -> None:
     assert timestamp_from_extensions(((0x11, b"x"), (0x08, 48000))) is None
 
 
-@settings(max_examples=100, deadline=None)
+@settings(database=None, max_examples=100, deadline=None)
 @given(st.lists(fetch_objects(), max_size=4), st.integers(0, 1000), st.lists(st.integers()))
 def test_fetch_stream_round_trip(
     items: list[FetchObject], request_id: int, cuts: list[int]
@@ -191,7 +191,7 @@ def test_fetch_stream_vector() -> None:
 # --- Datagrams ---
 
 
-@settings(max_examples=200, deadline=None)
+@settings(database=None, max_examples=200, deadline=None)
 @given(object_datagrams())
 def test_datagram_round_trip(datagram: ObjectDatagram) -> None:
     wire = datagram.encode()
@@ -316,7 +316,7 @@ def test_huge_extension_length_is_refused_without_buffering() -> None:
         DataStreamParser().feed(b"\x11\x01\x02\x00" + b"\x00" + encode_varint(1 << 30))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(database=None, max_examples=400, deadline=None)
 @given(st.binary(max_size=120), st.booleans())
 def test_fuzz_streams_only_raise_protocol_errors(data: bytes, end: bool) -> None:
     parser = DataStreamParser(max_object_size=4096)
@@ -327,7 +327,7 @@ def test_fuzz_streams_only_raise_protocol_errors(data: bytes, end: bool) -> None
     assert parser.buffered <= len(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(database=None, max_examples=300, deadline=None)
 @given(
     subgroup_headers(),
     st.lists(objects(), max_size=3),
@@ -345,7 +345,7 @@ def test_fuzz_mutated_streams_only_raise_protocol_errors(
         assert exc.error_code in set(SessionErrorCode)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(database=None, max_examples=400, deadline=None)
 @given(st.binary(max_size=80))
 def test_fuzz_datagrams_only_raise_protocol_errors(data: bytes) -> None:
     try:

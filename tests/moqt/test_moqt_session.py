@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from moqt_helpers import Link, established
 
 from clutchcall.moqt import messages as m
+from clutchcall.moqt import session as session_module
 from clutchcall.moqt.errors import (
     MoqtProtocolError,
     MoqtUsageError,
@@ -445,6 +446,44 @@ def test_subscribe_usage_errors() -> None:
         client.subscribe_update(0, start=Location(5, 0), end_group=3)
     with pytest.raises(MoqtUsageError):
         link.server.session.accept_subscribe(42)
+
+
+def test_default_aliases_skip_explicit_ones() -> None:
+    server = server_ready()
+    raw(server, m.Subscribe(0, NS, b"a"), m.Subscribe(2, NS, b"b"), m.Subscribe(4, NS, b"c"))
+    with pytest.raises(MoqtUsageError):
+        server.send_object(0, 0, b"x")  # not accepted yet
+    assert server.accept_subscribe(0, track_alias=1) == 1
+    assert server.accept_subscribe(2) == 0
+    assert server.accept_subscribe(4) == 2
+
+
+def test_publish_done_before_subscribe_ok_ends_the_subscription() -> None:
+    client = client_ready()
+    request_id = client.subscribe(NS, "a")
+    assert raw(client, m.PublishDone(request_id, 2, 0)) == [
+        PublishDoneReceived(request_id, 2, 0, "")
+    ]
+    with pytest.raises(MoqtUsageError):
+        client.unsubscribe(request_id)
+
+
+def test_retired_aliases_are_remembered_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "_RETIRED_ALIAS_MEMORY", 2)
+    client = client_ready()
+    for alias in range(3):
+        request_id = client.subscribe(NS, f"t{alias}")
+        raw(client, m.SubscribeOk(request_id, alias))
+        client.unsubscribe(request_id)
+    assert list(client._retired_aliases) == [1, 2]
+
+
+def test_calls_after_close_are_usage_errors() -> None:
+    client = client_ready()
+    request_id = client.subscribe(NS, "a")
+    client.close()
+    with pytest.raises(MoqtUsageError):
+        client.unsubscribe(request_id)
 
 
 def test_duplicate_track_alias() -> None:
@@ -926,7 +965,7 @@ def test_same_events_byte_by_byte() -> None:
     assert run(7) == whole
 
 
-@settings(max_examples=200, deadline=None)
+@settings(database=None, max_examples=200, deadline=None)
 @given(st.binary(max_size=120))
 def test_fuzz_control_input_only_raises_protocol_errors(data: bytes) -> None:
     server = server_ready()
@@ -936,7 +975,7 @@ def test_fuzz_control_input_only_raises_protocol_errors(data: bytes) -> None:
         assert server.state == SessionState.CLOSED
 
 
-@settings(max_examples=200, deadline=None)
+@settings(database=None, max_examples=200, deadline=None)
 @given(st.binary(max_size=120), st.booleans())
 def test_fuzz_stream_and_datagram_input_only_raises_protocol_errors(data: bytes, end: bool) -> None:
     client = client_ready()

@@ -53,6 +53,7 @@ def test_non_minimal_varint_is_read() -> None:
     assert Reader(bytes.fromhex("4025")).read_varint() == 37
 
 
+@settings(database=None)
 @given(varints)
 def test_varint_round_trip(value: int) -> None:
     encoded = encode_varint(value)
@@ -81,6 +82,7 @@ def test_key_value_pair_vectors() -> None:
     assert encode_key_value_pairs(((0x01, b"/x"),)) == bytes.fromhex("01022f78")
 
 
+@settings(database=None)
 @given(st.lists(key_value_pairs, max_size=5).map(tuple))
 def test_key_value_pairs_round_trip(pairs: tuple[tuple[int, int | bytes], ...]) -> None:
     assert decode_key_value_pairs(encode_key_value_pairs(pairs)) == pairs
@@ -107,7 +109,7 @@ def test_truncated_extension_block_is_a_formatting_error() -> None:
     assert info.value.error_code == SessionErrorCode.KEY_VALUE_FORMATTING_ERROR
 
 
-@settings(max_examples=50)
+@settings(database=None, max_examples=50)
 @given(namespaces)
 def test_namespace_round_trip(namespace: tuple[bytes, ...]) -> None:
     buf = bytearray()
