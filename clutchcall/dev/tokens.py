@@ -1,0 +1,93 @@
+"""Short-lived bridge tokens: what a client shows the relay instead of its API key.
+
+A token names one call (org + sid), one role and an expiry, signed with the
+engine's secret (HMAC-SHA256)::
+
+    cct1.<base64url(json claims)>.<base64url(signature)>
+
+Roles: ``server`` may subscribe to the call's uplink and publish its downlink
+(``attach``); ``caller`` may do the reverse (``attach_caller``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+PREFIX = "cct1"
+ROLES = ("server", "caller")
+UPLINK = "uplink"
+DOWNLINK = "downlink"
+
+
+class TokenError(Exception):
+    """The token is malformed, forged or expired (the message says which)."""
+
+
+@dataclass(frozen=True)
+class BridgeClaims:
+    org_id: str
+    call_sid: str
+    role: str
+    expires_at: float  # seconds since the epoch
+
+    def may_publish(self, track: str) -> bool:
+        return track == (DOWNLINK if self.role == "server" else UPLINK)
+
+    def may_subscribe(self, track: str) -> bool:
+        return track == (UPLINK if self.role == "server" else DOWNLINK)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint(secret: bytes, claims: BridgeClaims) -> str:
+    if claims.role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {claims.role!r}")
+    body = _b64(
+        json.dumps(
+            {
+                "org": claims.org_id,
+                "sid": claims.call_sid,
+                "role": claims.role,
+                "exp": claims.expires_at,
+            },
+            separators=(",", ":"),
+        ).encode()
+    )
+    signature = _b64(hmac.new(secret, f"{PREFIX}.{body}".encode(), hashlib.sha256).digest())
+    return f"{PREFIX}.{body}.{signature}"
+
+
+def verify(secret: bytes, token: str, *, now: float) -> BridgeClaims:
+    """The token's claims, if it is genuine and not expired at ``now`` (epoch seconds)."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != PREFIX:
+        raise TokenError("not a bridge token")
+    expected = hmac.new(secret, f"{PREFIX}.{parts[1]}".encode(), hashlib.sha256).digest()
+    try:
+        signature = _unb64(parts[2])
+        data = json.loads(_unb64(parts[1]))
+        claims = BridgeClaims(
+            org_id=str(data["org"]),
+            call_sid=str(data["sid"]),
+            role=str(data["role"]),
+            expires_at=float(data["exp"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TokenError("malformed bridge token") from exc
+    if not hmac.compare_digest(signature, expected):
+        raise TokenError("bridge token signature does not match")
+    if claims.role not in ROLES:
+        raise TokenError("bridge token has an unknown role")
+    if claims.expires_at <= now:
+        raise TokenError("bridge token has expired")
+    return claims
