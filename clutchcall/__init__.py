@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from clutchcall_api.models import AudioCodec, CallStatus, EndReason
 
 from ._control._async_client import AsyncAgents, AsyncCall, AsyncCalls, AsyncVoice
+from ._control._base import BridgeToken
 from ._control._sync_client import Agents, Call, Calls, Voice
 from .errors import (
     APIConnectionError,
@@ -42,6 +43,7 @@ __all__ = [
     "AudioCodec",
     "AuthenticationError",
     "BadRequestError",
+    "BridgeToken",
     "Call",
     "CallStatus",
     "Calls",

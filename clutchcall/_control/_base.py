@@ -8,9 +8,10 @@ import ssl
 import uuid
 from collections.abc import Generator, Iterator
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
+from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.models import CallStatus, EndReason
 from clutchcall_api.types import Response, Unset
@@ -25,6 +26,8 @@ from ..errors import (
     status_error_class,
 )
 from ._config import ClientConfig
+
+M = TypeVar("M")
 
 USER_AGENT = f"clutchcall-python/{__version__}"
 ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
@@ -97,18 +100,22 @@ def _request_of(exc: httpx.TransportError) -> httpx.Request | None:
         return None
 
 
-def expect_call(response: Response[Any]) -> CallModel:
-    """The Call of a successful response, or the typed error an error response means."""
+def expect_model(response: Response[Any], model: type[M]) -> M:
+    """The parsed body of a successful response, or the typed error an error response means."""
     status = int(response.status_code)
     if status >= 400:
         raise_status_error(status, response.headers, response.content)
-    if isinstance(response.parsed, CallModel):
+    if isinstance(response.parsed, model):
         return response.parsed
     raise APIResponseValidationError(
-        f"the server answered {status} without a call in its body",
+        f"the server answered {status} without a {model.__name__} in its body",
         status_code=status,
         body=response.content,
     )
+
+
+def expect_call(response: Response[Any]) -> CallModel:
+    return expect_model(response, CallModel)
 
 
 def raise_status_error(status: int, headers: Any, content: bytes) -> NoReturn:
@@ -219,3 +226,38 @@ def ssl_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
     return verify
+
+
+class BridgeToken:
+    """A short-lived relay credential for one call and role; ``repr`` hides the token."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model: BridgeTokenModel) -> None:
+        self._model = model
+
+    @property
+    def token(self) -> str:
+        return self._model.token
+
+    @property
+    def role(self) -> str:
+        return self._model.role.value
+
+    @property
+    def call_sid(self) -> str:
+        return self._model.call_sid
+
+    @property
+    def expires_at(self) -> datetime:
+        return self._model.expires_at
+
+    @property
+    def relay_url(self) -> str | None:
+        return self._model.relay_url
+
+    def __repr__(self) -> str:
+        return (
+            f"BridgeToken(call_sid={self.call_sid!r}, role={self.role!r}, "
+            f"expires_at={self.expires_at.isoformat()!r}, token=<hidden>)"
+        )

@@ -10,21 +10,32 @@ from typing import Any
 import httpx
 from clutchcall_api import AuthenticatedClient
 from clutchcall_api.api.agents import attach_agent
-from clutchcall_api.api.calls import get_call, hangup_call, originate_call, transfer_call
+from clutchcall_api.api.calls import (
+    create_bridge_token,
+    get_call,
+    hangup_call,
+    originate_call,
+    transfer_call,
+)
 from clutchcall_api.models import (
     AttachAgentRequest,
+    BridgeRole,
+    BridgeTokenRequest,
     OriginateRequest,
     TransferToAgent,
     TransferToNumber,
 )
+from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
 from ..errors import InvalidArgumentError
 from ._base import (
+    BridgeToken,
     CallFields,
     client_kwargs,
     expect_call,
+    expect_model,
     new_idempotency_key,
     require_sid,
     ssl_verify,
@@ -113,6 +124,24 @@ class Calls:
     def hangup(self, sid: str) -> Call:
         """Hang up the call ``sid``; returns its final state."""
         return Call(self, self._hangup_model(sid))
+
+    def create_bridge_token(self, sid: str, role: str = "server") -> BridgeToken:
+        """A short-lived token for joining the call's audio tracks on the relay.
+
+        ``role="server"`` subscribes uplink and publishes downlink; ``"caller"`` the
+        reverse. The audio bridge fetches these itself; use this with the raw
+        ``MoqtClient``.
+        """
+        v = self._voice
+        sid = require_sid(sid)
+        try:
+            body = BridgeTokenRequest(role=BridgeRole(role))
+        except ValueError:
+            raise InvalidArgumentError(f"role must be 'server' or 'caller', got {role!r}") from None
+        url = f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/bridge-tokens"
+        with translate_errors("POST", url):
+            response = create_bridge_token.sync_detailed(v.org_id, sid, client=v._api, body=body)
+        return BridgeToken(expect_model(response, BridgeTokenModel))
 
     def _get_model(self, sid: str) -> CallModel:
         v = self._voice

@@ -6,8 +6,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
@@ -17,8 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import tokens
 from ._faults import Faults, RequestRecord
-from ._state import ApiKey, CallRecord, StateError, Store
+from ._state import ApiKey, CallRecord, StateError, Store, iso
+
+T = TypeVar("T")
 
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 TRUNK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -235,7 +238,7 @@ class ControlPlane:
                 fingerprint=fingerprint,
             )
         except StateError as exc:
-            raise Problem(422, exc.code, exc.detail) from None
+            raise Problem(409, exc.code, exc.detail) from None
         headers = {"Location": f"/v1/orgs/{key.org_id}/calls/{call.sid}"}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -278,10 +281,34 @@ class ControlPlane:
         self._apply(lambda: self.store.attach_agent(call, agent))
         return self.call_response(call)
 
+    async def create_bridge_token(self, request: Request) -> Response:
+        key = self.authenticate(request, "voice:bridge")
+        call = self.find_call(request, key)
+        body = await _json_body(request)
+        role = body.get("role")
+        if role not in tokens.ROLES:
+            raise Problem(
+                422,
+                "validation_failed",
+                "role must be 'server' or 'caller'",
+                errors=[{"field": "role", "message": "must be 'server' or 'caller'"}],
+            )
+        grant = self._apply(lambda: self.store.mint_bridge_token(call, role))
+        return JSONResponse(
+            {
+                "token": grant.token,
+                "role": role,
+                "callSid": call.sid,
+                "expiresAt": iso(grant.expires_at),
+                "relayUrl": self.store.relay_url,
+            },
+            status_code=201,
+        )
+
     @staticmethod
-    def _apply(action: Callable[[], None]) -> None:
+    def _apply(action: Callable[[], T]) -> T:
         try:
-            action()
+            return action()
         except StateError as exc:
             raise Problem(409, exc.code, exc.detail) from None
 
@@ -373,7 +400,8 @@ async def _handle_crash(request: Request, exc: Exception) -> Response:
     return problem_response(problem, _request_id(request), request.url.path)
 
 
-def build_app(store: Store, faults: Faults) -> ASGIApp:
+def build_app(store: Store, faults: Faults, extra_routes: Sequence[Route] = ()) -> ASGIApp:
+    """The control plane; ``extra_routes`` adds dev-only endpoints (not in openapi.yaml)."""
     plane = ControlPlane(store, faults)
     base = "/v1/orgs/{org_id}/calls"
 
@@ -387,6 +415,8 @@ def build_app(store: Store, faults: Faults) -> ASGIApp:
             route(base + "/{sid}/transfer", plane.transfer, "POST"),
             route(base + "/{sid}/hangup", plane.hangup, "POST"),
             route(base + "/{sid}/agent", plane.attach_agent, "PUT"),
+            route(base + "/{sid}/bridge-tokens", plane.create_bridge_token, "POST"),
+            *extra_routes,
         ],
         exception_handlers={
             Problem: _handle_problem,

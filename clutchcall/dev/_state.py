@@ -11,10 +11,13 @@ from __future__ import annotations
 import enum
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from . import tokens
 
 SCOPES = frozenset({"voice:calls", "voice:agents", "voice:bridge"})
 BUILTIN_AGENTS = ("echo", "healthcare-assistant", "billing-bot")
@@ -28,6 +31,7 @@ DIAL_SECONDS = 0.2
 RING_SECONDS = 1.0
 BUSY_SECONDS = 0.5
 CALLEE_HANGUP_SECONDS = 2.0
+BRIDGE_TOKEN_TTL = 600.0
 
 
 class Callee(enum.Enum):
@@ -162,6 +166,12 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class BridgeGrant:
+    token: str = field(repr=False)
+    expires_at: datetime
+
+
 class StateError(Exception):
     """A request conflicts with a call's state (maps to 409)."""
 
@@ -183,6 +193,9 @@ class Store:
         self.calls: dict[str, CallRecord] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, str]] = {}
         self.agents: set[str] = set(BUILTIN_AGENTS)
+        self.bridge_secret = secrets.token_bytes(32)
+        self.bridge_token_ttl = BRIDGE_TOKEN_TTL
+        self.relay_url: str | None = None
 
     def add_key(self, org_id: str, scopes: frozenset[str] = SCOPES, key: str | None = None) -> str:
         key = key or f"cc_dev_{secrets.token_hex(16)}"
@@ -269,6 +282,15 @@ class Store:
             self._require_live(call)
             reason = "hangup" if call.answered(now) is not None else "canceled"
             call.hangup = Ending(now, "completed", reason)
+
+    def mint_bridge_token(self, call: CallRecord, role: str) -> BridgeGrant:
+        with self.lock:
+            self._require_live(call)
+        expires = time.time() + self.bridge_token_ttl
+        claims = tokens.BridgeClaims(call.org_id, call.sid, role, expires)
+        return BridgeGrant(
+            tokens.mint(self.bridge_secret, claims), datetime.fromtimestamp(expires, UTC)
+        )
 
     def _require_live(self, call: CallRecord) -> str:
         now = self.clock()

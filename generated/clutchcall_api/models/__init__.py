@@ -2,6 +2,9 @@
 
 from .attach_agent_request import AttachAgentRequest
 from .audio_codec import AudioCodec
+from .bridge_role import BridgeRole
+from .bridge_token import BridgeToken
+from .bridge_token_request import BridgeTokenRequest
 from .call import Call
 from .call_status import CallStatus
 from .end_reason import EndReason
@@ -14,6 +17,9 @@ from .transfer_to_number import TransferToNumber
 __all__ = (
     "AttachAgentRequest",
     "AudioCodec",
+    "BridgeRole",
+    "BridgeToken",
+    "BridgeTokenRequest",
     "Call",
     "CallStatus",
     "EndReason",

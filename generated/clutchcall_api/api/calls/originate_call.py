@@ -65,6 +65,11 @@ def _parse_response(
 
         return response_404
 
+    if response.status_code == 409:
+        response_409 = Problem.from_dict(response.json())
+
+        return response_409
+
     if response.status_code == 415:
         response_415 = Problem.from_dict(response.json())
 
@@ -120,8 +125,9 @@ def sync_detailed(
     it is dialing; poll `getCall` to see it ring and be answered.
 
     Send an `Idempotency-Key` to make retries safe: a repeated request with the
-    same key and body returns the call created the first time instead of
-    placing a second one.
+    same key and body returns the call created the first time (with the header
+    `Idempotent-Replayed: true`) instead of placing a second one. Reusing a key
+    with a different body is a conflict (409, `idempotency_key_reused`).
 
     Args:
         org_id (str):
@@ -162,8 +168,9 @@ def sync(
     it is dialing; poll `getCall` to see it ring and be answered.
 
     Send an `Idempotency-Key` to make retries safe: a repeated request with the
-    same key and body returns the call created the first time instead of
-    placing a second one.
+    same key and body returns the call created the first time (with the header
+    `Idempotent-Replayed: true`) instead of placing a second one. Reusing a key
+    with a different body is a conflict (409, `idempotency_key_reused`).
 
     Args:
         org_id (str):
@@ -199,8 +206,9 @@ async def asyncio_detailed(
     it is dialing; poll `getCall` to see it ring and be answered.
 
     Send an `Idempotency-Key` to make retries safe: a repeated request with the
-    same key and body returns the call created the first time instead of
-    placing a second one.
+    same key and body returns the call created the first time (with the header
+    `Idempotent-Replayed: true`) instead of placing a second one. Reusing a key
+    with a different body is a conflict (409, `idempotency_key_reused`).
 
     Args:
         org_id (str):
@@ -239,8 +247,9 @@ async def asyncio(
     it is dialing; poll `getCall` to see it ring and be answered.
 
     Send an `Idempotency-Key` to make retries safe: a repeated request with the
-    same key and body returns the call created the first time instead of
-    placing a second one.
+    same key and body returns the call created the first time (with the header
+    `Idempotent-Replayed: true`) instead of placing a second one. Reusing a key
+    with a different body is a conflict (409, `idempotency_key_reused`).
 
     Args:
         org_id (str):
