@@ -1,1 +1,62 @@
-"""audio"""
+"""Audio for voice calls: codecs, a paced source, a jitter-buffered player, WAV files.
+
+The Python counterparts of the browser helpers: :class:`AudioSource` plays the
+role of ``captureMicrophone`` (PCM in, one encoded frame with its timestamp out
+per frame period) and :class:`AudioPlayer` that of ``OpusPlayer`` (encoded
+frames in, in any order, continuous PCM out, with silence where audio is
+missing).
+
+Encode and decode single frames::
+
+    from clutchcall.audio import make_codec
+
+    codec = make_codec("opus", sample_rate=48000, channels=1, frame_ms=20)
+    packet = codec.encode(pcm_960_samples)      # int16 array or bytes -> bytes
+    pcm = codec.decode(packet)                  # -> int16 array, shape (960, 1)
+"""
+
+from __future__ import annotations
+
+from . import g711
+from .codecs import (
+    AudioCodecImpl,
+    G711Codec,
+    OpusApplication,
+    OpusCodec,
+    Pcm,
+    Pcm16Codec,
+    PcmLike,
+    as_pcm,
+    make_codec,
+)
+from .errors import AudioError, DecodeError, FrameSizeError, UnsupportedFormatError, WavFormatError
+from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
+from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
+
+__all__ = [
+    "AudioCodecImpl",
+    "AudioError",
+    "DecodeError",
+    "FrameSizeError",
+    "G711Codec",
+    "OpusApplication",
+    "OpusCodec",
+    "Pcm",
+    "Pcm16Codec",
+    "PcmLike",
+    "UnsupportedFormatError",
+    "Wav",
+    "WavFormatError",
+    "WavWriter",
+    "as_pcm",
+    "g711",
+    "iter_wav",
+    "make_codec",
+    "read_wav",
+    "synth_chirp",
+    "synth_prompt",
+    "synth_silence",
+    "synth_tone",
+    "wav_params",
+    "write_wav",
+]
