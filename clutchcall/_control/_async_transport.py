@@ -41,7 +41,7 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
                     if response.status_code >= 400 and not is_problem_document(response):
                         body = await response.aread()
                         await response.aclose()
-                        return synthesize_problem(response, body)
+                        return synthesize_problem(request, response, body)
                     return response
                 delay = self._policy.delay(attempt, response.headers.get("retry-after"))
                 reason = f"status {response.status_code}"

@@ -101,7 +101,9 @@ def is_problem_document(response: httpx.Response) -> bool:
     return content_type in (PROBLEM_JSON, "application/json")
 
 
-def synthesize_problem(response: httpx.Response, body: bytes) -> httpx.Response:
+def synthesize_problem(
+    request: httpx.Request, response: httpx.Response, body: bytes
+) -> httpx.Response:
     """An error response whose body is not JSON (a proxy's HTML 502, say), rewritten as a
     problem document so that its status survives parsing by the generated client."""
     snippet = body[:200].decode("utf-8", "replace").strip()
@@ -122,6 +124,6 @@ def synthesize_problem(response: httpx.Response, body: bytes) -> httpx.Response:
         response.status_code,
         headers=headers,
         content=json.dumps(problem).encode(),
-        request=response.request,
+        request=request,
         extensions=response.extensions,
     )

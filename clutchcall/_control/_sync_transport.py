@@ -43,7 +43,7 @@ class RetryTransport(httpx.BaseTransport):
                     if response.status_code >= 400 and not is_problem_document(response):
                         body = response.read()
                         response.close()
-                        return synthesize_problem(response, body)
+                        return synthesize_problem(request, response, body)
                     return response
                 delay = self._policy.delay(attempt, response.headers.get("retry-after"))
                 reason = f"status {response.status_code}"

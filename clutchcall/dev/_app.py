@@ -329,12 +329,13 @@ class _Middleware:
         method: str = scope["method"]
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status_seen = 0
+        idempotency_key = headers.get("idempotency-key")
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_seen
             if message["type"] == "http.response.start":
-                status_seen = message["status"]
+                # Logged before the response leaves, so a client never sees an answer
+                # to a request the log does not show yet.
+                self.faults.record(RequestRecord(method, path, idempotency_key, message["status"]))
                 message = dict(message)
                 message["headers"] = [
                     *message.get("headers", []),
@@ -355,10 +356,6 @@ class _Middleware:
             await self.app(scope, receive, send_with_id)
         except Problem as problem:
             await problem_response(problem, request_id, path)(scope, receive, send_with_id)
-        finally:
-            self.faults.record(
-                RequestRecord(method, path, headers.get("idempotency-key"), status_seen)
-            )
 
 
 async def _discard(message: Message) -> None:

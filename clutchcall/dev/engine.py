@@ -82,7 +82,7 @@ class Engine:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             build_app(self.store, self.faults),
-            log_level="warning",
+            log_level="error",
             access_log=False,
             lifespan="off",
             http="h11",
