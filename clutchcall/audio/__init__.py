@@ -30,20 +30,37 @@ from .codecs import (
     make_codec,
 )
 from .errors import AudioError, DecodeError, FrameSizeError, UnsupportedFormatError, WavFormatError
+from .jitter import JitterBuffer, JitterStats, Playout, PlayoutKind, PushOutcome
+from .player import AudioPlayer, PcmSink, PlayerStats
 from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
+from .resample import Resampler
+from .source import AudioSource, EncodedFrame, Publish, SourceStats
 from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
 
 __all__ = [
     "AudioCodecImpl",
     "AudioError",
+    "AudioPlayer",
+    "AudioSource",
     "DecodeError",
+    "EncodedFrame",
     "FrameSizeError",
     "G711Codec",
+    "JitterBuffer",
+    "JitterStats",
     "OpusApplication",
     "OpusCodec",
     "Pcm",
     "Pcm16Codec",
     "PcmLike",
+    "PcmSink",
+    "PlayerStats",
+    "Playout",
+    "PlayoutKind",
+    "Publish",
+    "PushOutcome",
+    "Resampler",
+    "SourceStats",
     "UnsupportedFormatError",
     "Wav",
     "WavFormatError",
