@@ -25,7 +25,15 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -173,6 +181,7 @@ class AudioSource:
             pad_final,
         )
         self._started = False
+        self._close_chunks = False
 
     @classmethod
     def from_wav(
@@ -190,7 +199,7 @@ class AudioSource:
     ) -> AudioSource:
         """A source reading a 16-bit WAV file of any rate and channel count, resampled."""
         rate, file_channels, _ = wav_params(path)
-        return cls(
+        source = cls(
             iter_wav(path, chunk_samples=max(rate // 10, 1)),
             codec=codec,
             sample_rate=sample_rate,
@@ -203,6 +212,12 @@ class AudioSource:
             timestamp_origin_us=timestamp_origin_us,
             pad_final=pad_final,
         )
+        source._close_chunks = True  # the file reader is ours: close it even if stopped early
+        return source
+
+    def _release(self) -> None:
+        if self._close_chunks and isinstance(self._chunks, Generator):
+            self._chunks.close()
 
     @property
     def frames_produced(self) -> int:
@@ -219,25 +234,31 @@ class AudioSource:
         if not isinstance(chunks, Iterable):
             raise TypeError("frames() needs a sync iterable of chunks; use aframes()")
         self._claim()
-        for chunk in chunks:
-            yield from self._framer.push(chunk)
-        yield from self._framer.finish()
+        try:
+            for chunk in chunks:
+                yield from self._framer.push(chunk)
+            yield from self._framer.finish()
+        finally:
+            self._release()
 
-    async def aframes(self) -> AsyncIterator[EncodedFrame]:
+    async def aframes(self) -> AsyncGenerator[EncodedFrame, None]:
         """The encoded frames, unpaced, from a sync or async iterable of chunks."""
         self._claim()
         chunks = self._chunks
-        if isinstance(chunks, AsyncIterable):
-            async for chunk in chunks:
-                for frame in self._framer.push(chunk):
-                    yield frame
-        else:
-            for chunk in chunks:
-                for frame in self._framer.push(chunk):
-                    yield frame
-                await anyio.lowlevel.checkpoint()
-        for frame in self._framer.finish():
-            yield frame
+        try:
+            if isinstance(chunks, AsyncIterable):
+                async for chunk in chunks:
+                    for frame in self._framer.push(chunk):
+                        yield frame
+            else:
+                for chunk in chunks:
+                    for frame in self._framer.push(chunk):
+                        yield frame
+                    await anyio.lowlevel.checkpoint()
+            for frame in self._framer.finish():
+                yield frame
+        finally:
+            self._release()
 
     async def run(self, publish: Publish, *, realtime: bool = True) -> SourceStats:
         """Publish every frame, paced in real time or as fast as possible.
@@ -249,22 +270,23 @@ class AudioSource:
         start: float | None = None
         late = 0
         count = 0
-        async for frame in self.aframes():
-            if realtime:
-                now = anyio.current_time()
-                if start is None:
-                    start = now
-                deadline = start + count * frame_s
-                if now > deadline + frame_s:
-                    late += 1
+        async with aclosing(self.aframes()) as frames:
+            async for frame in frames:
+                if realtime:
+                    now = anyio.current_time()
+                    if start is None:
+                        start = now
+                    deadline = start + count * frame_s
+                    if now > deadline + frame_s:
+                        late += 1
+                    else:
+                        await anyio.sleep_until(deadline)
                 else:
-                    await anyio.sleep_until(deadline)
-            else:
-                await anyio.lowlevel.checkpoint()
-            result = publish(frame.data, frame.timestamp_us)
-            if inspect.isawaitable(result):
-                await result
-            count += 1
+                    await anyio.lowlevel.checkpoint()
+                result = publish(frame.data, frame.timestamp_us)
+                if inspect.isawaitable(result):
+                    await result
+                count += 1
         return SourceStats(
             frames=count,
             duration_us=count * self.codec.frame_us,

@@ -175,3 +175,18 @@ def test_resampler_output_length_and_passthrough() -> None:
     same = Resampler(in_rate=8000, in_channels=1, out_rate=8000, out_channels=1)
     data = np.arange(10, dtype=np.int16)
     assert same.push(data).ravel().tolist() == list(range(10))
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_realtime_run_stops_publishing_and_closes_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "long.wav"
+    write_wav(path, synth_tone(300, 2.0, 16000), 16000)
+    published, publish = collect()
+    source = AudioSource.from_wav(path)
+    with anyio.move_on_after(0.1):
+        await source.run(publish)
+    assert 1 <= len(published) <= 10
+    assert source.frames_produced >= len(published)  # encoded a chunk ahead, never more
+    path.unlink()  # the reader let go of the file (and no ResourceWarning was raised)
