@@ -4,7 +4,7 @@ The Python counterparts of the browser helpers: :class:`AudioSource` plays the
 role of ``captureMicrophone`` (PCM in, one encoded frame with its timestamp out
 per frame period) and :class:`AudioPlayer` that of ``OpusPlayer`` (encoded
 frames in, in any order, continuous PCM out, with silence where audio is
-missing).
+missing). See ``README.md`` next to this file for the policies.
 
 Encode and decode single frames::
 
@@ -13,6 +13,17 @@ Encode and decode single frames::
     codec = make_codec("opus", sample_rate=48000, channels=1, frame_ms=20)
     packet = codec.encode(pcm_960_samples)      # int16 array or bytes -> bytes
     pcm = codec.decode(packet)                  # -> int16 array, shape (960, 1)
+
+Publish a WAV file (any rate, any channels) onto a bridge, paced in real time::
+
+    source = AudioSource.from_wav("greeting.wav", codec="opus", frame_ms=20)
+    await source.run(bridge.publish_downlink)            # or source.run_blocking(...)
+
+Record what arrives into a WAV file::
+
+    with AudioPlayer.to_wav("downlink.wav", codec="opus") as player:
+        caller = v.audio_bridge.attach_caller(sid, codec="opus", on_downlink=player.on_frame)
+        player.run_blocking(duration=10.0)   # or: await player.run() in a task group
 """
 
 from __future__ import annotations
