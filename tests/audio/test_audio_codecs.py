@@ -235,3 +235,16 @@ def test_silence_has_the_frame_shape() -> None:
     codec = make_codec("pcm16", sample_rate=16000, channels=2, frame_ms=10)
     assert codec.silence().shape == (160, 2)
     assert not codec.silence().any()
+
+
+def test_opus_takes_bytes_flat_and_non_contiguous_arrays_alike() -> None:
+    stereo = test_tone(0.02, 2)
+    reference = make_codec("opus", channels=2).encode(stereo)
+    as_bytes = stereo.astype("<i2").tobytes()
+    assert make_codec("opus", channels=2).encode(as_bytes) == reference
+    assert make_codec("opus", channels=2).encode(stereo.ravel()) == reference
+    padded = np.zeros((len(stereo), 4), dtype=np.int16)
+    padded[:, ::2] = stereo
+    strided = padded[:, ::2]  # the same samples, not C-contiguous
+    assert not strided.flags.c_contiguous
+    assert make_codec("opus", channels=2).encode(strided) == reference
