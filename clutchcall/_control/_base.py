@@ -6,7 +6,7 @@ import contextlib
 import json
 import ssl
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -33,26 +33,16 @@ USER_AGENT = f"clutchcall-python/{__version__}"
 ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
 
 
-class BearerAuth(httpx.Auth):
-    """Adds ``Authorization: Bearer <key>``; its repr never shows the key."""
-
-    def __init__(self, api_key: str) -> None:
-        self._header = f"Bearer {api_key}"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
-
-    def __repr__(self) -> str:
-        return "BearerAuth(api_key=<hidden>)"
-
-
 def client_kwargs(config: ClientConfig) -> dict[str, Any]:
     """Arguments for the ``httpx`` client the SDK builds for itself."""
     return {
         "base_url": config.base_url,
-        "auth": BearerAuth(config.api_key),
-        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+        # httpx masks Authorization in every repr of headers, requests and clients.
+        "headers": {
+            "Authorization": f"Bearer {config.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        },
         "timeout": httpx.Timeout(config.timeout),
         "follow_redirects": False,
     }
