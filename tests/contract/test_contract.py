@@ -21,7 +21,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = int(os.environ.get("CLUTCHCALL_CONTRACT_EXAMPLES", "30"))
 
 
-def run_schemathesis(engine: Engine, *extra: str) -> tuple[int, str]:
+def run_schemathesis(
+    engine: Engine, *extra: str, max_examples: int = MAX_EXAMPLES, seed: int = 20261125
+) -> tuple[int, str]:
     cmd = [
         str(SCHEMATHESIS),
         "--config-file",
@@ -33,9 +35,9 @@ def run_schemathesis(engine: Engine, *extra: str) -> tuple[int, str]:
         "--header",
         f"Authorization: Bearer {engine.api_key}",
         "--max-examples",
-        str(MAX_EXAMPLES),
+        str(max_examples),
         "--seed",
-        "20261125",
+        str(seed),
         "--no-color",
         "--workers",
         "1",
@@ -56,3 +58,25 @@ def test_engine_conforms_to_openapi_yaml(clutchcall_engine: Engine) -> None:
     assert generated >= 300
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}", output), f"phase {phase} did not pass:\n{output[-3000:]}"
+
+
+def test_stateful_sequences_of_a_thousand_cases(clutchcall_engine: Engine) -> None:
+    """originate -> get / transfer / hangup / agent / bridge-token chains, via the links.
+
+    Scenario lengths vary from run to run, so seeded runs repeat (at most six) until
+    1,000 stateful cases have passed; every run must pass.
+    """
+    total = 0
+    for seed in range(1, 7):
+        code, output = run_schemathesis(
+            clutchcall_engine, "--phases", "stateful", max_examples=300, seed=seed
+        )
+        summary = re.search(r"(\d+) generated, (.*)", output)
+        assert code == 0, output[-6000:]
+        assert summary is not None, output[-3000:]
+        assert summary.group(2).startswith(f"{summary.group(1)} passed"), summary.group(0)
+        total += int(summary.group(1))
+        if total >= 1000:
+            break
+    print(f"{total} stateful cases passed")
+    assert total >= 1000
