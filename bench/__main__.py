@@ -6,10 +6,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import control_plane
+from . import codecs, control_plane
 
 BENCHMARKS: dict[str, Callable[[], Any]] = {
     "control_plane": control_plane.run,
+    "codecs": codecs.run,
 }
 
 
