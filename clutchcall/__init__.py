@@ -9,6 +9,16 @@ from clutchcall_api.models import AudioCodec, CallStatus, EndReason
 from ._control._async_client import AsyncAgents, AsyncCall, AsyncCalls, AsyncVoice
 from ._control._base import BridgeToken
 from ._control._sync_client import Agents, Call, Calls, Voice
+from .bridge import (
+    AsyncAudioBridge,
+    AsyncAudioBridges,
+    AudioBridge,
+    AudioBridges,
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeConnectError,
+    BridgeError,
+)
 from .errors import (
     APIConnectionError,
     APIError,
@@ -37,12 +47,20 @@ __all__ = [
     "APITimeoutError",
     "Agents",
     "AsyncAgents",
+    "AsyncAudioBridge",
+    "AsyncAudioBridges",
     "AsyncCall",
     "AsyncCalls",
     "AsyncVoice",
+    "AudioBridge",
+    "AudioBridges",
     "AudioCodec",
     "AuthenticationError",
     "BadRequestError",
+    "BridgeAuthError",
+    "BridgeClosedError",
+    "BridgeConnectError",
+    "BridgeError",
     "BridgeToken",
     "Call",
     "CallStatus",

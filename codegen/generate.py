@@ -35,6 +35,8 @@ UNASYNC_WORDS: dict[str, str] = {
     "AsyncCall": "Call",
     "AsyncCalls": "Calls",
     "AsyncAgents": "Agents",
+    "AsyncAudioBridges": "AudioBridges",
+    "AsyncAudioBridge": "AudioBridge",
     "AsyncRetryTransport": "RetryTransport",
     "AsyncClient": "Client",
     "AsyncBaseTransport": "BaseTransport",

@@ -27,6 +27,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
+from ..bridge import AsyncAudioBridges
 from ..errors import InvalidArgumentError
 from ._async_transport import AsyncClientTransport, AsyncRetryTransport
 from ._base import (
@@ -189,7 +190,7 @@ class AsyncAgents:
 
 
 class AsyncVoice:
-    """The ClutchCall client: ``calls``, ``agents`` (and the audio bridge) for one org.
+    """The ClutchCall client: ``calls``, ``agents`` and ``audio_bridge`` for one org.
 
     Every argument may come from the environment: ``CLUTCHCALL_BASE_URL``,
     ``CLUTCHCALL_CREDENTIALS`` (the API key), ``CLUTCHCALL_ORG_ID`` and
@@ -239,6 +240,7 @@ class AsyncVoice:
         self._api.set_async_httpx_client(self._http)
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)
+        self.audio_bridge = AsyncAudioBridges(self)
 
     @property
     def base_url(self) -> str:
@@ -279,8 +281,12 @@ class AsyncVoice:
         return clone
 
     async def close(self) -> None:
-        """Release the connection pool (a caller-supplied ``http_client`` stays open)."""
-        await self._http.aclose()
+        """Close every audio bridge, then release the connection pool (a
+        caller-supplied ``http_client`` stays open)."""
+        try:
+            await self.audio_bridge.aclose()
+        finally:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncVoice:
         return self

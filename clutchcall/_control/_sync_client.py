@@ -29,6 +29,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
+from ..bridge import AudioBridges
 from ..errors import InvalidArgumentError
 from ._base import (
     BridgeToken,
@@ -187,7 +188,7 @@ class Agents:
 
 
 class Voice:
-    """The ClutchCall client: ``calls``, ``agents`` (and the audio bridge) for one org.
+    """The ClutchCall client: ``calls``, ``agents`` and ``audio_bridge`` for one org.
 
     Every argument may come from the environment: ``CLUTCHCALL_BASE_URL``,
     ``CLUTCHCALL_CREDENTIALS`` (the API key), ``CLUTCHCALL_ORG_ID`` and
@@ -237,6 +238,7 @@ class Voice:
         self._api.set_httpx_client(self._http)
         self.calls = Calls(self)
         self.agents = Agents(self)
+        self.audio_bridge = AudioBridges(self)
 
     @property
     def base_url(self) -> str:
@@ -277,8 +279,12 @@ class Voice:
         return clone
 
     def close(self) -> None:
-        """Release the connection pool (a caller-supplied ``http_client`` stays open)."""
-        self._http.close()
+        """Close every audio bridge, then release the connection pool (a
+        caller-supplied ``http_client`` stays open)."""
+        try:
+            self.audio_bridge.close()
+        finally:
+            self._http.close()
 
     def __enter__(self) -> Voice:
         return self

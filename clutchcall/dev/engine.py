@@ -1,19 +1,33 @@
-"""The embedded dev engine: the control plane (and, later, the MoQT relay) on localhost."""
+"""The embedded dev engine: the control plane and the MoQT relay on localhost."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import anyio.from_thread
 import uvicorn
+from anyio.from_thread import BlockingPortal
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from ..bridge._client import AudioFrame
+from ..transport import generate_self_signed
 from ._app import build_app
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
+from .callees import CALLEE_IMPLEMENTATION, Callees
+from .relay import Relay
 
 if TYPE_CHECKING:
     from .._control._async_client import AsyncVoice
@@ -38,6 +52,11 @@ class Engine:
                                          trunk_id="trunk_main")
 
     ``time_scale`` multiplies every simulated delay (ringing, answering...).
+
+    The MoQT relay listens on ``relay_port`` (UDP, 0: a free one) of the same host
+    with a self-signed certificate; :meth:`voice` / :meth:`async_voice` clients
+    trust it through ``verify=engine.relay_ca_file``. The relay and the simulated
+    callees run on an event loop in a second background thread.
     """
 
     def __init__(
@@ -49,6 +68,7 @@ class Engine:
         api_key: str = DEFAULT_API_KEY,
         org_id: str = DEFAULT_ORG_ID,
         clock: Callable[[], float] = time.monotonic,
+        relay_port: int = 0,
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -63,6 +83,15 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.port = 0
+        self.relay_port = relay_port
+        self._certificate = generate_self_signed()
+        self._cert_dir: Path | None = None
+        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._relay: Relay | None = None
+        self._relay_task: Future[None] | None = None
+        self._callees: Callees | None = None
+        self._callees_task: Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> Engine:
@@ -82,8 +111,14 @@ class Engine:
             ) from None
         self._sock = sock
         self.port = sock.getsockname()[1]
+        try:
+            self._start_media()
+        except BaseException:
+            self.stop()
+            raise
+        media_route = Route("/_dev/calls/{sid}/media", self._media_endpoint, methods=["GET"])
         config = uvicorn.Config(
-            build_app(self.store, self.faults),
+            build_app(self.store, self.faults, extra_routes=[media_route]),
             log_level="error",
             access_log=False,
             lifespan="off",
@@ -112,6 +147,108 @@ class Engine:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+        self._stop_media()
+
+    def _start_media(self) -> None:
+        self._cert_dir = Path(tempfile.mkdtemp(prefix="clutchcall-relay-"))
+        self._certificate.write(self._cert_dir)
+        self._portal_cm = anyio.from_thread.start_blocking_portal(name="clutchcall-relay")
+        self._portal = self._portal_cm.__enter__()
+        self._relay = Relay(
+            self.store,
+            host=self.host,
+            port=self.relay_port,
+            certificate=self._certificate,
+            background_implementation=CALLEE_IMPLEMENTATION,
+        )
+        relay = self._relay
+        self._callees = Callees(
+            self.store,
+            relay_url=lambda: relay.url,
+            cert_sha256=self._certificate.fingerprint,
+            others_present=lambda sid: relay.sessions(sid, exclude=CALLEE_IMPLEMENTATION) > 0,
+        )
+        self._relay.on_peer = self._callees.peer_joined
+        self.start_relay()
+        self._callees_task, _ = self._portal.start_task(self._callees.run)
+
+    def _stop_media(self) -> None:
+        portal, relay = self._portal, self._relay
+        if portal is not None:
+            if self._callees_task is not None:
+                self._callees_task.cancel()
+            if relay is not None:
+                portal.call(relay.stop)
+        if self._portal_cm is not None:
+            self._portal_cm.__exit__(None, None, None)
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+        self._portal_cm = self._portal = self._relay = self._callees = None
+        self._relay_task = self._callees_task = None
+        self._cert_dir = None
+        self.store.relay_url = None
+
+    # -- the relay ------------------------------------------------------------------
+    def start_relay(self) -> None:
+        """Start the relay (again), on the port it had before if it ran already."""
+        if self._portal is None or self._relay is None:
+            raise EngineError("the engine is not running")
+        if self._relay_task is not None and not self._relay_task.done():
+            raise EngineError("the relay is already running")
+        try:
+            self._relay_task, port = self._portal.start_task(self._relay.serve)
+        except OSError as exc:
+            raise EngineError(
+                f"cannot listen on UDP {self.host}:{self._relay.port}: {exc.strerror}"
+            ) from None
+        self.relay_port = self._relay.port = port
+        self.store.relay_url = self._relay.url
+
+    def stop_relay(self) -> None:
+        """Stop the relay (its sessions are closed); :meth:`start_relay` brings it back."""
+        if self._portal is not None and self._relay is not None:
+            self._portal.call(self._relay.stop)
+            if self._relay_task is not None:
+                self._relay_task.result(timeout=10)
+            self._relay_task = None
+
+    def relay_goaway(self, new_session_uri: str = "") -> int:
+        """Send GOAWAY to every relay session; returns how many got it."""
+        if self._portal is None or self._relay is None:
+            raise EngineError("the engine is not running")
+        relay = self._relay
+        return self._portal.call(lambda: relay.goaway(new_session_uri))
+
+    def relay_sessions(self, call_sid: str | None = None) -> int:
+        """Authenticated relay sessions (of one call), simulated callees included."""
+        if self._portal is None or self._relay is None:
+            return 0
+        relay = self._relay
+        return self._portal.call(lambda: relay.sessions(call_sid))
+
+    # -- what the far end saw --------------------------------------------------------
+    def media_counters(self, call_sid: str) -> dict[str, Any] | None:
+        """Frames and bytes the simulated callee sent (uplink) and received (downlink).
+
+        None until the callee has joined the call's media. The same JSON is served
+        at ``GET /_dev/calls/{sid}/media`` (dev only, not part of the API).
+        """
+        media = self._callees.media(call_sid) if self._callees is not None else None
+        return None if media is None else media.to_json()
+
+    def received_downlink(self, call_sid: str) -> list[AudioFrame]:
+        """The downlink frames the simulated callee received (the last few thousand)."""
+        media = self._callees.media(call_sid) if self._callees is not None else None
+        return [] if media is None else media.downlink_frames()
+
+    async def _media_endpoint(self, request: Request) -> Response:
+        counters = self.media_counters(request.path_params["sid"])
+        if counters is None:
+            return JSONResponse(
+                {"code": "no_media", "detail": "no simulated callee has joined this call"},
+                status_code=404,
+            )
+        return JSONResponse(counters)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -132,8 +269,23 @@ class Engine:
 
     @property
     def relay_url(self) -> str | None:
-        """URL of the MoQT relay; None while the engine has no relay."""
-        return None
+        """Raw QUIC URL of the MoQT relay (``moqt://host:port``); None when stopped."""
+        return self.store.relay_url
+
+    @property
+    def relay_webtransport_url(self) -> str | None:
+        """WebTransport URL of the relay (``https://host:port/``); None when stopped."""
+        return None if self._relay is None else self._relay.webtransport_url
+
+    @property
+    def relay_ca_file(self) -> str | None:
+        """PEM file of the relay's self-signed certificate: pass it as ``verify=``."""
+        return None if self._cert_dir is None else str(self._cert_dir / "cert.pem")
+
+    @property
+    def relay_cert_sha256(self) -> str:
+        """SHA-256 fingerprint of the relay's certificate (for ``cert_sha256=`` pinning)."""
+        return self._certificate.fingerprint
 
     def ready_info(self) -> dict[str, Any]:
         return {
@@ -163,6 +315,8 @@ class Engine:
         }
         if self.relay_url is not None:
             options["relay_url"] = self.relay_url
+        if self.relay_ca_file is not None:
+            options["verify"] = self.relay_ca_file
         return options
 
     # -- test helpers -------------------------------------------------------------

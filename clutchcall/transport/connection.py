@@ -636,6 +636,15 @@ class Connection:
             )
             return
         session_id, header_length = parsed
+        if (
+            header_length == len(buffered)
+            and not event.end_stream
+            and stream_is_unidirectional(stream_id)
+        ):
+            # Only the WebTransport header so far: surface the stream with its first
+            # payload, so that peer streams are accepted in the order data arrived.
+            self._sniffing[stream_id] = buffered
+            return
         self._new_peer_stream(
             stream_id, bytes(buffered[header_length:]), event.end_stream, session_id
         )

@@ -1,0 +1,41 @@
+"""The data plane: audio bridges and the raw MoQT voice client.
+
+``voice.audio_bridge.attach(call_sid, on_uplink=...)`` returns an
+:class:`AsyncAudioBridge` (on :class:`~clutchcall.AsyncVoice`) or an
+:class:`AudioBridge` (on :class:`~clutchcall.Voice`): one MoQT session on the
+relay that receives the caller's audio and publishes audio back, reconnecting by
+itself. :class:`MoqtClient` is the raw layer under it (also exported as
+``clutchcall.moqt.MoqtClient``): ``publish_audio`` / ``subscribe_audio`` on the
+``voice/<sid>/{uplink,downlink}`` tracks of any draft-14 relay.
+"""
+
+from ._bridge import AsyncAudioBridge, AsyncAudioBridges, FrameCallback, FrameIterator
+from ._client import (
+    AudioFrame,
+    AudioPublication,
+    AudioStats,
+    AudioSubscription,
+    MoqtClient,
+    monotonic_us,
+)
+from ._sync import AudioBridge, AudioBridges
+from .errors import BridgeAuthError, BridgeClosedError, BridgeConnectError, BridgeError
+
+__all__ = [
+    "AsyncAudioBridge",
+    "AsyncAudioBridges",
+    "AudioBridge",
+    "AudioBridges",
+    "AudioFrame",
+    "AudioPublication",
+    "AudioStats",
+    "AudioSubscription",
+    "BridgeAuthError",
+    "BridgeClosedError",
+    "BridgeConnectError",
+    "BridgeError",
+    "FrameCallback",
+    "FrameIterator",
+    "MoqtClient",
+    "monotonic_us",
+]

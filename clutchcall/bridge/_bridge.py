@@ -1,0 +1,515 @@
+"""The audio bridge on :class:`~clutchcall.AsyncVoice`: ``voice.audio_bridge``.
+
+A bridge is one :class:`~clutchcall.bridge.MoqtClient` session on the relay for
+one call and one side: ``attach`` is the server side (subscribe ``uplink``,
+publish ``downlink``), ``attach_caller`` the caller side (the reverse). Received
+frames go, one at a time and in order, to the current callback and to every
+open ``uplink()`` / ``downlink()`` iterator; swapping the callback takes effect
+from the next frame, so none is lost or delivered twice. While there is no
+consumer at all, frames wait in a bounded buffer (the oldest are dropped and
+counted).
+
+The bridge's work runs in a background task of the event loop that attached it;
+``aclose()`` (or leaving ``async with``) stops it and closes the session. A
+bridge that is garbage-collected unclosed warns with ``ResourceWarning`` and is
+shut down the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import anyio.lowlevel
+from clutchcall_api.models import AudioCodec
+
+from ..errors import InvalidArgumentError
+from ._background import ThreadsafeCall, spawn, threadsafe_caller
+from ._client import (
+    AudioFrame,
+    AudioPublication,
+    AudioStats,
+    AudioSubscription,
+    MoqtClient,
+)
+from ._link import Signal
+from .errors import BridgeClosedError
+
+if TYPE_CHECKING:
+    from .._control._async_client import AsyncVoice
+    from .._control._base import BridgeToken
+    from .._control._config import ClientConfig
+
+logger = logging.getLogger(__name__)
+
+#: ``callback(frame, timestamp_us)``; may return an awaitable (it is awaited).
+FrameCallback = Callable[[bytes, int], Any]
+MintToken = Callable[[str, str], Awaitable["BridgeToken"]]
+
+DEFAULT_RELAY_PORT = 443
+TOKEN_REFRESH_MARGIN = 30.0
+ITERATOR_BUFFER_FRAMES = 500
+
+ROLE_TRACKS = {"server": ("uplink", "downlink"), "caller": ("downlink", "uplink")}
+
+
+class _Config(Protocol):
+    _config: ClientConfig
+
+
+def _check_options(codec: AudioCodec | str, sample_rate: int, channels: int, frame_ms: int) -> str:
+    try:
+        codec_name = AudioCodec(codec).value
+    except ValueError:
+        names = ", ".join(c.value for c in AudioCodec)
+        raise InvalidArgumentError(f"codec must be one of {names}, got {codec!r}") from None
+    for name, value in (
+        ("sample_rate", sample_rate),
+        ("channels", channels),
+        ("frame_ms", frame_ms),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+    return codec_name
+
+
+def _check_callback(callback: object, name: str) -> None:
+    if callback is not None and not callable(callback):
+        raise InvalidArgumentError(f"{name} must be callable or None, got {callback!r}")
+
+
+class FrameIterator:
+    """Frames of one track, in order (``async for frame in bridge.uplink()``)."""
+
+    def __init__(self, core: BridgeCore) -> None:
+        self._core = core
+        self._frames: deque[AudioFrame] = deque()
+        self._arrived = Signal()
+
+    def _push(self, frame: AudioFrame) -> None:
+        if len(self._frames) >= ITERATOR_BUFFER_FRAMES:
+            self._frames.popleft()
+            self._core.dropped += 1
+        self._frames.append(frame)
+        self._arrived.notify()
+
+    def _end(self) -> None:
+        self._arrived.notify()
+
+    def __aiter__(self) -> FrameIterator:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._frames:
+                return self._frames.popleft()
+            if self._core.finished:
+                raise StopAsyncIteration
+            await self._arrived.wait()
+
+    async def aclose(self) -> None:
+        """Stop receiving into this iterator."""
+        await anyio.lowlevel.checkpoint()
+        self._core._iterators.discard(self)
+        self._frames.clear()
+
+
+class BridgeCore:
+    """Everything a bridge does; the public handles are thin wrappers around it."""
+
+    def __init__(
+        self,
+        owner: BridgeRegistry,
+        call_sid: str,
+        role: str,
+        *,
+        codec: str,
+        sample_rate: int,
+        channels: int,
+        frame_ms: int,
+        callback: FrameCallback | None,
+        mint: MintToken,
+        config: ClientConfig,
+    ) -> None:
+        self.owner = owner
+        self.call_sid = call_sid
+        self.role = role
+        self.receive_track, self.send_track = ROLE_TRACKS[role]
+        self.codec = codec
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.frame_ms = frame_ms
+        self.callback = callback
+        self._mint = mint
+        self._config = config
+        self._token: BridgeToken | None = None
+        self.client: MoqtClient | None = None
+        self._publication: AudioPublication | None = None
+        self._subscription: AudioSubscription | None = None
+        self._iterators: weakref.WeakSet[FrameIterator] = weakref.WeakSet()
+        self._consumers = Signal()
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._call_soon: ThreadsafeCall | None = None
+        self.closed = False
+        self.finished = False
+        self.dropped = 0
+
+    # -- start / stop ------------------------------------------------------------------
+
+    async def _credentials(self, fresh: bool) -> tuple[str, str | None]:
+        token = self._token
+        if (
+            fresh
+            or token is None
+            or token.expires_at.timestamp() - time.time() < TOKEN_REFRESH_MARGIN
+        ):
+            token = self._token = await self._mint(self.call_sid, self.role)
+        config = self._config
+        url = (
+            config.relay_url
+            or token.relay_url
+            or f"moqt://{config.relay_host}:{DEFAULT_RELAY_PORT}"
+        )
+        return url, token.token
+
+    async def start(self) -> None:
+        self._call_soon = threadsafe_caller()
+        client = MoqtClient(credentials=self._credentials, verify=self._config.verify)
+        self.client = client
+        try:
+            await client.connect()
+            self._subscription = await client.subscribe_audio(self.call_sid, self.receive_track)
+            self._publication = await client.publish_audio(self.call_sid, self.send_track)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            raise
+        self.owner._cores.add(self)
+        spawn(self._run, f"clutchcall-bridge-{self.call_sid}")
+
+    async def _run(self) -> None:
+        try:
+            with self._scope:
+                await self._dispatch()
+        except Exception:
+            logger.exception("audio bridge of %s failed", self.call_sid)
+        finally:
+            self.finished = True
+            for iterator in list(self._iterators):
+                iterator._end()
+            if self.client is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.client.aclose()
+            self.owner._cores.discard(self)
+            self._done.set()
+
+    async def _dispatch(self) -> None:
+        subscription = self._subscription
+        assert subscription is not None
+        while True:
+            while self.callback is None and not self._iterators:
+                await self._consumers.wait()
+            try:
+                frame = await subscription.__anext__()
+            except StopAsyncIteration:
+                return
+            callback = self.callback
+            if callback is not None:
+                try:
+                    result = callback(frame.data, frame.timestamp_us)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception("%s callback of %s raised", self.receive_track, self.call_sid)
+            for iterator in list(self._iterators):
+                iterator._push(frame)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.client is None:
+            return
+        self._scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._done.wait()
+
+    def close_soon(self) -> None:
+        """Ask for a shutdown from any thread (the garbage-collection path)."""
+        self.closed = True
+        call_soon = self._call_soon
+        if call_soon is not None:
+            call_soon(self._scope.cancel)
+
+    # -- operations --------------------------------------------------------------------
+
+    def publish(self, track: str, frame: bytes, timestamp_us: int | None) -> None:
+        if track != self.send_track:
+            raise InvalidArgumentError(
+                f"a {self.role}-side bridge publishes {self.send_track}, not {track}"
+            )
+        if self.closed:
+            raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed")
+        publication = self._publication
+        assert publication is not None
+        if self.finished:
+            self.dropped += 1
+            return
+        publication.write_nowait(frame, timestamp_us)
+
+    def set_callback(self, track: str, callback: FrameCallback | None) -> None:
+        self._check_receive(track)
+        _check_callback(callback, f"on_{track}")
+        self.callback = callback
+        self._consumers.notify()
+
+    def iterate(self, track: str) -> FrameIterator:
+        self._check_receive(track)
+        iterator = FrameIterator(self)
+        self._iterators.add(iterator)
+        self._consumers.notify()
+        return iterator
+
+    def _check_receive(self, track: str) -> None:
+        if track != self.receive_track:
+            raise InvalidArgumentError(
+                f"a {self.role}-side bridge receives {self.receive_track}, not {track}"
+            )
+
+    @property
+    def stats(self) -> AudioStats:
+        base = self.client.stats if self.client is not None else AudioStats()
+        return replace(base, dropped=base.dropped + self.dropped)
+
+
+class BridgeRegistry:
+    """The bridges of one client (``voice.audio_bridge``), closed with the client."""
+
+    def __init__(self, config: _Config, mint: MintToken) -> None:
+        self._voice_config = config
+        self._mint = mint
+        self._cores: set[BridgeCore] = set()
+
+    async def open(
+        self,
+        call_sid: str,
+        role: str,
+        *,
+        codec: AudioCodec | str,
+        sample_rate: int,
+        channels: int,
+        frame_ms: int,
+        callback: FrameCallback | None,
+    ) -> BridgeCore:
+        if not isinstance(call_sid, str) or not call_sid.strip():
+            raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
+        codec_name = _check_options(codec, sample_rate, channels, frame_ms)
+        _check_callback(callback, "on_uplink" if role == "server" else "on_downlink")
+        core = BridgeCore(
+            self,
+            call_sid,
+            role,
+            codec=codec_name,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            callback=callback,
+            mint=self._mint,
+            config=self._voice_config._config,
+        )
+        await core.start()
+        return core
+
+    async def close_all(self) -> None:
+        cores = list(self._cores)
+        if not cores:
+            await anyio.lowlevel.checkpoint()
+            return
+        async with anyio.create_task_group() as tg:
+            for core in cores:
+                tg.start_soon(core.aclose)
+
+
+class AsyncAudioBridge:
+    """One call's audio bridge (from ``await voice.audio_bridge.attach(...)``).
+
+    Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
+    :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
+    :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
+    it (``await bridge.aclose()`` or ``async with``).
+    """
+
+    def __init__(self, core: BridgeCore) -> None:
+        self._core = core
+
+    @property
+    def call_sid(self) -> str:
+        return self._core.call_sid
+
+    @property
+    def role(self) -> str:
+        """``"server"`` (attach) or ``"caller"`` (attach_caller)."""
+        return self._core.role
+
+    @property
+    def codec(self) -> str:
+        return self._core.codec
+
+    @property
+    def sample_rate(self) -> int:
+        return self._core.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self._core.channels
+
+    @property
+    def frame_ms(self) -> int:
+        return self._core.frame_ms
+
+    @property
+    def stats(self) -> AudioStats:
+        """Frames and bytes in and out, frames dropped, reconnects."""
+        return self._core.stats
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def ended(self) -> bool:
+        """No more frames will flow: closed, or the call ended."""
+        return self._core.finished
+
+    async def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
+        await anyio.lowlevel.checkpoint()
+        self._core.publish("downlink", frame, timestamp_us)
+
+    async def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """Caller side: send one encoded mic frame to the cloud."""
+        await anyio.lowlevel.checkpoint()
+        self._core.publish("uplink", frame, timestamp_us)
+
+    def on_uplink(self, callback: FrameCallback | None) -> None:
+        """Swap the consumer of caller audio; ``callback(frame, timestamp_us)``."""
+        self._core.set_callback("uplink", callback)
+
+    def on_downlink(self, callback: FrameCallback | None) -> None:
+        """Caller side: swap the consumer of cloud audio."""
+        self._core.set_callback("downlink", callback)
+
+    def uplink(self) -> FrameIterator:
+        """``async for frame in bridge.uplink()``: caller frames from now on."""
+        return self._core.iterate("uplink")
+
+    def downlink(self) -> FrameIterator:
+        """Caller side: ``async for frame in bridge.downlink()``."""
+        return self._core.iterate("downlink")
+
+    async def aclose(self) -> None:
+        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session."""
+        await self._core.aclose()
+
+    async def __aenter__(self) -> AsyncAudioBridge:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not core.closed and not core.finished:
+            core.close_soon()
+            warnings.warn(
+                f"audio bridge of {core.call_sid} was garbage-collected without aclose(); "
+                "closing it now",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "ended" if self.ended else "open"
+        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
+
+
+class AsyncAudioBridges:
+    """``voice.audio_bridge`` on :class:`~clutchcall.AsyncVoice`."""
+
+    def __init__(self, voice: AsyncVoice) -> None:
+        calls = voice.calls
+
+        async def mint(call_sid: str, role: str) -> BridgeToken:
+            return await calls.create_bridge_token(call_sid, role=role)
+
+        self._registry = BridgeRegistry(voice, mint)
+
+    async def attach(
+        self,
+        call_sid: str,
+        *,
+        codec: AudioCodec | str = "opus",
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        on_uplink: FrameCallback | None = None,
+    ) -> AsyncAudioBridge:
+        """Open the server side: receive the caller (uplink), talk back (downlink).
+
+        Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
+        ``ConflictError`` (ended call) when no bridge token can be had, and
+        :class:`~clutchcall.bridge.BridgeAuthError` /
+        :class:`~clutchcall.bridge.BridgeConnectError` if the relay refuses or
+        cannot be reached.
+        """
+        core = await self._registry.open(
+            call_sid,
+            "server",
+            codec=codec,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            callback=on_uplink,
+        )
+        return AsyncAudioBridge(core)
+
+    async def attach_caller(
+        self,
+        call_sid: str,
+        *,
+        codec: AudioCodec | str = "opus",
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        on_downlink: FrameCallback | None = None,
+    ) -> AsyncAudioBridge:
+        """Open the caller side (a softphone): receive downlink, publish uplink."""
+        core = await self._registry.open(
+            call_sid,
+            "caller",
+            codec=codec,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            callback=on_downlink,
+        )
+        return AsyncAudioBridge(core)
+
+    async def aclose(self) -> None:
+        """Close every bridge still open (``AsyncVoice.close()`` calls this)."""
+        await self._registry.close_all()

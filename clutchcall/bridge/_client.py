@@ -1,0 +1,869 @@
+"""``MoqtClient``: the raw voice tracks on a relay, with reconnect.
+
+One client holds one MoQT session at a time (raw QUIC for ``moqt://`` URLs,
+WebTransport for ``https://``) and keeps it alive: when the link drops, the relay
+restarts or sends GOAWAY, it redials with jittered exponential backoff, sets up
+again (with a fresh token if the relay refused the old one) and replays every
+PUBLISH_NAMESPACE and SUBSCRIBE. Frames written during an outage wait in a small
+bounded queue; frames older than ``max_queue_age`` or beyond ``queue_frames`` are
+dropped and counted in :attr:`MoqtClient.stats`::
+
+    async with MoqtClient("moqt://127.0.0.1:4443", token=token.token) as client:
+        uplink = await client.publish_audio(call_sid, "uplink")
+        downlink = await client.subscribe_audio(call_sid, "downlink")
+        await uplink.write(opus_frame)              # timestamp: monotonic microseconds
+        async for frame in downlink:
+            play(frame.data, frame.timestamp_us)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import anyio.lowlevel
+
+from .. import moqt, transport
+from ..errors import APIConnectionError, APIStatusError, InternalServerError, RateLimitError
+from ..transport import ConnectionKind
+from ..transport._quic import Verify
+from ._background import spawn
+from ._link import MoqtLink, Signal, wait_any
+from .errors import BridgeAuthError, BridgeClosedError, BridgeConnectError, BridgeError
+
+logger = logging.getLogger(__name__)
+
+ESTABLISHED = moqt.SessionState.ESTABLISHED
+
+#: Given ``fresh``, return the relay URL and the token to present (None: no token).
+Credentials = Callable[[bool], Awaitable[tuple[str, str | None]]]
+
+#: Session termination codes that mean "your credentials are not good enough".
+AUTH_CLOSE_CODES = frozenset(
+    {
+        moqt.SessionErrorCode.UNAUTHORIZED,
+        moqt.SessionErrorCode.MALFORMED_AUTH_TOKEN,
+        moqt.SessionErrorCode.UNKNOWN_AUTH_TOKEN_ALIAS,
+        moqt.SessionErrorCode.EXPIRED_AUTH_TOKEN,
+    }
+)
+#: Data stream writes waiting in the link beyond which new frames are queued instead.
+MAX_LINK_BACKLOG = 64
+#: Frames held back while waiting for an earlier group that was overtaken (a lost
+#: packet is retransmitted after a round trip or two; 12 frames is 240 ms of audio).
+REORDER_WINDOW = 12
+TRACK_NAMES = ("uplink", "downlink")
+
+
+def monotonic_us() -> int:
+    """The SDK's default frame clock: monotonic microseconds."""
+    return time.monotonic_ns() // 1000
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """One encoded audio frame and its media timestamp (microseconds)."""
+
+    data: bytes
+    timestamp_us: int
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """Counters of a client (or a bridge) since it was created."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    #: Frames dropped: stale or overflowing in the outage queue, overflowing a
+    #: receive buffer, or written after the call ended.
+    dropped: int = 0
+    #: Sessions set up again after the first one (link loss, relay restart, GOAWAY).
+    reconnects: int = 0
+
+
+@dataclass
+class _Counters:
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+
+    def snapshot(self) -> AudioStats:
+        return AudioStats(
+            self.frames_in,
+            self.bytes_in,
+            self.frames_out,
+            self.bytes_out,
+            self.dropped,
+            self.reconnects,
+        )
+
+
+def _track_name(track: str) -> str:
+    if track not in TRACK_NAMES:
+        raise ValueError(f"track must be 'uplink' or 'downlink', not {track!r}")
+    return track
+
+
+@dataclass
+class _Conn:
+    """What belongs to one MoQT session (one connection attempt)."""
+
+    session: moqt.Session
+    link: MoqtLink | None = None
+    setup_done: bool = False
+    goaway: bool = False
+    publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher] = field(
+        default_factory=dict
+    )
+    announced: dict[moqt.Namespace, str] = field(default_factory=dict)
+    subscribers: dict[int, tuple[AudioSubscription, moqt.AudioSubscriber]] = field(
+        default_factory=dict
+    )
+
+
+class AudioPublication:
+    """One voice track this client publishes (``MoqtClient.publish_audio``)."""
+
+    def __init__(self, client: MoqtClient, call_sid: str, track: str, use_datagrams: bool) -> None:
+        self._client = client
+        self.call_sid = call_sid
+        self.track = track
+        self.namespace = moqt.voice_namespace(call_sid)
+        self.track_name = track.encode()
+        self.use_datagrams = use_datagrams
+        self._queue: deque[tuple[float, bytes, int]] = deque()
+        self._next_group = 0
+        self._closed = False
+        #: Why the relay refused this track on the current session, if it did.
+        self.error: BridgeError | None = None
+
+    @property
+    def subscribers(self) -> int:
+        """Subscriptions the relay holds on this track in the current session."""
+        publisher = self._publisher()
+        return len(publisher.subscriptions) if publisher is not None else 0
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the session to come back."""
+        return len(self._queue)
+
+    def _publisher(self) -> moqt.AudioPublisher | None:
+        conn = self._client._conn
+        if conn is None or not conn.setup_done:
+            return None
+        return conn.publishers.get((self.namespace, self.track_name))
+
+    def _accepted(self) -> bool:
+        conn = self._client._conn
+        return (
+            self._publisher() is not None
+            and conn is not None
+            and conn.announced.get(self.namespace) == "accepted"
+        )
+
+    async def write(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """Send one encoded frame (``timestamp_us`` None: monotonic microseconds).
+
+        Never blocks on the network: while the session is down (or nobody
+        subscribed yet) the frame waits in the bounded outage queue.
+        """
+        await anyio.lowlevel.checkpoint()
+        self.write_nowait(frame, timestamp_us)
+
+    def write_nowait(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """:meth:`write` without the checkpoint (usable from synchronous callbacks)."""
+        if self._closed:
+            raise BridgeClosedError(f"the {self.track} publication was closed")
+        if not isinstance(frame, bytes | bytearray | memoryview):
+            raise TypeError(f"a frame must be bytes, not {type(frame).__name__}")
+        timestamp = monotonic_us() if timestamp_us is None else int(timestamp_us)
+        if timestamp < 0:
+            raise ValueError("timestamp_us must not be negative")
+        client = self._client
+        if client._ended:
+            client._counters.dropped += 1
+            return
+        self._queue.append((time.monotonic(), bytes(frame), timestamp))
+        self._flush()
+
+    def _flush(self) -> None:
+        client = self._client
+        limit = client._queue_frames
+        while len(self._queue) > limit:
+            self._queue.popleft()
+            client._counters.dropped += 1
+        publisher = self._publisher()
+        conn = client._conn
+        if publisher is None or conn is None or conn.link is None or not publisher.subscriptions:
+            return
+        oldest = time.monotonic() - client._max_queue_age
+        counters = client._counters
+        sent = False
+        while self._queue and conn.link.backlog < MAX_LINK_BACKLOG:
+            queued_at, data, timestamp = self._queue.popleft()
+            if queued_at < oldest:
+                counters.dropped += 1
+                continue
+            try:
+                publisher.send_frame(data, timestamp)
+            except moqt.MoqtUsageError:  # the session closed under us: keep it for later
+                self._queue.appendleft((queued_at, data, timestamp))
+                return
+            self._next_group += 1
+            counters.frames_out += 1
+            counters.bytes_out += len(data)
+            sent = True
+        if sent:
+            conn.link.kick()
+
+    async def wait_subscribed(self) -> None:
+        """Wait until the relay subscribes to this track (or the client ends)."""
+        client = self._client
+        while not self.subscribers and not client._ended and not self._closed:
+            await client._changed.wait()
+
+    async def aclose(self) -> None:
+        """Stop publishing: PUBLISH_DONE to subscribers, withdraw the namespace if unused."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._publications.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None and conn.setup_done:
+            client._withdraw(conn, self)
+        self._queue.clear()
+
+
+class AudioSubscription:
+    """One voice track this client receives; iterate it for :class:`AudioFrame` s."""
+
+    def __init__(self, client: MoqtClient, call_sid: str, track: str, buffer_frames: int) -> None:
+        self._client = client
+        self.call_sid = call_sid
+        self.track = track
+        self.namespace = moqt.voice_namespace(call_sid)
+        self.track_name = track.encode()
+        self._frames: deque[AudioFrame] = deque()
+        self._buffer_frames = buffer_frames
+        self._arrived = Signal()
+        self._closed = False
+        self.answered = False
+        #: Why the relay refused this subscription, if it did.
+        self.error: BridgeError | None = None
+        #: Called with each frame instead of buffering it (used by the audio bridge).
+        self.on_frame: Callable[[AudioFrame], None] | None = None
+        #: Frames that arrived after a later group had already been delivered.
+        self.late = 0
+        self._expected: int | None = None
+        self._held: dict[int, AudioFrame] = {}
+
+    def _restart_order(self) -> None:
+        """A new session: group IDs start afresh (what is held is delivered first)."""
+        for group_id in sorted(self._held):
+            self._deliver(self._held[group_id])
+        self._held.clear()
+        self._expected = None
+
+    def _receive(self, group_id: int, frame: AudioFrame) -> None:
+        """Put frames back in group order (each travels on its own QUIC stream, and
+        streams overtake each other); a gap longer than ``REORDER_WINDOW`` frames is
+        skipped. A frame older than one already delivered is still delivered."""
+        expected = self._expected
+        if expected is None or group_id < expected:
+            if expected is not None:
+                self.late += 1
+            else:
+                self._expected = group_id + 1
+            self._deliver(frame)
+            return
+        held = self._held
+        held[group_id] = frame
+        while held:
+            if expected not in held:
+                if len(held) <= REORDER_WINDOW:
+                    break
+                expected = min(held)
+            self._deliver(held.pop(expected))
+            expected += 1
+        self._expected = expected
+
+    def _deliver(self, frame: AudioFrame) -> None:
+        counters = self._client._counters
+        counters.frames_in += 1
+        counters.bytes_in += len(frame.data)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+            return
+        if len(self._frames) >= self._buffer_frames:
+            self._frames.popleft()
+            counters.dropped += 1
+        self._frames.append(frame)
+        self._arrived.notify()
+
+    @property
+    def ended(self) -> bool:
+        """No frame will arrive any more (closed, or the client ended)."""
+        return self._closed or self._client._ended
+
+    def __aiter__(self) -> AudioSubscription:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._frames:
+                return self._frames.popleft()
+            if self.ended:
+                raise StopAsyncIteration
+            await self._arrived.wait()
+
+    async def receive(self) -> AudioFrame:
+        """The next frame; raises ``anyio.EndOfStream`` once the subscription has ended."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+
+    async def aclose(self) -> None:
+        """UNSUBSCRIBE; iteration ends after the frames already received."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._subscriptions.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None:
+            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
+                if sub is self:
+                    del conn.subscribers[request_id]
+                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
+                        subscriber.stop()
+                        if conn.link is not None:
+                            conn.link.kick()
+        self._arrived.notify()
+
+
+class MoqtClient:
+    """A MoQT client for a call's voice tracks, with automatic reconnect.
+
+    ``url``: ``moqt://host:port`` (raw QUIC) or ``https://host:port/path``
+    (WebTransport). ``token``: the bridge token shown to the relay in the
+    AUTHORIZATION_TOKEN setup parameter (``voice.calls.create_bridge_token``).
+    ``credentials`` replaces both with a coroutine function called before each
+    dial (``fresh=True`` when the relay refused the previous token). ``verify`` /
+    ``cert_sha256``: as for :func:`clutchcall.transport.connect`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        credentials: Credentials | None = None,
+        verify: Verify = True,
+        cert_sha256: str | Iterable[str] | None = None,
+        server_name: str | None = None,
+        reconnect: bool = True,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 10.0,
+        queue_frames: int = 25,
+        max_queue_age: float = 0.5,
+        receive_buffer_frames: int = 500,
+        backoff: tuple[float, float] = (0.05, 2.0),
+        implementation: str = "clutchcall",
+    ) -> None:
+        if credentials is None:
+            if url is None:
+                raise ValueError("pass url= (and token=) or credentials=")
+            fixed = (url, token)
+
+            async def static(fresh: bool) -> tuple[str, str | None]:
+                return fixed
+
+            credentials = static
+        elif url is not None or token is not None:
+            raise ValueError("pass either url=/token= or credentials=, not both")
+        self._credentials = credentials
+        self._verify = verify
+        self._cert_sha256 = cert_sha256
+        self._server_name = server_name
+        self._reconnect = reconnect
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._queue_frames = queue_frames
+        self._max_queue_age = max_queue_age
+        self._receive_buffer_frames = receive_buffer_frames
+        self._backoff = backoff
+        self._implementation = implementation
+        self._counters = _Counters()
+        self._publications: dict[tuple[moqt.Namespace, bytes], AudioPublication] = {}
+        self._subscriptions: dict[tuple[moqt.Namespace, bytes], AudioSubscription] = {}
+        self._conn: _Conn | None = None
+        self._started = False
+        self._closing = False
+        self._ended = False
+        self._ready_once = False
+        self._goaway_url: str | None = None
+        self._first_error: BaseException | None = None
+        self._changed_signal: Signal | None = None
+        self._wake: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        #: Called (in the loop) whenever the session is set up; ``True`` on reconnects.
+        self.on_setup: Callable[[bool], None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> MoqtClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        """Dial and set up the first session; raise if that fails.
+
+        Typed failures: :class:`BridgeAuthError` (the relay refused the token),
+        :class:`BridgeConnectError` (unreachable, TLS, setup timeout), or what the
+        ``credentials`` function raised (e.g. the control plane's ``NotFoundError``).
+        """
+        if self._started:
+            raise BridgeError("the client is already connected")
+        self._started = True
+        self._changed_signal = Signal()
+        self._wake = anyio.Event()
+        self._done = anyio.Event()
+        spawn(self._run, "clutchcall-moqt-client")
+        try:
+            while not self._ready_once and not self._ended:
+                await self._changed.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            raise
+        if self._first_error is not None:
+            error = self._first_error
+            self._first_error = None
+            raise error
+
+    async def aclose(self) -> None:
+        """Finish the tracks (PUBLISH_DONE, UNSUBSCRIBE), close the session, stop tasks."""
+        if not self._started or self._done is None:
+            await anyio.lowlevel.checkpoint()
+            self._ended = True
+            return
+        self._closing = True
+        self._kick_runner()
+        with anyio.CancelScope(shield=True):
+            await self._done.wait()
+
+    def request_close(self) -> None:
+        """Ask the client to close; returns at once (call from the client's loop)."""
+        self._closing = True
+        self._kick_runner()
+
+    @property
+    def stats(self) -> AudioStats:
+        return self._counters.snapshot()
+
+    @property
+    def connected(self) -> bool:
+        """A session is set up right now."""
+        return self._conn is not None and self._conn.setup_done
+
+    @property
+    def ended(self) -> bool:
+        """The client stopped for good (closed, or the call/credentials are gone)."""
+        return self._ended
+
+    @property
+    def _changed(self) -> Signal:
+        """Notified on every state change (setup, answers, subscribers, the end)."""
+        assert self._changed_signal is not None, "the client is not connected"
+        return self._changed_signal
+
+    def _kick_runner(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+        if self._changed_signal is not None:
+            self._changed_signal.notify()
+
+    # -- tracks ------------------------------------------------------------------------
+
+    async def publish_audio(
+        self, call_sid: str, track: str, *, use_datagrams: bool = False
+    ) -> AudioPublication:
+        """Announce ``voice/<call_sid>`` and serve ``track`` to whoever subscribes.
+
+        Returns once the relay accepted the namespace; raises
+        :class:`BridgeAuthError` if it refused it.
+        """
+        self._require_running()
+        key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
+        if key in self._publications:
+            raise BridgeError(f"{track} of {call_sid} is already published by this client")
+        publication = AudioPublication(self, call_sid, track, use_datagrams)
+        self._publications[key] = publication
+        conn = self._conn
+        if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
+            self._start_publication(conn, publication)
+        try:
+            await self._wait_answer(publication._accepted, publication)
+        except BaseException:
+            await publication.aclose()
+            raise
+        return publication
+
+    async def subscribe_audio(self, call_sid: str, track: str) -> AudioSubscription:
+        """SUBSCRIBE to ``voice/<call_sid>/<track>``; returns once the relay accepted."""
+        self._require_running()
+        key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
+        if key in self._subscriptions:
+            raise BridgeError(f"{track} of {call_sid} is already subscribed by this client")
+        subscription = AudioSubscription(self, call_sid, track, self._receive_buffer_frames)
+        self._subscriptions[key] = subscription
+        conn = self._conn
+        if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
+            self._start_subscription(conn, subscription)
+        try:
+            await self._wait_answer(lambda: subscription.answered, subscription)
+        except BaseException:
+            await subscription.aclose()
+            raise
+        return subscription
+
+    def _require_running(self) -> None:
+        if not self._started:
+            raise BridgeError("connect the client first (async with MoqtClient(...))")
+        if self._closing or self._ended:
+            raise BridgeClosedError("the client is closed")
+
+    async def _wait_answer(
+        self, ready: Callable[[], bool], track: AudioPublication | AudioSubscription
+    ) -> None:
+        assert self._changed is not None
+        with anyio.fail_after(self._connect_timeout):
+            while not ready():
+                if track.error is not None:
+                    raise track.error
+                if self._ended:
+                    raise BridgeClosedError("the client ended before the relay answered")
+                await self._changed.wait()
+        if track.error is not None:
+            raise track.error
+
+    # -- per-session track plumbing ----------------------------------------------------
+
+    def _start_publication(self, conn: _Conn, publication: AudioPublication) -> None:
+        publication.error = None
+        session = conn.session
+        publisher = moqt.AudioPublisher(
+            session,
+            publication.call_sid,
+            publication.track,
+            announce=False,
+            first_group_id=publication._next_group,
+            use_datagrams=publication.use_datagrams,
+        )
+        namespace = publication.namespace
+        if namespace not in conn.announced:
+            session.publish_namespace(namespace)
+            conn.announced[namespace] = "pending"
+        conn.publishers[(namespace, publication.track_name)] = publisher
+        if conn.link is not None:
+            conn.link.kick()
+
+    def _start_subscription(self, conn: _Conn, subscription: AudioSubscription) -> None:
+        subscription.error = None
+        subscription._restart_order()
+        subscriber = moqt.AudioSubscriber(conn.session, subscription.call_sid, subscription.track)
+        request_id = subscriber.start()
+        conn.subscribers[request_id] = (subscription, subscriber)
+        if conn.link is not None:
+            conn.link.kick()
+
+    def _withdraw(self, conn: _Conn, publication: AudioPublication) -> None:
+        publisher = conn.publishers.pop((publication.namespace, publication.track_name), None)
+        if publisher is None or conn.session.state is not moqt.SessionState.ESTABLISHED:
+            return
+        for request_id in sorted(publisher.subscriptions):
+            conn.session.publish_done(request_id, moqt.PublishDoneCode.TRACK_ENDED, "track ended")
+        publisher.subscriptions.clear()
+        namespace = publication.namespace
+        still_used = any(ns == namespace for ns, _ in conn.publishers)
+        if not still_used and conn.announced.pop(namespace, None) == "accepted":
+            conn.session.publish_namespace_done(namespace)
+        if conn.link is not None:
+            conn.link.kick()
+
+    def _publication_in(
+        self, conn: _Conn, namespace: moqt.Namespace
+    ) -> list[tuple[AudioPublication, moqt.AudioPublisher]]:
+        found = []
+        for (ns, name), publisher in conn.publishers.items():
+            publication = self._publications.get((ns, name))
+            if ns == namespace and publication is not None:
+                found.append((publication, publisher))
+        return found
+
+    def _on_events(self, conn: _Conn, events: list[moqt.Event]) -> None:
+        session = conn.session
+        for event in events:
+            if isinstance(event, moqt.SetupCompleted):
+                conn.setup_done = True
+                for publication in list(self._publications.values()):
+                    self._start_publication(conn, publication)
+                for subscription in list(self._subscriptions.values()):
+                    self._start_subscription(conn, subscription)
+                reconnect = self._ready_once
+                if reconnect:
+                    self._counters.reconnects += 1
+                self._ready_once = True
+                if self.on_setup is not None:
+                    self.on_setup(reconnect)
+            elif isinstance(event, moqt.SubscribeReceived):
+                publisher = conn.publishers.get((event.namespace, event.track_name))
+                if publisher is not None and publisher.handle(event):
+                    served = self._publications.get((event.namespace, event.track_name))
+                    if served is not None:
+                        served._flush()
+                else:
+                    session.reject_subscribe(
+                        event.request_id,
+                        moqt.SubscribeErrorCode.TRACK_DOES_NOT_EXIST,
+                        "not published here",
+                    )
+            elif isinstance(event, moqt.UnsubscribeReceived):
+                for publisher in conn.publishers.values():
+                    publisher.handle(event)
+            elif isinstance(event, moqt.PublishNamespaceAccepted):
+                conn.announced[event.namespace] = "accepted"
+                for publication, _ in self._publication_in(conn, event.namespace):
+                    publication._flush()
+            elif isinstance(event, moqt.PublishNamespaceRejected | moqt.PublishNamespaceCancelled):
+                conn.announced.pop(event.namespace, None)
+                for publication, _ in self._publication_in(conn, event.namespace):
+                    conn.publishers.pop((publication.namespace, publication.track_name), None)
+                    publication.error = BridgeAuthError(
+                        f"the relay refused to let this client publish {publication.track} "
+                        f"of {publication.call_sid}: {event.reason or 'no reason given'}",
+                        code=event.error_code,
+                        reason=event.reason,
+                    )
+            elif isinstance(
+                event,
+                moqt.ObjectReceived
+                | moqt.SubscribeAccepted
+                | moqt.SubscribeRejected
+                | moqt.PublishDoneReceived,
+            ):
+                entry = conn.subscribers.get(event.request_id)
+                if entry is None:
+                    continue
+                subscription, subscriber = entry
+                frame = subscriber.handle(event)
+                if frame is not None:
+                    stamp = frame.timestamp_us if frame.timestamp_us is not None else monotonic_us()
+                    subscription._receive(frame.group_id, AudioFrame(frame.data, stamp))
+                elif isinstance(event, moqt.SubscribeAccepted):
+                    subscription.answered = True
+                    if event.largest is not None and subscription._expected is None:
+                        subscription._expected = event.largest.group + 1
+                elif isinstance(event, moqt.SubscribeRejected):
+                    del conn.subscribers[event.request_id]
+                    subscription.error = BridgeAuthError(
+                        f"the relay refused the subscription to {subscription.track} of "
+                        f"{subscription.call_sid}: {event.reason or 'no reason given'}",
+                        code=event.error_code,
+                        reason=event.reason,
+                    )
+            elif isinstance(event, moqt.GoawayReceived):
+                conn.goaway = True
+                if event.new_session_uri:
+                    self._goaway_url = event.new_session_uri.decode("utf-8", "replace")
+                if conn.link is not None:
+                    conn.link.close(moqt.SessionErrorCode.NO_ERROR, "going away")
+            else:
+                moqt.answer_unclaimed(session, event)
+        self._changed.notify()
+
+    # -- the connection manager --------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._run_sessions()
+        except Exception as exc:  # never let a background task crash the event loop
+            logger.exception("MoQT client failed")
+            if not self._ready_once and self._first_error is None:
+                self._first_error = BridgeError(f"the MoQT client failed: {exc!r}")
+        finally:
+            self._ended = True
+            self._conn = None
+            for subscription in self._subscriptions.values():
+                subscription._arrived.notify()
+            assert self._done is not None
+            self._done.set()
+            self._changed.notify()
+
+    async def _run_sessions(self) -> None:
+        initial, cap = self._backoff
+        delay = initial
+        fresh = False
+        while not self._closing:
+            retry_now = False
+            try:
+                retry_now = await self._session_once(fresh)
+                fresh = False
+                delay = initial
+            except BridgeAuthError as exc:
+                if not self._ready_once or fresh:
+                    self._fail(exc)
+                    return
+                logger.info("relay refused the token (%s); fetching a fresh one", exc)
+                fresh = True
+                retry_now = True
+            except APIStatusError as exc:
+                if not isinstance(exc, RateLimitError | InternalServerError) or not (
+                    self._ready_once
+                ):
+                    self._fail(exc)
+                    return
+                logger.info("could not refresh the bridge token: %s", exc)
+            except APIConnectionError as exc:
+                if not self._ready_once:
+                    self._fail(exc)
+                    return
+                logger.info("could not refresh the bridge token: %s", exc)
+            except (
+                transport.TransportError,
+                BridgeConnectError,
+                OSError,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ) as exc:
+                if not self._ready_once:
+                    self._fail(
+                        exc
+                        if isinstance(exc, BridgeConnectError)
+                        else BridgeConnectError(f"cannot reach the relay: {exc}")
+                    )
+                    return
+                logger.info("relay unreachable (%s); retrying", exc)
+            if self._closing or not self._reconnect:
+                return
+            if not retry_now:
+                await self._sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, cap)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._ready_once:
+            self._first_error = exc
+        else:
+            logger.warning("MoQT client stopped: %s", exc)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        with anyio.move_on_after(seconds):
+            await self._wake.wait()
+
+    async def _session_once(self, fresh: bool) -> bool:
+        """One connection: dial, set up, serve until it ends. True: redial at once."""
+        url, token = await self._credentials(fresh)
+        if self._goaway_url:
+            url = self._goaway_url
+        target = transport.parse_url(url)
+        webtransport = target.kind is ConnectionKind.WEBTRANSPORT
+        params = (moqt.authorization_token(token.encode()),) if token else ()
+        session = moqt.Session(
+            moqt.Role.CLIENT,
+            path=None if webtransport else target.path,
+            webtransport=webtransport,
+            setup_parameters=params,
+            implementation=self._implementation,
+        )
+        conn_state = _Conn(session)
+        assert self._wake is not None
+        self._wake = anyio.Event()
+        if self._closing:
+            return False
+        try:
+            async with transport.connect(
+                url,
+                verify=self._verify,
+                cert_sha256=self._cert_sha256,
+                server_name=self._server_name,
+                timeout=self._connect_timeout,
+                idle_timeout=self._idle_timeout,
+            ) as conn:
+                control = await conn.open_bidi_stream()
+                link = MoqtLink(conn, session, lambda events: self._on_events(conn_state, events))
+                conn_state.link = link
+                self._conn = conn_state
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(link.run, control)
+                    with anyio.move_on_after(self._connect_timeout):
+                        while not conn_state.setup_done and not link.finished.is_set():
+                            if self._closing:
+                                break
+                            await wait_any(link.finished, self._wake)
+                    if not conn_state.setup_done:
+                        tg.cancel_scope.cancel()
+                        if self._closing:
+                            return False
+                        raise self._setup_failure(session)
+                    await wait_any(link.finished, self._wake)
+                    if not link.finished.is_set():  # closing
+                        self._finish_tracks(conn_state)
+                        link.close(moqt.SessionErrorCode.NO_ERROR, "closing")
+                        with anyio.move_on_after(2.0):
+                            await link.finished.wait()
+                        tg.cancel_scope.cancel()
+        finally:
+            self._conn = None
+            self._changed.notify()
+        return conn_state.goaway
+
+    def _setup_failure(self, session: moqt.Session) -> BridgeError:
+        termination = session.termination
+        if termination is not None and termination.error_code in AUTH_CLOSE_CODES:
+            return BridgeAuthError(
+                f"the relay refused the session: {termination.reason or 'unauthorized'} "
+                f"(code {termination.error_code:#x})",
+                code=termination.error_code,
+                reason=termination.reason,
+            )
+        if termination is not None:
+            return BridgeConnectError(
+                f"the relay ended the session during setup: {termination.reason} "
+                f"(code {termination.error_code:#x})"
+            )
+        return BridgeConnectError("MoQT setup with the relay timed out")
+
+    def _finish_tracks(self, conn: _Conn) -> None:
+        if conn.session.state is not moqt.SessionState.ESTABLISHED:
+            return
+        for publication in list(self._publications.values()):
+            self._withdraw(conn, publication)
+        for _, subscriber in list(conn.subscribers.values()):
+            subscriber.stop()
+        conn.subscribers.clear()

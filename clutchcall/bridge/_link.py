@@ -1,0 +1,315 @@
+"""One sans-IO :class:`~clutchcall.moqt.Session` carried over one transport connection.
+
+The link feeds the session whatever arrives (the control stream, each incoming
+unidirectional stream, datagrams), hands the resulting events to its owner
+synchronously, and a single writer task performs what the session queued, in
+order: control bytes, stream writes / resets / stop-sendings, datagrams. The
+relay (server side) and the clients share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .. import moqt
+from ..transport import Connection, ReceiveStream, SendStream, Stream
+from ..transport import StopSending as TransportStopSending
+from ..transport import StreamReset as TransportStreamReset
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[list[moqt.Event]], None]
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+class MoqtLink:
+    """Drive ``session`` over ``conn`` until the connection or the session ends."""
+
+    def __init__(self, conn: Connection, session: moqt.Session, on_events: EventHandler) -> None:
+        self.conn = conn
+        self.session = session
+        self._on_events = on_events
+        self._control: Stream | None = None
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._out: dict[int, SendStream] = {}
+        self._in: dict[Hashable, ReceiveStream] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._lost = False
+        self._close_request: tuple[int, str] | None = None
+        #: Data stream writes taken from the session but not yet handed to the transport.
+        self.backlog = 0
+        #: Set once the connection is gone (closed by either side or lost).
+        self.finished = anyio.Event()
+
+    # -- owner interface -------------------------------------------------------------
+
+    async def run(self, control: Stream | None = None) -> None:
+        """Run until the connection ends. Clients pass the control stream they opened;
+        servers wait for the peer's first bidirectional stream."""
+        self._control = control
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._accept_streams)
+                tg.start_soon(self._read_datagrams)
+                tg.start_soon(self._write_loop)
+                if control is not None:
+                    tg.start_soon(self._read_control, control)
+                self.kick()
+        finally:
+            self._tg = None
+            self.finished.set()
+
+    def kick(self) -> None:
+        """Wake the writer: the session may have something to send."""
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._wake.set()
+
+    def feed(self, fn: Callable[..., list[moqt.Event]], *args: Any) -> None:
+        """Call a ``session.receive_*`` method, dispatch its events and flush."""
+        try:
+            events = fn(*args)
+        except moqt.MoqtProtocolError as exc:
+            logger.info("MoQT peer broke the protocol: %s", exc.reason)
+            self.kick()
+            return
+        if events:
+            try:
+                self._on_events(events)
+            except Exception:
+                logger.exception("MoQT event handler failed; closing the session")
+                if self.session.state is not moqt.SessionState.CLOSED:
+                    self.session.close(moqt.SessionErrorCode.INTERNAL_ERROR, "internal error")
+        self.kick()
+
+    async def flushed(self) -> None:
+        """Wait until everything the session queued so far was handed to the transport."""
+        while not self._idle.is_set() and not self.finished.is_set():
+            await wait_any(self._idle, self.finished)
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """Send what is queued, then close the connection with ``code``."""
+        if self._close_request is None:
+            self._close_request = (code, reason)
+        self.kick()
+
+    def abort(self, code: int, reason: str) -> None:
+        """End the session now: queued data is dropped, the connection closed with ``code``."""
+        if self.session.state is not moqt.SessionState.CLOSED:
+            self.session.close(code, reason)
+        self.kick()
+
+    # -- readers -----------------------------------------------------------------------
+
+    def _connection_lost(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        lost = self.conn.close_reason
+        code, reason = (lost.code, lost.reason) if lost is not None else (0, "")
+        self.feed(self.session.connection_lost, code, reason)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _read_control(self, control: Stream) -> None:
+        while True:
+            try:
+                data = await control.receive()
+            except anyio.EndOfStream:
+                self.feed(self.session.receive_control_end)
+                return
+            except _BROKEN:
+                self._connection_lost()
+                return
+            self.feed(self.session.receive_control, data)
+
+    async def _accept_streams(self) -> None:
+        assert self._tg is not None
+        while True:
+            try:
+                stream = await self.conn.accept_stream()
+            except _BROKEN:
+                self._connection_lost()
+                return
+            if isinstance(stream, Stream):
+                if self._control is None and not self.conn.is_client:
+                    self._control = stream
+                    self._tg.start_soon(self._read_control, stream)
+                else:  # MoQT has one bidirectional stream: the control stream
+                    stream.reset(0)
+                    stream.stop_sending(0)
+                continue
+            if not self._drain(stream):
+                self._tg.start_soon(self._read_stream, stream)
+
+    def _drain(self, stream: ReceiveStream) -> bool:
+        """Feed what a new stream already holds; True if it is finished.
+
+        Streams that arrived complete (an audio frame is one small stream) are so
+        fed in arrival order; only the others get a reader task of their own.
+        """
+        key = stream.stream_id
+        while True:
+            try:
+                data = stream.receive_nowait()
+            except anyio.WouldBlock:
+                return False
+            except anyio.EndOfStream:
+                self.feed(self.session.receive_stream, key, b"", True)
+                return True
+            except anyio.BrokenResourceError as exc:
+                if isinstance(exc.__cause__, TransportStreamReset):
+                    self.feed(self.session.receive_stream_reset, key, exc.__cause__.code)
+                return True
+            except anyio.ClosedResourceError:
+                return True
+            self.feed(self.session.receive_stream, key, data, False)
+
+    async def _read_stream(self, stream: ReceiveStream) -> None:
+        key = stream.stream_id
+        self._in[key] = stream
+        try:
+            while True:
+                try:
+                    data = await stream.receive()
+                except anyio.EndOfStream:
+                    self.feed(self.session.receive_stream, key, b"", True)
+                    return
+                self.feed(self.session.receive_stream, key, data, False)
+        except anyio.BrokenResourceError as exc:
+            if isinstance(exc.__cause__, TransportStreamReset):
+                self.feed(self.session.receive_stream_reset, key, exc.__cause__.code)
+        except anyio.ClosedResourceError:
+            pass
+        finally:
+            self._in.pop(key, None)
+
+    async def _read_datagrams(self) -> None:
+        while True:
+            try:
+                data = await self.conn.receive_datagram()
+            except _BROKEN:
+                self._connection_lost()
+                return
+            self.feed(self.session.receive_datagram, data)
+
+    # -- writer ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        session = self.session
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while True:
+                if session.state is moqt.SessionState.CLOSED and not self._lost:
+                    await self._close_for(session.termination)
+                    return
+                data = session.control_data_to_send()
+                commands = session.stream_commands_to_send()
+                datagrams = session.datagrams_to_send()
+                if not (data or commands or datagrams):
+                    break
+                try:
+                    if data and self._control is not None:
+                        await self._control.send(data)
+                    self.backlog += len(commands)
+                    for command in commands:
+                        self.backlog -= 1
+                        await self._apply(command)
+                except _BROKEN:
+                    self._connection_lost()
+                    return
+                for datagram in datagrams:
+                    try:
+                        self.conn.send_datagram(datagram)
+                    except ValueError:
+                        logger.debug("dropped a datagram larger than the path allows")
+                    except _BROKEN:
+                        self._connection_lost()
+                        return
+            self._idle.set()
+            if self._close_request is not None and not self._lost:
+                code, reason = self._close_request
+                await self.conn.aclose(code, reason)
+                self._connection_lost()
+                return
+
+    async def _close_for(self, termination: moqt.Termination | None) -> None:
+        code, reason = (
+            (termination.error_code, termination.reason) if termination else (0, "closed")
+        )
+        self._idle.set()
+        await self.conn.aclose(code, reason, linger=1.0)
+        self._connection_lost()
+
+    async def _apply(self, command: moqt.StreamCommand) -> None:
+        if isinstance(command, moqt.StreamWrite):
+            stream = self._out.get(command.key)
+            if command.open:
+                stream = await self.conn.open_uni_stream()
+                self._out[command.key] = stream
+            if stream is None:
+                return
+            try:
+                if command.data:
+                    await stream.send(command.data)
+                if command.end:
+                    del self._out[command.key]
+                    await stream.send_eof()
+            except anyio.BrokenResourceError as exc:
+                self._out.pop(command.key, None)
+                if isinstance(exc.__cause__, TransportStopSending):
+                    self.session.receive_stop_sending(command.key, exc.__cause__.code)
+                    return
+                raise
+            except anyio.ClosedResourceError:
+                self._out.pop(command.key, None)
+                if self.conn.closed:
+                    raise
+        elif isinstance(command, moqt.StreamReset):
+            out = self._out.pop(command.key, None)
+            if out is not None:
+                out.reset(command.error_code)
+        else:
+            incoming = self._in.pop(command.key, None)
+            if incoming is not None:
+                incoming.stop_sending(command.error_code)
+
+
+async def wait_any(*events: anyio.Event) -> None:
+    """Return as soon as one of ``events`` is set."""
+    if any(event.is_set() for event in events):
+        await anyio.lowlevel.checkpoint()
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)
+
+
+class Signal:
+    """A broadcast wake-up: every waiter sleeps until the next :meth:`notify`."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()

@@ -1,0 +1,319 @@
+"""The audio bridge on the blocking :class:`~clutchcall.Voice`.
+
+The async machinery runs on one event loop in one background thread per
+``Voice`` (an anyio blocking portal, started by the first ``attach``);
+``Voice.close()`` closes every bridge and stops that thread. Bridge methods are
+thread-safe. Callbacks run on the bridge thread: keep them short, or hand the
+frames to your own thread. Calling bridge methods from inside a callback works
+(``publish_*`` directly, ``close()`` without waiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal
+from clutchcall_api.models import AudioCodec
+
+from ._bridge import BridgeCore, BridgeRegistry, FrameCallback, FrameIterator
+from ._client import AudioFrame, AudioStats
+from .errors import BridgeClosedError
+
+if TYPE_CHECKING:
+    from .._control._base import BridgeToken
+    from .._control._sync_client import Voice
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """A daemon thread running an asyncio loop with a :class:`BlockingPortal`."""
+
+    def __init__(self) -> None:
+        ready = threading.Event()
+        self.portal: BlockingPortal | None = None
+        self.ident: int | None = None
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                self.portal = portal
+                self.ident = threading.get_ident()
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        def main() -> None:
+            try:
+                anyio.run(serve)
+            finally:
+                ready.set()
+
+        self.thread = threading.Thread(target=main, name="clutchcall-audio-bridge", daemon=True)
+        self.thread.start()
+        ready.wait()
+        if self.portal is None:
+            raise RuntimeError("the audio bridge thread did not start")
+
+    def in_loop(self) -> bool:
+        return threading.get_ident() == self.ident
+
+    def stop(self) -> None:
+        portal = self.portal
+        if portal is not None and self.thread.is_alive() and not self.in_loop():
+            with contextlib.suppress(RuntimeError):  # already stopped
+                portal.call(portal.stop, True)
+            self.thread.join(timeout=10)
+
+
+class AudioBridge:
+    """One call's audio bridge on the blocking client (``voice.audio_bridge.attach``).
+
+    Same surface as :class:`~clutchcall.AsyncAudioBridge` without ``await``;
+    ``for frame in bridge.uplink():`` blocks for each frame.
+    """
+
+    def __init__(self, core: BridgeCore, loop: _LoopThread) -> None:
+        self._core = core
+        self._loop = loop
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous core method on the bridge thread."""
+        if self._loop.in_loop():
+            return fn(*args)
+        return self._run(functools.partial(_as_async, fn, *args))
+
+    def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine function on the bridge thread and wait for its result."""
+        portal = self._loop.portal
+        assert portal is not None
+        try:
+            return portal.call(fn)
+        except RuntimeError as exc:
+            if not self._loop.thread.is_alive() or "not running" in str(exc):
+                raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed") from None
+            raise
+
+    @property
+    def call_sid(self) -> str:
+        return self._core.call_sid
+
+    @property
+    def role(self) -> str:
+        return self._core.role
+
+    @property
+    def codec(self) -> str:
+        return self._core.codec
+
+    @property
+    def sample_rate(self) -> int:
+        return self._core.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self._core.channels
+
+    @property
+    def frame_ms(self) -> int:
+        return self._core.frame_ms
+
+    @property
+    def stats(self) -> AudioStats:
+        return self._core.stats
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def ended(self) -> bool:
+        return self._core.finished
+
+    def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
+        self._call(self._core.publish, "downlink", frame, timestamp_us)
+
+    def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        """Caller side: send one encoded mic frame to the cloud."""
+        self._call(self._core.publish, "uplink", frame, timestamp_us)
+
+    def on_uplink(self, callback: FrameCallback | None) -> None:
+        """Swap the consumer of caller audio; runs on the bridge thread."""
+        self._call(self._core.set_callback, "uplink", callback)
+
+    def on_downlink(self, callback: FrameCallback | None) -> None:
+        self._call(self._core.set_callback, "downlink", callback)
+
+    def uplink(self) -> Iterator[AudioFrame]:
+        """``for frame in bridge.uplink():`` caller frames from now on."""
+        return _SyncFrames(self, self._call(self._core.iterate, "uplink"))
+
+    def downlink(self) -> Iterator[AudioFrame]:
+        return _SyncFrames(self, self._call(self._core.iterate, "downlink"))
+
+    def close(self) -> None:
+        """End both tracks and the MoQT session; returns once they are gone."""
+        core = self._core
+        if self._loop.in_loop():
+            core.close_soon()
+            return
+        if core.closed and core.finished:
+            return
+        with contextlib.suppress(BridgeClosedError):
+            self._run(core.aclose)
+
+    def __enter__(self) -> AudioBridge:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not core.closed and not core.finished:
+            core.close_soon()
+            warnings.warn(
+                f"audio bridge of {core.call_sid} was garbage-collected without close(); "
+                "closing it now",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "ended" if self.ended else "open"
+        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
+
+
+class _SyncFrames(Iterator[AudioFrame]):
+    def __init__(self, bridge: AudioBridge, frames: FrameIterator) -> None:
+        self._bridge = bridge
+        self._frames = frames
+
+    def __next__(self) -> AudioFrame:
+        if self._bridge._loop.in_loop():
+            raise RuntimeError("iterate a bridge from your own thread, not from a callback")
+        frame = self._bridge._run(functools.partial(_next_or_none, self._frames))
+        if frame is None:
+            raise StopIteration
+        return frame
+
+
+async def _as_async(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
+
+
+async def _next_or_none(frames: FrameIterator) -> AudioFrame | None:
+    try:
+        return await frames.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+class AudioBridges:
+    """``voice.audio_bridge`` on :class:`~clutchcall.Voice`."""
+
+    def __init__(self, voice: Voice) -> None:
+        calls = voice.calls
+
+        async def mint(call_sid: str, role: str) -> BridgeToken:
+            fn = functools.partial(calls.create_bridge_token, call_sid, role=role)
+            return await anyio.to_thread.run_sync(fn)
+
+        self._registry = BridgeRegistry(voice, mint)
+        self._lock = threading.Lock()
+        self._loop: _LoopThread | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def _loop_thread(self) -> _LoopThread:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+                self._finalizer = weakref.finalize(self, self._loop.stop)
+            return self._loop
+
+    def _open(self, call_sid: str, role: str, **options: Any) -> AudioBridge:
+        loop = self._loop_thread()
+        if loop.in_loop():
+            raise RuntimeError("attach from your own thread, not from a bridge callback")
+        assert loop.portal is not None
+        core = loop.portal.call(functools.partial(self._registry.open, call_sid, role, **options))
+        return AudioBridge(core, loop)
+
+    def attach(
+        self,
+        call_sid: str,
+        *,
+        codec: AudioCodec | str = "opus",
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        on_uplink: FrameCallback | None = None,
+    ) -> AudioBridge:
+        """Open the server side: receive the caller (uplink), talk back (downlink).
+
+        Raises ``NotFoundError`` / ``ConflictError`` for unknown, foreign or ended
+        calls, :class:`~clutchcall.bridge.BridgeAuthError` /
+        :class:`~clutchcall.bridge.BridgeConnectError` from the relay.
+        """
+        return self._open(
+            call_sid,
+            "server",
+            codec=codec,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            callback=on_uplink,
+        )
+
+    def attach_caller(
+        self,
+        call_sid: str,
+        *,
+        codec: AudioCodec | str = "opus",
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        on_downlink: FrameCallback | None = None,
+    ) -> AudioBridge:
+        """Open the caller side (a softphone): receive downlink, publish uplink."""
+        return self._open(
+            call_sid,
+            "caller",
+            codec=codec,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            callback=on_downlink,
+        )
+
+    def close(self) -> None:
+        """Close every bridge and stop the bridge thread (``Voice.close()`` calls this)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+            finalizer, self._finalizer = self._finalizer, None
+        if loop is None:
+            return
+        if finalizer is not None:
+            finalizer.detach()
+        try:
+            if loop.portal is not None and not loop.in_loop():
+                loop.portal.call(self._registry.close_all)
+        finally:
+            loop.stop()

@@ -1,0 +1,410 @@
+"""The dev engine's MoQT relay: call audio between bridges, callers and simulated callees.
+
+One UDP port serves raw QUIC (``moqt://host:port``, ALPN ``moq-00``) and
+WebTransport (``https://host:port/<any path>``) with a self-signed certificate.
+
+Access: the client presents a bridge token (``POST .../bridge-tokens``) in the
+AUTHORIZATION_TOKEN setup parameter. The relay checks its signature with the
+engine's secret, its expiry, and that the call exists in the token's org and has
+not ended; otherwise it closes the session with UNAUTHORIZED (0x2),
+MALFORMED_AUTH_TOKEN (0x16) or EXPIRED_AUTH_TOKEN (0x18) before SERVER_SETUP.
+Within a session the token's call and role bound what the client may do: only
+namespace ``("voice", <sid>)`` of that call (else PUBLISH_NAMESPACE_ERROR /
+SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes ``uplink`` and publishes
+``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the other track is refused
+with UNAUTHORIZED; the relay only ever subscribes the track a role may publish).
+
+Routing: the relay is the origin of every call's two tracks. It accepts a
+subscription at once, even before anyone publishes (late joiners and reconnects
+simply start receiving), and when a client announces ``voice/<sid>`` it
+subscribes upstream to the track that client's role publishes, before answering
+PUBLISH_NAMESPACE_OK, so a publisher is served as soon as it is accepted. Each
+object is fanned out to every subscriber as a new group on its own stream,
+keeping the publisher's LOC timestamp and group order; group IDs are renumbered
+per track so that a publisher that reconnects (and restarts its groups) or takes
+over from another continues the sequence downstream. If
+several sessions publish one track (a reconnect racing the old session, or a
+softphone joining a call whose simulated callee also speaks), the most recent
+one is heard, simulated callees only when nobody else publishes. When a call
+ends, its subscribers get PUBLISH_DONE and its sessions are closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from .. import moqt, transport
+from ..bridge._link import MoqtLink
+from ..moqt.wire import NeedMoreData, Reader
+from ..transport import Connection, ConnectionKind
+from . import tokens
+from ._state import Store
+
+logger = logging.getLogger(__name__)
+
+SETUP_TIMEOUT = 10.0
+"""A session that has not completed SETUP by then is closed."""
+
+SWEEP_INTERVAL = 0.1
+"""How often sessions of ended calls are looked for."""
+
+USE_VALUE = 0x3
+_CODES = moqt.SessionErrorCode
+
+
+@dataclass(eq=False)
+class _Peer:
+    """One client session."""
+
+    session: moqt.Session
+    link: MoqtLink | None = None
+    claims: tokens.BridgeClaims | None = None
+    implementation: str | None = None
+    #: Our subscriptions to this peer's track: request id -> track key.
+    upstream: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: This peer's subscriptions to us: request id -> track key.
+    downstream: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def kick(self) -> None:
+        if self.link is not None:
+            self.link.kick()
+
+
+@dataclass(eq=False)
+class _Track:
+    #: (peer, request id of our subscription to it), most recent last.
+    publishers: list[tuple[_Peer, int]] = field(default_factory=list)
+    #: peer -> its request id.
+    subscribers: dict[_Peer, int] = field(default_factory=dict)
+    #: Group IDs sent downstream: the active publisher's group plus ``offset``.
+    active: _Peer | None = None
+    offset: int = 0
+    #: Starts above 0 so that objects overtaken by a publisher's first one still fit.
+    next_group: int = 16
+
+
+class Relay:
+    """The relay; run :meth:`serve` in a task group, stop it with :meth:`stop`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certificate: transport.SelfSignedCertificate,
+        on_peer: Callable[[str, str | None], None] | None = None,
+        background_implementation: str | None = None,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.port = port
+        self.certificate = certificate
+        #: Called with (call sid, peer implementation) whenever a session authenticates.
+        self.on_peer = on_peer
+        #: Publishers with this MOQT_IMPLEMENTATION are heard only when no other
+        #: session publishes the track (the engine's simulated callees).
+        self.background_implementation = background_implementation
+        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._peers: set[_Peer] = set()
+        self._stop: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Raw QUIC URL of the relay."""
+        return f"moqt://{_host(self.host)}:{self.port}"
+
+    @property
+    def webtransport_url(self) -> str:
+        """WebTransport URL of the relay (any path is accepted)."""
+        return f"https://{_host(self.host)}:{self.port}/"
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen until :meth:`stop`; reports the bound port through ``task_status``."""
+        self._stop = anyio.Event()
+        self._stopped = anyio.Event()
+        try:
+            async with transport.serve(
+                self.host,
+                self.port,
+                certificate=self.certificate.cert_pem,
+                private_key=self.certificate.key_pem,
+                handler=self._handle,
+                idle_timeout=15.0,
+            ) as server:
+                self.port = server.port
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._sweep)
+                    task_status.started(server.port)
+                    await self._stop.wait()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._peers.clear()
+            self._tracks.clear()
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Close every session and the socket (the port may be bound again at once)."""
+        if self._stop is None or self._stopped is None:
+            return
+        self._stop.set()
+        await self._stopped.wait()
+
+    def goaway(self, new_session_uri: str = "") -> int:
+        """Send GOAWAY to every established session; returns how many got it."""
+        count = 0
+        for peer in list(self._peers):
+            if peer.session.state is moqt.SessionState.ESTABLISHED:
+                try:
+                    peer.session.goaway(new_session_uri.encode())
+                except moqt.MoqtUsageError:
+                    continue
+                peer.kick()
+                count += 1
+        return count
+
+    def sessions(self, call_sid: str | None = None, *, exclude: str | None = None) -> int:
+        """Authenticated sessions (of one call, if given; not counting clients whose
+        MOQT_IMPLEMENTATION is ``exclude``)."""
+        return sum(
+            1
+            for peer in self._peers
+            if peer.claims is not None
+            and call_sid in (None, peer.claims.call_sid)
+            and (exclude is None or peer.implementation != exclude)
+        )
+
+    # -- one session -------------------------------------------------------------------
+
+    async def _handle(self, conn: Connection) -> None:
+        session = moqt.Session(
+            moqt.Role.SERVER,
+            webtransport=conn.kind is ConnectionKind.WEBTRANSPORT,
+            implementation="clutchcall-dev-relay",
+        )
+        peer = _Peer(session)
+        link = MoqtLink(conn, session, lambda events: self._on_events(peer, events))
+        peer.link = link
+        self._peers.add(peer)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def setup_watchdog() -> None:
+                    await anyio.sleep(SETUP_TIMEOUT)
+                    if peer.claims is None:
+                        link.abort(_CODES.CONTROL_MESSAGE_TIMEOUT, "no SETUP in time")
+
+                tg.start_soon(setup_watchdog)
+                await link.run()
+                tg.cancel_scope.cancel()
+        finally:
+            self._drop_peer(peer)
+
+    def _on_events(self, peer: _Peer, events: list[moqt.Event]) -> None:
+        for event in events:
+            if isinstance(event, moqt.SetupCompleted):
+                self._authenticate(peer, event)
+            elif peer.claims is None:
+                continue
+            elif isinstance(event, moqt.PublishNamespaceReceived):
+                self._on_publish_namespace(peer, event)
+            elif isinstance(event, moqt.SubscribeReceived):
+                self._on_subscribe(peer, event)
+            elif isinstance(event, moqt.UnsubscribeReceived):
+                key = peer.downstream.pop(event.request_id, None)
+                track = self._tracks.get(key) if key else None
+                if track is not None:
+                    track.subscribers.pop(peer, None)
+            elif isinstance(event, moqt.ObjectReceived):
+                self._forward(peer, event)
+            elif isinstance(event, moqt.SubscribeRejected | moqt.PublishDoneReceived):
+                self._drop_upstream(peer, event.request_id, unsubscribe=False)
+            elif isinstance(event, moqt.PublishNamespaceDoneReceived):
+                for request_id in list(peer.upstream):
+                    self._drop_upstream(peer, request_id, unsubscribe=True)
+            elif isinstance(event, moqt.SubscribeNamespaceReceived):
+                peer.session.reject_subscribe_namespace(
+                    event.request_id,
+                    moqt.SubscribeNamespaceErrorCode.NOT_SUPPORTED,
+                    "this relay serves voice/<sid> tracks by name",
+                )
+            elif isinstance(event, moqt.SessionClosed):
+                self._drop_peer(peer)
+
+    def _authenticate(self, peer: _Peer, event: moqt.SetupCompleted) -> None:
+        raw = next(
+            (v for k, v in event.parameters if k == moqt.SetupParameter.AUTHORIZATION_TOKEN),
+            None,
+        )
+        assert peer.link is not None
+        if not isinstance(raw, bytes):
+            peer.link.abort(_CODES.UNAUTHORIZED, "a bridge token is required")
+            return
+        try:
+            reader = Reader(raw)
+            alias_type = reader.read_varint()
+            reader.read_varint()  # token type: not interpreted
+            token = reader.read_bytes(reader.remaining).decode("ascii")
+        except (NeedMoreData, UnicodeDecodeError):
+            peer.link.abort(_CODES.MALFORMED_AUTH_TOKEN, "malformed AUTHORIZATION_TOKEN")
+            return
+        if alias_type != USE_VALUE:
+            peer.link.abort(_CODES.MALFORMED_AUTH_TOKEN, "token aliases are not supported")
+            return
+        try:
+            claims = tokens.verify(self.store.bridge_secret, token, now=time.time())
+        except tokens.TokenError as exc:
+            code = _CODES.EXPIRED_AUTH_TOKEN if "expired" in str(exc) else _CODES.UNAUTHORIZED
+            peer.link.abort(code, str(exc))
+            return
+        call = self.store.get(claims.org_id, claims.call_sid)
+        if call is None:
+            peer.link.abort(_CODES.UNAUTHORIZED, "no such call")
+            return
+        if call.ending(self.store.clock()) is not None:
+            peer.link.abort(_CODES.UNAUTHORIZED, "the call has ended")
+            return
+        peer.claims = claims
+        peer.implementation = event.peer_implementation
+        if self.on_peer is not None:
+            self.on_peer(claims.call_sid, event.peer_implementation)
+
+    def _on_publish_namespace(self, peer: _Peer, event: moqt.PublishNamespaceReceived) -> None:
+        claims = peer.claims
+        assert claims is not None
+        if event.namespace != moqt.voice_namespace(claims.call_sid):
+            peer.session.reject_publish_namespace(
+                event.request_id,
+                moqt.PublishNamespaceErrorCode.UNAUTHORIZED,
+                "this token does not cover that namespace",
+            )
+            return
+        name = tokens.DOWNLINK if claims.role == "server" else tokens.UPLINK
+        key = (claims.call_sid, name)
+        if key not in peer.upstream.values():
+            request_id = peer.session.subscribe(event.namespace, name)
+            peer.upstream[request_id] = key
+            self._tracks.setdefault(key, _Track()).publishers.append((peer, request_id))
+        peer.session.accept_publish_namespace(event.request_id)
+
+    def _on_subscribe(self, peer: _Peer, event: moqt.SubscribeReceived) -> None:
+        claims = peer.claims
+        assert claims is not None
+        name = event.track_name.decode("utf-8", "replace")
+        if name not in (tokens.UPLINK, tokens.DOWNLINK) or len(event.namespace) != 2:
+            peer.session.reject_subscribe(
+                event.request_id, moqt.SubscribeErrorCode.TRACK_DOES_NOT_EXIST, "no such track"
+            )
+            return
+        if event.namespace != moqt.voice_namespace(claims.call_sid) or not claims.may_subscribe(
+            name
+        ):
+            peer.session.reject_subscribe(
+                event.request_id,
+                moqt.SubscribeErrorCode.UNAUTHORIZED,
+                f"a {claims.role} token may not subscribe to this track",
+            )
+            return
+        key = (claims.call_sid, name)
+        track = self._tracks.setdefault(key, _Track())
+        # Largest tells the subscriber which group comes next, so that it can put
+        # even its first frames back in order.
+        largest = moqt.Location(track.next_group - 1, 0)
+        peer.session.accept_subscribe(event.request_id, largest=largest)
+        peer.downstream[event.request_id] = key
+        track.subscribers[peer] = event.request_id
+
+    def _forward(self, peer: _Peer, event: moqt.ObjectReceived) -> None:
+        key = peer.upstream.get(event.request_id)
+        track = self._tracks.get(key) if key else None
+        if track is None or self._active_publisher(track) is not peer:
+            return  # not (or no longer) the track's active publisher
+        if not event.payload:
+            return
+        if track.active is not peer:
+            # A new publisher continues the track's group numbering without a gap.
+            track.active = peer
+            track.offset = track.next_group - event.group_id
+        group_id = event.group_id + track.offset
+        if group_id < 0:
+            return
+        track.next_group = max(track.next_group, group_id + 1)
+        for subscriber, request_id in list(track.subscribers.items()):
+            try:
+                subscriber.session.send_object(
+                    request_id, group_id, event.payload, timestamp_us=event.timestamp_us
+                )
+            except moqt.MoqtUsageError:
+                continue
+            subscriber.kick()
+
+    def _active_publisher(self, track: _Track) -> _Peer | None:
+        """The newest publisher, preferring real clients over simulated callees."""
+        background = self.background_implementation
+        for peer, _ in reversed(track.publishers):
+            if background is None or peer.implementation != background:
+                return peer
+        return track.publishers[-1][0] if track.publishers else None
+
+    def _drop_upstream(self, peer: _Peer, request_id: int, *, unsubscribe: bool) -> None:
+        key = peer.upstream.pop(request_id, None)
+        if key is None:
+            return
+        track = self._tracks.get(key)
+        if track is not None:
+            track.publishers = [p for p in track.publishers if p != (peer, request_id)]
+        if unsubscribe and peer.session.state is moqt.SessionState.ESTABLISHED:
+            with contextlib.suppress(moqt.MoqtUsageError):
+                peer.session.unsubscribe(request_id)
+            peer.kick()
+
+    def _drop_peer(self, peer: _Peer) -> None:
+        self._peers.discard(peer)
+        for key in set(peer.upstream.values()) | set(peer.downstream.values()):
+            track = self._tracks.get(key)
+            if track is None:
+                continue
+            track.publishers = [p for p in track.publishers if p[0] is not peer]
+            track.subscribers.pop(peer, None)
+            if not track.publishers and not track.subscribers:
+                del self._tracks[key]
+        peer.upstream.clear()
+        peer.downstream.clear()
+
+    async def _sweep(self) -> None:
+        """End the sessions of calls that have ended."""
+        while True:
+            await anyio.sleep(SWEEP_INTERVAL)
+            now = self.store.clock()
+            for peer in list(self._peers):
+                claims = peer.claims
+                if claims is None or peer.link is None:
+                    continue
+                call = self.store.get(claims.org_id, claims.call_sid)
+                if call is not None and call.ending(now) is None:
+                    continue
+                session = peer.session
+                if session.state is moqt.SessionState.ESTABLISHED:
+                    for request_id in list(peer.downstream):
+                        with contextlib.suppress(moqt.MoqtUsageError):
+                            session.publish_done(
+                                request_id, moqt.PublishDoneCode.TRACK_ENDED, "the call ended"
+                            )
+                self._drop_peer(peer)
+                peer.link.close(_CODES.NO_ERROR, "the call ended")
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

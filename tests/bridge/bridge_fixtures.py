@@ -1,0 +1,36 @@
+"""Fixtures of the bridge tests (imported by each test module).
+
+``own_engine``: an engine of its own for tests that stop, restart or flood its relay;
+``hang_up_calls_afterwards`` (autouse where imported) ends calls left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from clutchcall.dev import Engine
+from clutchcall.dev._state import StateError
+
+
+@pytest.fixture(scope="module")
+def own_engine() -> Iterator[Engine]:
+    """An engine for tests that stop, restart or flood its relay."""
+    with Engine(time_scale=0.05) as engine:
+        yield engine
+
+
+@pytest.fixture(autouse=True)
+def hang_up_calls_afterwards(clutchcall_engine: Engine) -> Iterator[None]:
+    """End the calls a test left running, so that their simulated callees stop
+    talking and do not load the next tests."""
+    yield
+    store = clutchcall_engine.store
+    with store.lock:
+        calls = list(store.calls.values())
+    for call in calls:
+        if call.ending(store.clock()) is None:
+            with contextlib.suppress(StateError):
+                store.hangup(call)
