@@ -286,6 +286,10 @@ class BridgeCore:
             )
 
     @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    @property
     def stats(self) -> AudioStats:
         base = self.client.stats if self.client is not None else AudioStats()
         return replace(base, dropped=base.dropped + self.dropped)
@@ -384,6 +388,11 @@ class AsyncAudioBridge:
     @property
     def closed(self) -> bool:
         return self._core.closed
+
+    @property
+    def connected(self) -> bool:
+        """A relay session is up right now (False while reconnecting)."""
+        return self._core.connected
 
     @property
     def ended(self) -> bool:

@@ -380,7 +380,7 @@ class MoqtClient:
         server_name: str | None = None,
         reconnect: bool = True,
         connect_timeout: float = 10.0,
-        idle_timeout: float = 10.0,
+        idle_timeout: float = 5.0,
         queue_frames: int = 25,
         max_queue_age: float = 0.5,
         receive_buffer_frames: int = 500,
@@ -819,6 +819,7 @@ class MoqtClient:
                 link = MoqtLink(conn, session, lambda events: self._on_events(conn_state, events))
                 conn_state.link = link
                 self._conn = conn_state
+                failure: BridgeError | None = None
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(link.run, control)
                     with anyio.move_on_after(self._connect_timeout):
@@ -827,17 +828,19 @@ class MoqtClient:
                                 break
                             await wait_any(link.finished, self._wake)
                     if not conn_state.setup_done:
+                        if not self._closing:
+                            failure = self._setup_failure(session)
                         tg.cancel_scope.cancel()
-                        if self._closing:
-                            return False
-                        raise self._setup_failure(session)
-                    await wait_any(link.finished, self._wake)
-                    if not link.finished.is_set():  # closing
-                        self._finish_tracks(conn_state)
-                        link.close(moqt.SessionErrorCode.NO_ERROR, "closing")
-                        with anyio.move_on_after(2.0):
-                            await link.finished.wait()
-                        tg.cancel_scope.cancel()
+                    else:
+                        await wait_any(link.finished, self._wake)
+                        if not link.finished.is_set():  # closing
+                            self._finish_tracks(conn_state)
+                            link.close(moqt.SessionErrorCode.NO_ERROR, "closing")
+                            with anyio.move_on_after(2.0):
+                                await link.finished.wait()
+                            tg.cancel_scope.cancel()
+                if failure is not None:
+                    raise failure
         finally:
             self._conn = None
             self._changed.notify()

@@ -137,6 +137,11 @@ class AudioBridge:
         return self._core.closed
 
     @property
+    def connected(self) -> bool:
+        """A relay session is up right now (False while reconnecting)."""
+        return self._core.connected
+
+    @property
     def ended(self) -> bool:
         return self._core.finished
 

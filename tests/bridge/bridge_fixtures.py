@@ -15,8 +15,8 @@ from clutchcall.dev import Engine
 from clutchcall.dev._state import StateError
 
 
-@pytest.fixture(scope="module")
-def own_engine() -> Iterator[Engine]:
+@pytest.fixture(scope="module", name="own_engine")
+def own_engine_fixture() -> Iterator[Engine]:
     """An engine for tests that stop, restart or flood its relay."""
     with Engine(time_scale=0.05) as engine:
         yield engine

@@ -1,0 +1,90 @@
+"""Reconnect: the relay restarts (same port) or sends GOAWAY mid-call; audio resumes.
+
+These tests use an engine of their own, since they stop its relay.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from bridge_fixtures import own_engine_fixture  # noqa: F401
+from bridge_helpers import answered_call, callee_joined, frames_heard, seq_of, until
+
+from clutchcall.dev import Engine
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+
+@pytest.mark.parametrize("kind", ["quic", "webtransport"])
+async def test_relay_restart_mid_call_resumes_both_directions(
+    kind: str, own_engine: Engine
+) -> None:
+    engine = own_engine
+    url = engine.relay_url if kind == "quic" else engine.relay_webtransport_url
+    heard: list[int] = []
+    async with engine.async_voice(relay_url=url) as voice:
+        sid = await answered_call(voice)
+        with anyio.fail_after(30):
+            bridge = await voice.audio_bridge.attach(
+                sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+            )
+            async with bridge:
+                await until(lambda: callee_joined(engine, sid) and len(heard) >= 5)
+                port = engine.relay_port
+                await anyio.to_thread.run_sync(engine.stop_relay)
+                # The relay said goodbye; had that packet been lost, the client's
+                # keepalive and idle timeout (5 s) would notice.
+                await until(lambda: not bridge.connected, 8)
+                # Publishing during the outage is fine: frames wait in a small queue,
+                # the stale ones are dropped and counted.
+                for n in range(40):
+                    await bridge.publish_downlink(b"outage-%d" % n, n)
+                    await anyio.sleep(0.01)
+                before = len(heard)
+                await anyio.to_thread.run_sync(engine.start_relay)
+                assert engine.relay_port == port
+                await until(lambda: bridge.stats.reconnects == 1, 15)
+                await until(lambda: len(heard) >= before + 10, 10)
+                heard_before = frames_heard(engine, sid)
+                for n in range(10):
+                    await bridge.publish_downlink(b"after-%d" % n, 1000 + n)
+                    await anyio.sleep(0.005)
+                await until(lambda: frames_heard(engine, sid) >= heard_before + 10, 10)
+                stats = bridge.stats
+    assert stats.reconnects == 1
+    assert stats.dropped > 0  # most outage frames were stale by the time the relay returned
+    received = [f.data for f in engine.received_downlink(sid)]
+    assert received[-10:] == [b"after-%d" % n for n in range(10)]
+    outage = [d for d in received if d.startswith(b"outage-")]
+    # At most the queue's 25 newest outage frames made it, in order, the rest were dropped.
+    assert len(outage) <= 25
+    assert outage == sorted(outage, key=lambda d: int(d.split(b"-")[1]))
+    # The callee's frames after the restart continue its sequence without repeats.
+    assert len(set(heard)) == len(heard)
+
+
+async def test_goaway_is_followed_without_losing_the_call(own_engine: Engine) -> None:
+    engine = own_engine
+    heard: list[int] = []
+    async with engine.async_voice() as voice:
+        sid = await answered_call(voice)
+        with anyio.fail_after(30):
+            async with await voice.audio_bridge.attach(
+                sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+            ) as bridge:
+                await until(lambda: len(heard) >= 5)
+                sent = await anyio.to_thread.run_sync(engine.relay_goaway)
+                assert sent >= 2  # the bridge and the callee
+                await until(lambda: bridge.stats.reconnects == 1, 10)
+                count = len(heard)
+                await until(lambda: len(heard) >= count + 10, 10)
+                for n in range(5):
+                    await bridge.publish_downlink(b"still-here-%d" % n, n)
+                await until(
+                    lambda: (
+                        [f.data for f in engine.received_downlink(sid)][-5:]
+                        == [b"still-here-%d" % n for n in range(5)]
+                    ),
+                    10,
+                )
+        assert engine.relay_sessions(sid) >= 1
