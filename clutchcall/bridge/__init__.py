@@ -19,7 +19,13 @@ from ._client import (
     monotonic_us,
 )
 from ._sync import AudioBridge, AudioBridges
-from .errors import BridgeAuthError, BridgeClosedError, BridgeConnectError, BridgeError
+from .errors import (
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeConnectError,
+    BridgeError,
+    BridgeTrackError,
+)
 
 __all__ = [
     "AsyncAudioBridge",
@@ -34,6 +40,7 @@ __all__ = [
     "BridgeClosedError",
     "BridgeConnectError",
     "BridgeError",
+    "BridgeTrackError",
     "FrameCallback",
     "FrameIterator",
     "MoqtClient",

@@ -35,7 +35,13 @@ from ..transport import ConnectionKind
 from ..transport._quic import Verify
 from ._background import spawn
 from ._link import MoqtLink, Signal, wait_any
-from .errors import BridgeAuthError, BridgeClosedError, BridgeConnectError, BridgeError
+from .errors import (
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeConnectError,
+    BridgeError,
+    BridgeTrackError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ AUTH_CLOSE_CODES = frozenset(
         moqt.SessionErrorCode.EXPIRED_AUTH_TOKEN,
     }
 )
+#: SUBSCRIBE_ERROR / PUBLISH_NAMESPACE_ERROR codes that mean "not allowed".
+AUTH_REQUEST_CODES = frozenset({0x1, 0x10, 0x12})
 #: Data stream writes waiting in the link beyond which new frames are queued instead.
 MAX_LINK_BACKLOG = 64
 #: Frames held back while waiting for an earlier group that was overtaken (a lost
@@ -107,6 +115,12 @@ class _Counters:
             self.dropped,
             self.reconnects,
         )
+
+
+def _refusal(message: str, code: int, reason: str) -> BridgeError:
+    if code in AUTH_REQUEST_CODES:
+        return BridgeAuthError(message, code=code, reason=reason)
+    return BridgeTrackError(message, code=code, reason=reason)
 
 
 def _track_name(track: str) -> str:
@@ -664,11 +678,11 @@ class MoqtClient:
                 conn.announced.pop(event.namespace, None)
                 for publication, _ in self._publication_in(conn, event.namespace):
                     conn.publishers.pop((publication.namespace, publication.track_name), None)
-                    publication.error = BridgeAuthError(
+                    publication.error = _refusal(
                         f"the relay refused to let this client publish {publication.track} "
                         f"of {publication.call_sid}: {event.reason or 'no reason given'}",
-                        code=event.error_code,
-                        reason=event.reason,
+                        event.error_code,
+                        event.reason,
                     )
             elif isinstance(
                 event,
@@ -691,11 +705,11 @@ class MoqtClient:
                         subscription._expected = event.largest.group + 1
                 elif isinstance(event, moqt.SubscribeRejected):
                     del conn.subscribers[event.request_id]
-                    subscription.error = BridgeAuthError(
+                    subscription.error = _refusal(
                         f"the relay refused the subscription to {subscription.track} of "
                         f"{subscription.call_sid}: {event.reason or 'no reason given'}",
-                        code=event.error_code,
-                        reason=event.reason,
+                        event.error_code,
+                        event.reason,
                     )
             elif isinstance(event, moqt.GoawayReceived):
                 conn.goaway = True

@@ -5,7 +5,8 @@ They extend the SDK's error tree::
     ClutchCallError
     └── BridgeError                 the data plane could not do what was asked
         ├── BridgeConnectError      the relay could not be reached or set up
-        ├── BridgeAuthError         the relay refused the session or a track
+        ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
+        ├── BridgeTrackError        the relay refused a track for another reason
         └── BridgeClosedError       the bridge or client was already closed
 
 Attaching to an unknown, ended or foreign call fails earlier, when the bridge
@@ -39,8 +40,25 @@ class BridgeAuthError(BridgeError):
         self.reason = reason
 
 
+class BridgeTrackError(BridgeError):
+    """The relay refused a SUBSCRIBE or PUBLISH_NAMESPACE for a reason other than
+    authorization (e.g. moq-rs answers "unroutable" for a track nobody publishes yet).
+    """
+
+    def __init__(self, message: str, *, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
 class BridgeClosedError(BridgeError):
     """The bridge (or client) was closed; it cannot be used any more."""
 
 
-__all__ = ["BridgeAuthError", "BridgeClosedError", "BridgeConnectError", "BridgeError"]
+__all__ = [
+    "BridgeAuthError",
+    "BridgeClosedError",
+    "BridgeConnectError",
+    "BridgeError",
+    "BridgeTrackError",
+]
