@@ -7,6 +7,10 @@ import pytest
 from clutchcall import AsyncVoice, Voice
 from clutchcall.dev import Engine
 
+# Loaded here rather than with `-p` so that coverage is already measuring when it
+# imports the package.
+pytest_plugins = ["clutchcall.testing.plugin"]
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
