@@ -8,7 +8,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,8 @@ from ..transport import generate_self_signed
 from ._app import build_app
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
+from .agent_host import AgentHost, AgentRecord
+from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
 from .relay import Relay
 
@@ -69,6 +71,7 @@ class Engine:
         org_id: str = DEFAULT_ORG_ID,
         clock: Callable[[], float] = time.monotonic,
         relay_port: int = 0,
+        agents: Sequence[type[Agent]] = (),
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -78,6 +81,8 @@ class Engine:
         self.org_id = org_id
         self.store = Store(time_scale=time_scale, clock=clock)
         self.store.add_key(org_id, SCOPES, key=api_key)
+        self.agents = AgentRegistry([*BUILTIN_AGENT_CLASSES, *agents])
+        self.store.agents = self.agents.names()
         self.faults = Faults()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -92,6 +97,8 @@ class Engine:
         self._relay_task: Future[None] | None = None
         self._callees: Callees | None = None
         self._callees_task: Future[None] | None = None
+        self._agent_host: AgentHost | None = None
+        self._agent_host_task: Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> Engine:
@@ -169,14 +176,23 @@ class Engine:
             others_present=lambda sid: relay.sessions(sid, exclude=CALLEE_IMPLEMENTATION) > 0,
         )
         self._relay.on_peer = self._callees.peer_joined
+        self._agent_host = AgentHost(
+            self.store,
+            self.agents,
+            relay_url=lambda: relay.url,
+            cert_sha256=self._certificate.fingerprint,
+        )
         self.start_relay()
         self._callees_task, _ = self._portal.start_task(self._callees.run)
+        self._agent_host_task, _ = self._portal.start_task(self._agent_host.run)
 
     def _stop_media(self) -> None:
         portal, relay = self._portal, self._relay
         if portal is not None:
             if self._callees_task is not None:
                 self._callees_task.cancel()
+            if self._agent_host_task is not None:
+                self._agent_host_task.cancel()
             if relay is not None:
                 portal.call(relay.stop)
         if self._portal_cm is not None:
@@ -184,7 +200,8 @@ class Engine:
         if self._cert_dir is not None:
             shutil.rmtree(self._cert_dir, ignore_errors=True)
         self._portal_cm = self._portal = self._relay = self._callees = None
-        self._relay_task = self._callees_task = None
+        self._relay_task = self._callees_task = self._agent_host_task = None
+        self._agent_host = None
         self._cert_dir = None
         self.store.relay_url = None
 
@@ -235,6 +252,16 @@ class Engine:
         """
         media = self._callees.media(call_sid) if self._callees is not None else None
         return None if media is None else media.to_json()
+
+    def register_agent(self, cls: type[Agent]) -> None:
+        """Make another :class:`~clutchcall.dev.agents.Agent` attachable by its ``name``."""
+        self.agents.register(cls)
+        with self.store.lock:
+            self.store.agents = self.agents.names()
+
+    def agent_record(self, call_sid: str) -> AgentRecord | None:
+        """The agents that have run on a call, with what each heard and said."""
+        return None if self._agent_host is None else self._agent_host.record(call_sid)
 
     def received_downlink(self, call_sid: str) -> list[AudioFrame]:
         """The downlink frames the simulated callee received (the last few thousand)."""

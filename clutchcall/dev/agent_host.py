@@ -1,0 +1,162 @@
+"""Runs the agents attached to live calls, on the dev engine's relay.
+
+For each call that is in progress with an ``agent`` set, the host joins the call's
+media as the ``server`` role through an ordinary :class:`~clutchcall.bridge.MoqtClient`:
+it subscribes to ``uplink`` and publishes ``downlink``, and runs the agent on that
+channel. When the call's agent changes, the new agent takes over the same
+subscription and publication, so the caller hears no gap beyond the frame in
+flight; when the call ends, the host leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from ..bridge._client import AudioPublication, AudioSubscription, MoqtClient
+from . import tokens
+from ._state import CallRecord, Store
+from .agents import Agent, AgentRegistry, HeardFrame, Transcript
+
+logger = logging.getLogger(__name__)
+
+AGENT_IMPLEMENTATION = "clutchcall-dev-agent"
+SCAN_INTERVAL = 0.02
+
+
+@dataclass
+class AgentRecord:
+    """The agents that have run on one call, oldest first (thread-safe to read)."""
+
+    call_sid: str
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    agents: list[tuple[str, Agent]] = field(default_factory=list)
+
+    def transcripts(self) -> list[tuple[str, Transcript]]:
+        with self.lock:
+            return [(name, agent.transcript) for name, agent in self.agents]
+
+
+class _Channel:
+    """An AgentChannel over the host's subscription and publication of one call."""
+
+    def __init__(self, call_sid: str, uplink: AudioSubscription, downlink: AudioPublication):
+        self._call_sid = call_sid
+        self._uplink = uplink
+        self._downlink = downlink
+
+    @property
+    def call_sid(self) -> str:
+        return self._call_sid
+
+    async def frames(self) -> AsyncIterator[HeardFrame]:
+        async for frame in self._uplink:
+            yield HeardFrame(frame.data, frame.timestamp_us)
+
+    async def say(self, frame: bytes, timestamp_us: int | None = None) -> None:
+        self._downlink.write_nowait(frame, timestamp_us)
+        await anyio.lowlevel.checkpoint()
+
+
+class AgentHost:
+    """Attaches agents to calls (runs in the relay's event loop)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AgentRegistry,
+        *,
+        relay_url: Callable[[], str],
+        cert_sha256: str,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self._relay_url = relay_url
+        self._cert_sha256 = cert_sha256
+        self._lock = threading.Lock()
+        self._records: dict[str, AgentRecord] = {}
+        self._running: dict[str, anyio.CancelScope] = {}
+
+    def record(self, call_sid: str) -> AgentRecord | None:
+        with self._lock:
+            return self._records.get(call_sid)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                self._scan(tg)
+                await anyio.sleep(SCAN_INTERVAL)
+
+    def _scan(self, tg: anyio.abc.TaskGroup) -> None:
+        now = self.store.clock()
+        with self.store.lock:
+            wanted = [
+                c
+                for c in self.store.calls.values()
+                if c.agent is not None and c.status(now) == "in_progress"
+            ]
+        for call in wanted:
+            if call.sid not in self._running:
+                scope = anyio.CancelScope()
+                self._running[call.sid] = scope
+                tg.start_soon(self._host, call, scope)
+
+    def _current_agent(self, call: CallRecord) -> str | None:
+        with self.store.lock:
+            if call.status(self.store.clock()) != "in_progress":
+                return None
+            return call.agent
+
+    async def _host(self, call: CallRecord, scope: anyio.CancelScope) -> None:
+        with self._lock:
+            record = self._records.setdefault(call.sid, AgentRecord(call.sid))
+        secret = self.store.bridge_secret
+
+        async def credentials(fresh: bool) -> tuple[str, str | None]:
+            claims = tokens.BridgeClaims(call.org_id, call.sid, "server", time.time() + 3600)
+            return self._relay_url(), tokens.mint(secret, claims)
+
+        try:
+            with scope:
+                async with MoqtClient(
+                    credentials=credentials,
+                    cert_sha256=self._cert_sha256,
+                    implementation=AGENT_IMPLEMENTATION,
+                    backoff=(0.05, 0.5),
+                ) as client:
+                    uplink = await client.subscribe_audio(call.sid, tokens.UPLINK)
+                    downlink = await client.publish_audio(call.sid, tokens.DOWNLINK)
+                    channel = _Channel(call.sid, uplink, downlink)
+                    await self._serve(call, channel, record)
+        except Exception:
+            logger.warning("agent host of %s failed", call.sid, exc_info=True)
+        finally:
+            self._running.pop(call.sid, None)
+
+    async def _serve(self, call: CallRecord, channel: _Channel, record: AgentRecord) -> None:
+        """Run the call's current agent; swap it when the call's agent changes."""
+        while (name := self._current_agent(call)) is not None:
+            agent = self.registry.create(name)
+            with record.lock:
+                record.agents.append((name, agent))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run_agent, agent, channel)
+                while self._current_agent(call) == name:  # noqa: ASYNC110 - state lives in another thread
+                    await anyio.sleep(SCAN_INTERVAL)
+                tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _run_agent(agent: Agent, channel: _Channel) -> None:
+        try:
+            await agent.run(channel)
+        except Exception:
+            logger.warning("agent %s failed on %s", agent.name, channel.call_sid, exc_info=True)
