@@ -1,43 +1,186 @@
-"""``make demo``: one call against the embedded dev engine, start to finish."""
+"""``make demo``: whole calls against the embedded dev engine, start to finish.
+
+1. A call to the echo test number: attach the audio bridge, send downlink frames,
+   time each one's way back on uplink.
+2. A call answered by an AI agent: play a WAV into the uplink as the caller, record
+   the agent's side to ``out/agent-side.wav``, hand the call to another agent
+   midway, hang up, and report what each side heard.
+"""
 
 from __future__ import annotations
 
+import statistics
+import threading
 import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from . import CallStatus, Voice
+from .audio import AudioPlayer, AudioSource, synth_prompt, synth_silence, write_wav
 from .dev import Engine
 
+ECHO_NUMBER = "+15005550004"
+CALLEE = "+15551234567"
+CALLER_ID = "+15558675309"
+PLAYOUT_DELAY_US = 60_000
+PREBUFFER_FRAMES = 3  # AudioPlayer's default prebuffer (60 ms)
 
-def wait_for(call_sid: str, voice: Voice, wanted: set[CallStatus], timeout: float = 10.0) -> None:
+
+@dataclass(frozen=True)
+class DemoReport:
+    echo_frames: int
+    rtt_ms_p50: float
+    rtt_ms_p99: float
+    uplink_frames_sent: int
+    downlink_frames_heard: int
+    underruns: int
+    concealed: int
+    wav_path: Path
+    wav_seconds: float
+    downlink_span_seconds: float
+    agents: list[tuple[str, int, int]]  # name, utterances heard, frames said
+
+
+def wait_for(voice: Voice, sid: str, wanted: set[CallStatus], timeout: float = 10.0) -> None:
     """Poll the call until it reaches one of ``wanted``, printing each status change."""
     last: CallStatus | None = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        call = voice.calls.get(sid=call_sid)
+        call = voice.calls.get(sid=sid)
         if call.status != last:
             print(f"  status: {call.status.value}")
             last = call.status
         if call.status in wanted:
             return
         time.sleep(0.05)
-    raise TimeoutError(f"call {call_sid} did not reach {sorted(s.value for s in wanted)}")
+    raise TimeoutError(f"call {sid} did not reach {sorted(s.value for s in wanted)}")
+
+
+def echo_round_trips(voice: Voice, frames: int = 100) -> tuple[int, list[float]]:
+    """Downlink frames to the echo callee and back; returns (frames back, RTTs in ms)."""
+    call = voice.calls.originate(to=ECHO_NUMBER, from_=CALLER_ID, trunk_id="trunk_main")
+    print(f"echo call {call.sid}")
+    wait_for(voice, call.sid, {CallStatus.IN_PROGRESS})
+    sent: dict[bytes, float] = {}
+    rtts: list[float] = []
+    back = threading.Event()
+
+    def on_uplink(frame: bytes, timestamp_us: int) -> None:
+        started = sent.get(frame)
+        if started is not None:
+            rtts.append((time.perf_counter() - started) * 1000)
+            if len(rtts) == frames:
+                back.set()
+
+    with voice.audio_bridge.attach(call.sid, on_uplink=on_uplink) as bridge:
+        time.sleep(0.3)  # let the simulated callee join its side of the call
+        for n in range(frames):
+            frame = b"demo-frame-%05d" % n + bytes(60)
+            sent[frame] = time.perf_counter()
+            bridge.publish_downlink(frame)
+            time.sleep(0.02)
+        back.wait(timeout=5)
+        print(f"  bridge stats: {bridge.stats}")
+    call.hangup()
+    return len(rtts), rtts
+
+
+def agent_call(voice: Voice, out_dir: Path) -> tuple[str, dict[str, int], Path, float, float]:
+    """A call handled by agents, with a WAV in and the agent side recorded."""
+    prompt_wav = out_dir / "caller-prompt.wav"
+    pcm = np.concatenate([synth_prompt(16000).reshape(-1), synth_silence(0.6, 16000).reshape(-1)])
+    write_wav(prompt_wav, pcm, 16000)  # made here: the demo ships no binary audio
+    call = voice.calls.originate(
+        to=CALLEE, from_=CALLER_ID, trunk_id="trunk_main", agent="healthcare-assistant"
+    )
+    print(f"agent call {call.sid} (agent {call.agent})")
+    wait_for(voice, call.sid, {CallStatus.IN_PROGRESS})
+    wav_path = out_dir / "agent-side.wav"
+    timestamps: list[int] = []
+    with AudioPlayer.to_wav(wav_path, codec="opus") as player:
+
+        def on_downlink(frame: bytes, timestamp_us: int) -> None:
+            # Play out in real time, 60 ms behind arrival: gaps between the agent's
+            # phrases become silence in the recording, as a listener would hear them.
+            timestamps.append(timestamp_us)
+            player.on_frame(frame, timestamp_us)
+            if len(timestamps) >= PREBUFFER_FRAMES:  # start once the player's prebuffer is full
+                player.play_until(time.monotonic_ns() // 1000 - PLAYOUT_DELAY_US)
+
+        with voice.audio_bridge.attach_caller(call.sid, on_downlink=on_downlink) as caller:
+            sent = AudioSource.from_wav(prompt_wav, codec="opus").run_blocking(
+                caller.publish_uplink
+            )
+            print(f"  played {prompt_wav.name} into uplink: {sent.frames} frames")
+            time.sleep(0.8)
+            call.transfer(agent="billing-bot")
+            print(f"  transferred to agent {call.agent}")
+            more = AudioSource.from_wav(prompt_wav, codec="opus").run_blocking(
+                caller.publish_uplink
+            )
+            time.sleep(0.8)
+            print(f"  bridge stats: {caller.stats}")
+        player.drain()
+        stats = player.stats
+    call.hangup()
+    print(f"  status: {call.status.value} ({call.end_reason.value if call.end_reason else ''})")
+    span = (max(timestamps) - min(timestamps)) / 1e6 + 0.02 if timestamps else 0.0
+    with wave.open(str(wav_path), "rb") as w:
+        seconds = w.getnframes() / w.getframerate()
+    counts = {
+        "uplink_sent": sent.frames + more.frames,
+        "downlink_heard": len(timestamps),
+        "underruns": stats.underruns,
+        "concealed": stats.concealed,
+    }
+    return call.sid, counts, wav_path, seconds, span
+
+
+def run(out_dir: Path = Path("out"), time_scale: float = 0.5) -> DemoReport:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Engine(time_scale=time_scale) as engine, engine.voice() as voice:
+        print(f"dev engine: control plane {engine.base_url}, relay {engine.relay_url}")
+        echoed, rtts = echo_round_trips(voice)
+        sid, counts, wav_path, seconds, span = agent_call(voice, out_dir)
+        record = engine.agent_record(sid)
+        agents = (
+            [(n, t.utterances, t.frames_said) for n, t in record.transcripts()] if record else []
+        )
+    ordered = sorted(rtts) or [float("nan")]
+    return DemoReport(
+        echo_frames=echoed,
+        rtt_ms_p50=statistics.median(ordered),
+        rtt_ms_p99=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        uplink_frames_sent=counts["uplink_sent"],
+        downlink_frames_heard=counts["downlink_heard"],
+        underruns=counts["underruns"],
+        concealed=counts["concealed"],
+        wav_path=wav_path,
+        wav_seconds=seconds,
+        downlink_span_seconds=span,
+        agents=agents,
+    )
 
 
 def main() -> None:
-    with Engine(time_scale=0.5) as engine, engine.voice() as voice:
-        print(f"dev engine at {engine.base_url} (org {engine.org_id})")
-        call = voice.calls.originate(
-            to="+15551234567", from_="+15558675309", trunk_id="trunk_main", ring_timeout_sec=30
-        )
-        print(f"originated {call.sid}")
-        wait_for(call.sid, voice, {CallStatus.IN_PROGRESS, CallStatus.FAILED, CallStatus.NO_ANSWER})
-        call.transfer(agent="billing-bot")
-        print(f"  transferred to agent {call.agent}")
-        call.transfer("+15557654321")
-        print(f"  transferred to {call.to}")
-        call.hangup()
-        print(f"  status: {call.status.value} ({call.end_reason.value if call.end_reason else ''})")
-    print("done")
+    report = run()
+    print()
+    print("summary")
+    print(
+        f"  echo: {report.echo_frames} frames back, round trip p50 {report.rtt_ms_p50:.2f} ms, "
+        f"p99 {report.rtt_ms_p99:.2f} ms"
+    )
+    print(
+        f"  agent call: uplink {report.uplink_frames_sent} frames sent, downlink "
+        f"{report.downlink_frames_heard} frames heard, {report.underruns} underruns, "
+        f"{report.concealed} frames concealed"
+    )
+    for name, utterances, said in report.agents:
+        print(f"  agent {name}: heard {utterances} utterance(s), said {said} frames")
+    print(f"  agent side recorded to {report.wav_path} ({report.wav_seconds:.2f} s)")
 
 
 if __name__ == "__main__":
