@@ -27,6 +27,8 @@ def _dev(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         api_key=args.api_key,
         org_id=args.org_id,
+        relay_port=args.relay_port,
+        cert_dir=args.cert_dir,
     )
     try:
         engine.start()
@@ -48,10 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev",
         help="run the local dev engine",
         description="Run the dev engine on localhost and print one JSON line "
-        "(base_url, relay_url, api_key, org_id) once it is ready. Stop it with Ctrl-C.",
+        "(base_url, relay_url, api_key, org_id, relay_ca_file) once it is ready. "
+        "Stop it with Ctrl-C.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8765, help="HTTP port, 0 for any (default 8765)")
+    dev.add_argument(
+        "--relay-port", type=int, default=0, help="UDP port of the MoQT relay (default 0: any)"
+    )
+    dev.add_argument(
+        "--cert-dir",
+        default=None,
+        help="keep the relay's self-signed certificate in this directory and reuse it on "
+        "the next start (default: a fresh one each time)",
+    )
     dev.add_argument(
         "--time-scale",
         type=float,

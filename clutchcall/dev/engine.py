@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import os
 import shutil
 import socket
 import tempfile
@@ -17,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 import anyio.from_thread
 import uvicorn
 from anyio.from_thread import BlockingPortal
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..bridge._client import AudioFrame
 from ..transport import generate_self_signed
+from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import build_app
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
@@ -43,6 +47,25 @@ class EngineError(RuntimeError):
     """The dev engine could not start (for example, its port is taken)."""
 
 
+def _load_or_create_certificate(directory: Path) -> SelfSignedCertificate:
+    """The certificate kept in ``directory``; a new one (written there) if it has none
+    or the one it has expires within a day."""
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    if cert_path.is_file() and key_path.is_file():
+        cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
+            cert = None
+        soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        if cert is not None and cert.not_valid_after_utc > soon:
+            return SelfSignedCertificate(cert_pem, key_pem, fingerprint_sha256(cert))
+    certificate = generate_self_signed()
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate.write(directory)
+    return certificate
+
+
 class Engine:
     """Run the dev engine in a background thread, on free loopback ports by default.
 
@@ -59,6 +82,11 @@ class Engine:
     with a self-signed certificate; :meth:`voice` / :meth:`async_voice` clients
     trust it through ``verify=engine.relay_ca_file``. The relay and the simulated
     callees run on an event loop in a second background thread.
+
+    ``cert_dir``: keep the relay's certificate there (``cert.pem``, ``key.pem``),
+    reusing the pair found in it, so that an engine restarted on the same
+    ``relay_port`` is trusted by clients that trusted the previous one. Without
+    it, each engine makes a fresh certificate in a temporary directory.
     """
 
     def __init__(
@@ -72,6 +100,7 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         relay_port: int = 0,
         agents: Sequence[type[Agent]] = (),
+        cert_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -89,7 +118,12 @@ class Engine:
         self._sock: socket.socket | None = None
         self.port = 0
         self.relay_port = relay_port
-        self._certificate = generate_self_signed()
+        self._kept_cert_dir = None if cert_dir is None else Path(cert_dir)
+        self._certificate = (
+            generate_self_signed()
+            if self._kept_cert_dir is None
+            else _load_or_create_certificate(self._kept_cert_dir)
+        )
         self._cert_dir: Path | None = None
         self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
@@ -157,8 +191,11 @@ class Engine:
         self._stop_media()
 
     def _start_media(self) -> None:
-        self._cert_dir = Path(tempfile.mkdtemp(prefix="clutchcall-relay-"))
-        self._certificate.write(self._cert_dir)
+        if self._kept_cert_dir is not None:
+            self._cert_dir = self._kept_cert_dir
+        else:
+            self._cert_dir = Path(tempfile.mkdtemp(prefix="clutchcall-relay-"))
+            self._certificate.write(self._cert_dir)
         self._portal_cm = anyio.from_thread.start_blocking_portal(name="clutchcall-relay")
         self._portal = self._portal_cm.__enter__()
         self._relay = Relay(
@@ -197,7 +234,7 @@ class Engine:
                 portal.call(relay.stop)
         if self._portal_cm is not None:
             self._portal_cm.__exit__(None, None, None)
-        if self._cert_dir is not None:
+        if self._cert_dir is not None and self._cert_dir != self._kept_cert_dir:
             shutil.rmtree(self._cert_dir, ignore_errors=True)
         self._portal_cm = self._portal = self._relay = self._callees = None
         self._relay_task = self._callees_task = self._agent_host_task = None
@@ -320,6 +357,7 @@ class Engine:
             "relay_url": self.relay_url,
             "api_key": self.api_key,
             "org_id": self.org_id,
+            "relay_ca_file": self.relay_ca_file,
         }
 
     def voice(self, **options: Any) -> Voice:

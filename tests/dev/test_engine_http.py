@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,7 +136,7 @@ def test_cli_prints_one_ready_line_and_stops_on_sigterm() -> None:
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        assert set(info) == {"base_url", "relay_url", "api_key", "org_id"}
+        assert set(info) == {"base_url", "relay_url", "api_key", "org_id", "relay_ca_file"}
         response = httpx.get(
             f"{info['base_url']}/v1/orgs/{info['org_id']}/calls/CA{'0' * 32}",
             headers={"Authorization": f"Bearer {info['api_key']}"},
@@ -145,3 +146,17 @@ def test_cli_prints_one_ready_line_and_stops_on_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
+
+
+def test_cert_dir_keeps_the_relay_certificate_across_engines(tmp_path: Path) -> None:
+    with Engine(cert_dir=tmp_path) as first:
+        fingerprint, ca_file = first.relay_cert_sha256, first.relay_ca_file
+        assert first.ready_info()["relay_ca_file"] == ca_file == str(tmp_path / "cert.pem")
+    assert (tmp_path / "cert.pem").is_file()  # kept after stop
+    with Engine(cert_dir=tmp_path, relay_port=first.relay_port) as second:
+        assert second.relay_cert_sha256 == fingerprint
+        assert second.relay_port == first.relay_port
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    with Engine(cert_dir=tmp_path) as third:
+        assert third.relay_cert_sha256 != fingerprint  # unreadable: a fresh one, written back
+    assert "not a certificate" not in (tmp_path / "cert.pem").read_text()
