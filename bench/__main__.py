@@ -6,11 +6,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import codecs, control_plane
+from . import audio_latency, codecs, control_plane, scale
 
 BENCHMARKS: dict[str, Callable[[], Any]] = {
     "control_plane": control_plane.run,
     "codecs": codecs.run,
+    "audio_latency": audio_latency.run,
+    "scale": scale.run,
 }
 
 
