@@ -52,7 +52,14 @@ def open_sockets() -> int:
 
 
 def thread_names() -> list[str]:
-    return sorted(t.name for t in threading.enumerate())
+    """Threads alive, but the event loop's own pools: anyio's worker threads (the
+    tests' ``to_thread`` calls) and asyncio's default executor (DNS lookups), which
+    live as long as the loop."""
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if t.name != "AnyIO worker thread" and not t.name.startswith("asyncio_")
+    )
 
 
 class Echoes:
