@@ -27,6 +27,7 @@ CALLEE = "+15551234567"
 CALLER_ID = "+15558675309"
 PLAYOUT_DELAY_US = 60_000
 PREBUFFER_FRAMES = 3  # AudioPlayer's default prebuffer (60 ms)
+RECORD_CAPACITY_MS = 600_000  # the recorder holds the whole call before writing it out
 
 
 @dataclass(frozen=True)
@@ -100,15 +101,18 @@ def agent_call(voice: Voice, out_dir: Path) -> tuple[str, dict[str, int], Path, 
     wait_for(voice, call.sid, {CallStatus.IN_PROGRESS})
     wav_path = out_dir / "agent-side.wav"
     timestamps: list[int] = []
-    with AudioPlayer.to_wav(wav_path, codec="opus") as player:
+    # Two players: `live` plays out in real time, 60 ms behind arrival, as a listener
+    # would hear it (its underruns are the ones worth reporting); `recorder` lays the
+    # frames out on their own timeline, so network jitter never stretches the file.
+    live = AudioPlayer(lambda pcm: None, codec="opus")
+    with AudioPlayer.to_wav(wav_path, codec="opus", capacity_ms=RECORD_CAPACITY_MS) as recorder:
 
         def on_downlink(frame: bytes, timestamp_us: int) -> None:
-            # Play out in real time, 60 ms behind arrival: gaps between the agent's
-            # phrases become silence in the recording, as a listener would hear them.
             timestamps.append(timestamp_us)
-            player.on_frame(frame, timestamp_us)
-            if len(timestamps) >= PREBUFFER_FRAMES:  # start once the player's prebuffer is full
-                player.play_until(time.monotonic_ns() // 1000 - PLAYOUT_DELAY_US)
+            recorder.on_frame(frame, timestamp_us)
+            live.on_frame(frame, timestamp_us)
+            if len(timestamps) >= PREBUFFER_FRAMES:  # start once the prebuffer is full
+                live.play_until(time.monotonic_ns() // 1000 - PLAYOUT_DELAY_US)
 
         with voice.audio_bridge.attach_caller(call.sid, on_downlink=on_downlink) as caller:
             sent = AudioSource.from_wav(prompt_wav, codec="opus").run_blocking(
@@ -123,11 +127,14 @@ def agent_call(voice: Voice, out_dir: Path) -> tuple[str, dict[str, int], Path, 
             )
             time.sleep(0.8)
             print(f"  bridge stats: {caller.stats}")
-        player.drain()
-        stats = player.stats
+        recorder.drain()
+        live.drain()
+        stats = live.stats
     call.hangup()
     print(f"  status: {call.status.value} ({call.end_reason.value if call.end_reason else ''})")
-    span = (max(timestamps) - min(timestamps)) / 1e6 + 0.02 if timestamps else 0.0
+    # The downlink's timeline in whole 20 ms slots, as the player lays frames out.
+    slots = round((max(timestamps) - min(timestamps)) / 20_000) + 1 if timestamps else 0
+    span = slots * 0.02
     with wave.open(str(wav_path), "rb") as w:
         seconds = w.getnframes() / w.getframerate()
     counts = {

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioPublication, AudioSubscription, MoqtClient
+from ..bridge._client import AudioPublication, AudioSubscription
 from . import tokens
+from ._members import member_client
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
@@ -119,19 +119,15 @@ class AgentHost:
     async def _host(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             record = self._records.setdefault(call.sid, AgentRecord(call.sid))
-        secret = self.store.bridge_secret
-
-        async def credentials(fresh: bool) -> tuple[str, str | None]:
-            claims = tokens.BridgeClaims(call.org_id, call.sid, "server", time.time() + 3600)
-            return self._relay_url(), tokens.mint(secret, claims)
-
         try:
             with scope:
-                async with MoqtClient(
-                    credentials=credentials,
+                async with member_client(
+                    self.store,
+                    call,
+                    "server",
+                    relay_url=self._relay_url,
                     cert_sha256=self._cert_sha256,
                     implementation=AGENT_IMPLEMENTATION,
-                    backoff=(0.05, 0.5),
                 ) as client:
                     uplink = await client.subscribe_audio(call.sid, tokens.UPLINK)
                     downlink = await client.publish_audio(call.sid, tokens.DOWNLINK)

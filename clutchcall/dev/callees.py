@@ -32,8 +32,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioFrame, MoqtClient
+from ..bridge._client import AudioFrame
 from . import tokens
+from ._members import member_client
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -162,19 +163,15 @@ class Callees:
     async def _callee(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             media = self._media.setdefault(call.sid, MediaCounters(call.sid))
-        secret = self.store.bridge_secret
-
-        async def credentials(fresh: bool) -> tuple[str, str | None]:
-            claims = tokens.BridgeClaims(call.org_id, call.sid, "caller", time.time() + 3600)
-            return self._relay_url(), tokens.mint(secret, claims)
-
         try:
             with scope:
-                async with MoqtClient(
-                    credentials=credentials,
+                async with member_client(
+                    self.store,
+                    call,
+                    "caller",
+                    relay_url=self._relay_url,
                     cert_sha256=self._cert_sha256,
                     implementation=CALLEE_IMPLEMENTATION,
-                    backoff=(0.05, 0.5),
                     queue_frames=10,
                     max_queue_age=0.2,
                 ) as client:
