@@ -24,6 +24,10 @@ ALWAYS_RETRY_STATUSES = frozenset({408, 429})
 # Server failures: the request may have been processed, so only idempotent ones are retried.
 IDEMPOTENT_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
+# Jitter comes from a private generator: the SDK never draws from (or reseeds) the
+# application's global `random` state.
+_jitter = random.Random()
+
 async_sleep = anyio.sleep
 sync_sleep = time.sleep
 
@@ -57,7 +61,7 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt + 1``: exponential, with up to 25 % jitter."""
         delay: float = min(self.max_delay, self.initial_delay * (2.0**attempt))
-        return delay * (1.0 - 0.25 * random.random())
+        return delay * (1.0 - 0.25 * _jitter.random())
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
         parsed = parse_retry_after(retry_after)

@@ -44,6 +44,9 @@ from .errors import (
 )
 
 logger = logging.getLogger(__name__)
+# Backoff jitter from a private generator: the application's global `random` state is
+# never drawn from (it may be seeded, or checked by property-based test tools).
+_jitter = random.Random()
 
 ESTABLISHED = moqt.SessionState.ESTABLISHED
 
@@ -786,7 +789,7 @@ class MoqtClient:
             if self._closing or not self._reconnect:
                 return
             if not retry_now:
-                await self._sleep(delay * random.uniform(0.5, 1.0))
+                await self._sleep(delay * _jitter.uniform(0.5, 1.0))
                 delay = min(delay * 2, cap)
 
     def _fail(self, exc: BaseException) -> None:
