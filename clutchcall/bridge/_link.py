@@ -252,18 +252,28 @@ class MoqtLink:
 
     async def _apply(self, command: moqt.StreamCommand) -> None:
         if isinstance(command, moqt.StreamWrite):
+            # The no-wait calls let a batch of short streams (an audio frame each)
+            # be opened, written and finished without a scheduling round between
+            # them, so the transport sends them together; they wait only when the
+            # peer's stream limit or the stream's backlog says so.
             stream = self._out.get(command.key)
             if command.open:
-                stream = await self.conn.open_uni_stream()
+                try:
+                    stream = self.conn.open_uni_stream_nowait()
+                except anyio.WouldBlock:
+                    stream = await self.conn.open_uni_stream()
                 self._out[command.key] = stream
             if stream is None:
                 return
             try:
                 if command.data:
-                    await stream.send(command.data)
+                    try:
+                        stream.send_nowait(command.data, eof=command.end)
+                    except anyio.WouldBlock:
+                        await stream.send(command.data)
                 if command.end:
                     del self._out[command.key]
-                    await stream.send_eof()
+                    stream.send_eof_nowait()
             except anyio.BrokenResourceError as exc:
                 self._out.pop(command.key, None)
                 if isinstance(exc.__cause__, TransportStopSending):

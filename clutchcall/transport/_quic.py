@@ -95,6 +95,12 @@ class FlowControlledQuicConnection(QuicConnection):
             return 0
         return sender._buffer_stop - sender._buffer_start
 
+    def can_open_stream(self, *, unidirectional: bool) -> bool:
+        """Whether the peer's stream limit allows one more local stream right now."""
+        stream_id = self.get_next_available_stream_id(is_unidirectional=unidirectional)
+        limit = self._remote_max_streams_uni if unidirectional else self._remote_max_streams_bidi
+        return stream_id // 4 < limit
+
     def stream_is_blocked(self, stream_id: int) -> bool:
         """Whether a local stream waits for the peer to allow more streams."""
         stream = self._streams.get(stream_id)

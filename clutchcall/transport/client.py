@@ -24,7 +24,7 @@ from ._quic import (
     Verify,
     apply_verify,
 )
-from .connection import Connection, ConnectionKind
+from .connection import Connection, ConnectionKind, socket_sender
 from .errors import ConnectError, ConnectTimeout, InvalidURL, TransportError
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,9 @@ class _ClientSession:
 
         quic = FlowControlledQuicConnection(configuration=configuration)
         keepalive = self._idle_timeout / 3 if self._keepalive else None
-        conn = Connection(quic, send, is_client=True, keepalive=keepalive)
+        conn = Connection(
+            quic, send, is_client=True, keepalive=keepalive, send_nowait=socket_sender(sock)
+        )
         self._conn = conn
         tg = anyio.create_task_group()
         await tg.__aenter__()

@@ -17,6 +17,7 @@ stream as HTTP/3 frames and lose it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 from aioquic.h3.connection import ErrorCode as H3ErrorCode
 from aioquic.h3.connection import H3Connection, Setting
@@ -53,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
 SendDatagram = Callable[[bytes, Any], Awaitable[None]]
+SendDatagramNowait = Callable[[bytes, Any], bool]
+"""Send one UDP datagram without waiting; ``False`` if the socket would block."""
 AnyStream = Stream | SendStream | ReceiveStream
 
 ACCEPT_BACKLOG = 256
@@ -72,6 +76,32 @@ _PACKET_OVERHEAD = 50
 
 _CERTIFICATE_ALERTS = frozenset({42, 43, 44, 45, 46, 48})
 """TLS alerts (bad/unsupported/revoked/expired/unknown certificate, unknown CA)."""
+
+
+def socket_sender(
+    sock: anyio.abc.UDPSocket, busy: Callable[[], bool] | None = None
+) -> SendDatagramNowait | None:
+    """A :data:`SendDatagramNowait` for ``sock``, or ``None`` if it has no such path.
+
+    On asyncio, datagrams go straight to the socket's transport (which sends at
+    once), as long as its write buffer is empty; otherwise, and while ``busy``
+    returns True (a slow-path send is under way), they take the slow path, so that
+    they leave in order and the transport's flow control applies.
+    """
+    transport = getattr(sock, "_transport", None)
+    buffered: Callable[[], int] | None = getattr(transport, "get_write_buffer_size", None)
+    if not isinstance(transport, asyncio.DatagramTransport) or buffered is None:
+        return None
+
+    def send_nowait(data: bytes, addr: Any) -> bool:
+        if transport.is_closing():
+            raise anyio.ClosedResourceError
+        if (busy is not None and busy()) or buffered():
+            return False
+        transport.sendto(data, (addr[0], addr[1]))
+        return True
+
+    return send_nowait
 
 
 class ConnectionKind(enum.Enum):
@@ -101,10 +131,12 @@ class Connection:
         is_client: bool,
         path_filter: PathFilter | None = None,
         keepalive: float | None = None,
+        send_nowait: SendDatagramNowait | None = None,
     ) -> None:
         self._quic = quic
         self._keepalive = keepalive
         self._send = send
+        self._send_nowait = send_nowait
         self._is_client = is_client
         self._path_filter = path_filter
         self._h3: H3Connection | None = None
@@ -220,6 +252,21 @@ class Connection:
         stream = SendStream(self, stream_id)
         self._streams[stream_id] = stream
         await self._wait_unblocked(stream_id)
+        return stream
+
+    def open_uni_stream_nowait(self) -> SendStream:
+        """Like :meth:`open_uni_stream`, but raise ``anyio.WouldBlock`` instead of
+        waiting for the peer to allow another stream (nothing is opened then).
+
+        Lets a writer open, fill and finish many short streams in one go, so that
+        they leave together in as few packets as possible.
+        """
+        self._check_open()
+        if not self._quic.can_open_stream(unidirectional=True):
+            raise anyio.WouldBlock
+        stream_id = self._open_local_stream(unidirectional=True)
+        stream = SendStream(self, stream_id)
+        self._streams[stream_id] = stream
         return stream
 
     async def accept_stream(self) -> Stream | ReceiveStream:
@@ -539,9 +586,14 @@ class Connection:
 
     async def _transmit(self) -> None:
         datagrams = self._quic.datagrams_to_send(now=anyio.current_time())
+        # Hand the datagrams to the socket without a scheduling round per datagram;
+        # once the socket would block, the rest wait their turn in order.
+        send_nowait = self._send_nowait
         for data, addr in datagrams:
             try:
-                await self._send(data, addr)
+                if send_nowait is None or not send_nowait(data, addr):
+                    send_nowait = None
+                    await self._send(data, addr)
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 logger.debug("could not send a datagram to %r", addr, exc_info=True)
         self._transmit_count += 1

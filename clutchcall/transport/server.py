@@ -28,7 +28,7 @@ from ._quic import (
     STREAM_WINDOW,
     FlowControlledQuicConnection,
 )
-from .connection import Connection, PathFilter
+from .connection import Connection, PathFilter, SendDatagramNowait, socket_sender
 from .errors import TransportError
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class Server:
         self._sock: anyio.abc.UDPSocket | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._send_lock = anyio.Lock()
+        self._sender: SendDatagramNowait | None = None
         self._routes: dict[bytes, Connection] = {}
         self._connections: set[Connection] = set()
         self._port = 0
@@ -135,6 +136,7 @@ class Server:
         sock = await anyio.create_udp_socket(local_host=self._host, local_port=self._requested_port)
         self._sock = sock
         self._port = int(sock.extra(anyio.abc.SocketAttribute.local_port))
+        self._sender = socket_sender(sock, self._send_lock.locked)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -169,6 +171,12 @@ class Server:
                 if sock is not None:
                     with anyio.CancelScope(shield=True):
                         await sock.aclose()
+
+    def _send_nowait(self, data: bytes, addr: Any) -> bool:
+        sender = self._sender
+        if self._sock is None or sender is None:
+            return self._sock is None  # closed: dropped, as _send would
+        return sender(data, addr)
 
     async def _send(self, data: bytes, addr: Any) -> None:
         sock = self._sock
@@ -229,7 +237,13 @@ class Server:
                 configuration=configuration,
                 original_destination_connection_id=header.destination_cid,
             )
-            conn = Connection(quic, self._send, is_client=False, path_filter=self._path_filter)
+            conn = Connection(
+                quic,
+                self._send,
+                is_client=False,
+                path_filter=self._path_filter,
+                send_nowait=self._send_nowait,
+            )
             conn.event_listener = partial(self._on_quic_event, conn)
             self._routes[header.destination_cid] = conn
             self._routes[quic.host_cid] = conn
