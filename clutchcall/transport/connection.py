@@ -104,6 +104,14 @@ def socket_sender(
     return send_nowait
 
 
+def _clock() -> Callable[[], float]:
+    """The event loop's clock: ``anyio.current_time`` without its per-call lookup."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        return anyio.current_time
+
+
 class ConnectionKind(enum.Enum):
     """How the session runs: directly on QUIC, or as a WebTransport session."""
 
@@ -137,6 +145,7 @@ class Connection:
         self._keepalive = keepalive
         self._send = send
         self._send_nowait = send_nowait
+        self._now: Callable[[], float] = _clock()
         self._is_client = is_client
         self._path_filter = path_filter
         self._h3: H3Connection | None = None
@@ -365,7 +374,7 @@ class Connection:
         if self._ended:
             return
         try:
-            self._quic.receive_datagram(data, addr, now=anyio.current_time())
+            self._quic.receive_datagram(data, addr, now=self._now())
         except Exception:
             logger.debug("dropped a datagram aioquic could not handle", exc_info=True)
             return
@@ -377,7 +386,7 @@ class Connection:
         """Transmit and run timers until the connection has fully terminated."""
         next_ping = math.inf
         if self._keepalive:
-            next_ping = anyio.current_time() + self._keepalive
+            next_ping = self._now() + self._keepalive
         try:
             while not self._ended:
                 self._wakeup_event = anyio.Event()
@@ -389,7 +398,7 @@ class Connection:
                 deadline = math.inf if timer_at is None else timer_at
                 with anyio.CancelScope(deadline=min(deadline, next_ping)):
                     await self._wakeup_event.wait()
-                now = anyio.current_time()
+                now = self._now()
                 if timer_at is not None and now >= timer_at:
                     self._quic.handle_timer(now=now)
                     self._process_events()
@@ -585,7 +594,7 @@ class Connection:
         self._wakeup()
 
     async def _transmit(self) -> None:
-        datagrams = self._quic.datagrams_to_send(now=anyio.current_time())
+        datagrams = self._quic.datagrams_to_send(now=self._now())
         # Hand the datagrams to the socket without a scheduling round per datagram;
         # once the socket would block, the rest wait their turn in order.
         send_nowait = self._send_nowait
