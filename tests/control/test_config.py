@@ -68,7 +68,7 @@ def test_the_key_never_shows_in_reprs_logs_or_errors(
     with Voice(base_url=engine.base_url, api_key=secret, org_id=engine.org_id) as voice:
         transport: Any = voice._http._transport
         transport._policy = RetryPolicy(max_retries=2, initial_delay=0.01)
-        engine.inject_fault(Fault(status=503, times=1, method="GET"))
+        engine.inject_fault(Fault(status=503, times=1, method="GET", path="CA9{32}"))
         with pytest.raises(NotFoundError) as info:
             voice.calls.get(sid="CA" + "9" * 32)
         texts = [
