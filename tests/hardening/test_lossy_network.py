@@ -7,6 +7,8 @@ Each downlink frame goes bridge -> proxy -> relay -> echo callee -> relay -> pro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anyio
 import pytest
 from hardening_helpers import Echoes, answered_call, until
@@ -24,6 +26,14 @@ IDLE_TIMEOUT = 5.0  # MoqtClient's default
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the transport is backend-neutral (tests/bridge run both)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    """An engine of these tests' own: the session-wide one carries every earlier test's
+    calls, members and relay restarts, which is not the network these tests simulate."""
+    with Engine(time_scale=0.05) as dedicated:
+        yield dedicated
 
 
 def relay_address(engine: Engine) -> tuple[str, int]:
