@@ -1,7 +1,8 @@
 """Runs the agents attached to live calls, on the dev engine's relay.
 
-For each call that is in progress with an ``agent`` set, the host joins the call's
-media as the ``server`` role through an ordinary :class:`~clutchcall.bridge.MoqtClient`:
+For each call that is in progress with an ``agent`` set and someone on its media
+(a caller's bridge, say), the host joins the call's media as the ``server`` role
+through an ordinary :class:`~clutchcall.bridge.MoqtClient`:
 it subscribes to ``uplink`` and publishes ``downlink``, and runs the agent on that
 channel. When the call's agent changes, the new agent takes over the same
 subscription and publication, so the caller hears no gap beyond the frame in
@@ -74,9 +75,11 @@ class AgentHost:
         *,
         relay_url: Callable[[], str],
         cert_sha256: str,
+        others_present: Callable[[str], bool],
     ) -> None:
         self.store = store
         self.registry = registry
+        self._others_present = others_present
         self._relay_url = relay_url
         self._cert_sha256 = cert_sha256
         self._lock = threading.Lock()
@@ -105,7 +108,8 @@ class AgentHost:
                 if c.agent is not None and c.status(now) == "in_progress"
             ]
         for call in wanted:
-            if call.sid not in self._running:
+            # Nobody to talk to: an agent would only burn the engine's CPU.
+            if call.sid not in self._running and self._others_present(call.sid):
                 scope = anyio.CancelScope()
                 self._running[call.sid] = scope
                 tg.start_soon(self._host, call, scope)
@@ -114,7 +118,8 @@ class AgentHost:
         with self.store.lock:
             if call.status(self.store.clock()) != "in_progress":
                 return None
-            return call.agent
+            agent = call.agent
+        return agent if agent is not None and self._others_present(call.sid) else None
 
     async def _host(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import build_app
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
-from .agent_host import AgentHost, AgentRecord
+from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
 from .relay import Relay
@@ -206,11 +206,13 @@ class Engine:
             background_implementation=CALLEE_IMPLEMENTATION,
         )
         relay = self._relay
+        # The engine's own call members; only other clients make a call worth joining.
+        members = (CALLEE_IMPLEMENTATION, AGENT_IMPLEMENTATION)
         self._callees = Callees(
             self.store,
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
-            others_present=lambda sid: relay.sessions(sid, exclude=CALLEE_IMPLEMENTATION) > 0,
+            others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
@@ -218,6 +220,7 @@ class Engine:
             self.agents,
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
+            others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
         )
         self.start_relay()
         self._callees_task, _ = self._portal.start_task(self._callees.run)

@@ -175,15 +175,18 @@ class Relay:
                 count += 1
         return count
 
-    def sessions(self, call_sid: str | None = None, *, exclude: str | None = None) -> int:
+    def sessions(
+        self, call_sid: str | None = None, *, exclude: str | tuple[str, ...] | None = None
+    ) -> int:
         """Authenticated sessions (of one call, if given; not counting clients whose
-        MOQT_IMPLEMENTATION is ``exclude``)."""
+        MOQT_IMPLEMENTATION is ``exclude``, or one of them)."""
+        skip = (exclude,) if isinstance(exclude, str) else (exclude or ())
         return sum(
             1
             for peer in self._peers
             if peer.claims is not None
             and call_sid in (None, peer.claims.call_sid)
-            and (exclude is None or peer.implementation != exclude)
+            and peer.implementation not in skip
         )
 
     # -- one session -------------------------------------------------------------------
