@@ -22,6 +22,7 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -84,26 +85,12 @@ class APIResponseValidationError(APIError):
         self.body = body
 
 
+@dataclass(frozen=True, slots=True)
 class FieldError:
     """One per-field validation failure reported by the server."""
 
-    __slots__ = ("field", "message")
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"FieldError(field={self.field!r}, message={self.message!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FieldError) and (self.field, self.message) == (
-            other.field,
-            other.message,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.field, self.message))
+    field: str
+    message: str
 
 
 class APIStatusError(APIError):

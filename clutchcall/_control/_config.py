@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
@@ -38,9 +37,6 @@ class ClientConfig:
     verify: Verify = True
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
-
-    def with_options(self, **changes: Any) -> ClientConfig:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _pick(value: str | None, env: str) -> str | None:

@@ -157,9 +157,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
 class ControlPlane:
     """Request handling, bound to one :class:`Store`."""
 
-    def __init__(self, store: Store, faults: Faults) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.faults = faults
 
     # -- common checks ----------------------------------------------------------
     def authenticate(self, request: Request, scope: str) -> ApiKey:
@@ -399,7 +398,7 @@ async def _handle_crash(request: Request, exc: Exception) -> Response:
 
 def build_app(store: Store, faults: Faults, extra_routes: Sequence[Route] = ()) -> ASGIApp:
     """The control plane; ``extra_routes`` adds dev-only endpoints (not in openapi.yaml)."""
-    plane = ControlPlane(store, faults)
+    plane = ControlPlane(store)
     base = "/v1/orgs/{org_id}/calls"
 
     def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str) -> Route:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 
-from clutchcall import AsyncCall, Call, CallStatus
+from clutchcall import AsyncCall, AsyncVoice, Call, CallStatus, Voice
+from clutchcall._control._retry import RetryPolicy
 
 DEST = "+15551234567"
 CALLER_ID = "+15558675309"
@@ -33,3 +35,11 @@ async def async_wait_status(call: AsyncCall, wanted: set[CallStatus]) -> AsyncCa
         while (await call.refresh()).status not in wanted:  # noqa: ASYNC110
             await anyio.sleep(0.01)
     return call
+
+
+def fast_policy(voice: Voice | AsyncVoice) -> None:
+    """Shrink backoff so tests don't wait seconds (Retry-After is still honoured)."""
+    transport: Any = voice._http._transport
+    transport._policy = RetryPolicy(
+        max_retries=voice.max_retries, initial_delay=0.01, max_delay=0.05
+    )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import httpx
 import pytest
-from control_helpers import CALLER_ID, DEST, TRUNK
+from control_helpers import CALLER_ID, DEST, TRUNK, fast_policy
 
 from clutchcall import AsyncVoice, ConfigurationError, NotFoundError, Voice
-from clutchcall._control._retry import RetryPolicy
 from clutchcall.dev import Engine, Fault
 
 ENV = ("CLUTCHCALL_BASE_URL", "CLUTCHCALL_CREDENTIALS", "CLUTCHCALL_ORG_ID", "CLUTCHCALL_RELAY_URL")
@@ -66,8 +64,7 @@ def test_the_key_never_shows_in_reprs_logs_or_errors(
     secret = engine.add_api_key()
     caplog.set_level(logging.DEBUG)
     with Voice(base_url=engine.base_url, api_key=secret, org_id=engine.org_id) as voice:
-        transport: Any = voice._http._transport
-        transport._policy = RetryPolicy(max_retries=2, initial_delay=0.01)
+        fast_policy(voice)
         engine.inject_fault(Fault(status=503, times=1, method="GET", path="CA9{32}"))
         with pytest.raises(NotFoundError) as info:
             voice.calls.get(sid="CA" + "9" * 32)

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
-from control_helpers import CALLER_ID, DEST, TRUNK
+from control_helpers import CALLER_ID, DEST, TRUNK, fast_policy
 
 from clutchcall import (
     APIConnectionError,
@@ -24,14 +23,6 @@ from clutchcall import (
 )
 from clutchcall._control._retry import RetryPolicy, parse_retry_after
 from clutchcall.dev import Engine, Fault
-
-
-def fast_policy(voice: Voice | AsyncVoice) -> None:
-    """Shrink backoff so tests don't wait seconds (Retry-After is still honoured)."""
-    transport: Any = voice._http._transport
-    transport._policy = RetryPolicy(
-        max_retries=voice.max_retries, initial_delay=0.01, max_delay=0.05
-    )
 
 
 def test_get_is_retried_after_503_and_succeeds(voice: Voice, engine: Engine) -> None:
