@@ -135,7 +135,10 @@ class MoqtLink:
         assert self._tg is not None
         while True:
             try:
-                stream = await self.conn.accept_stream()
+                try:
+                    stream = self.conn.accept_stream_nowait()
+                except anyio.WouldBlock:
+                    stream = await self.conn.accept_stream()
             except _BROKEN:
                 self._connection_lost()
                 return

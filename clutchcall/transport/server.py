@@ -28,7 +28,14 @@ from ._quic import (
     STREAM_WINDOW,
     FlowControlledQuicConnection,
 )
-from .connection import Connection, PathFilter, SendDatagramNowait, socket_sender
+from .connection import (
+    RECEIVE_BATCH,
+    Connection,
+    PathFilter,
+    SendDatagramNowait,
+    SocketReceiver,
+    socket_sender,
+)
 from .errors import TransportError
 
 logger = logging.getLogger(__name__)
@@ -186,25 +193,36 @@ class Server:
             await sock.sendto(data, addr[0], addr[1])
 
     async def _receive_loop(self, sock: anyio.abc.UDPSocket) -> None:
-        while True:
-            try:
-                data, addr = await sock.receive()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except OSError:
-                logger.debug("UDP receive error", exc_info=True)
-                await anyio.sleep(0.01)
-                continue
-            try:
-                reply = self._route(data, addr)
-            except Exception:
-                logger.debug("dropped a datagram from %r", addr, exc_info=True)
-                continue
-            if reply is not None:
+        receiver = SocketReceiver(sock)
+        try:
+            while True:
                 try:
-                    await self._send(reply, addr)
-                except (OSError, anyio.BrokenResourceError):
-                    logger.debug("could not answer %r", addr, exc_info=True)
+                    item: tuple[bytes, Any] | None = await sock.receive()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError:
+                    logger.debug("UDP receive error", exc_info=True)
+                    await anyio.sleep(0.01)
+                    continue
+                for _ in range(RECEIVE_BATCH + 1):
+                    if item is None:
+                        break
+                    await self._handle_datagram(*item)
+                    item = receiver.receive_nowait()
+        finally:
+            receiver.close()
+
+    async def _handle_datagram(self, data: bytes, addr: Any) -> None:
+        try:
+            reply = self._route(data, addr)
+        except Exception:
+            logger.debug("dropped a datagram from %r", addr, exc_info=True)
+            return
+        if reply is not None:
+            try:
+                await self._send(reply, addr)
+            except (OSError, anyio.BrokenResourceError):
+                logger.debug("could not answer %r", addr, exc_info=True)
 
     def _route(self, data: bytes, addr: Any) -> bytes | None:
         """Hand a datagram to its connection; returns a stateless reply if any."""
