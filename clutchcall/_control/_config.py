@@ -37,6 +37,8 @@ class ClientConfig:
     verify: Verify = True
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    #: Audio bridges to one relay share a QUIC connection (per role and event loop).
+    share_bridge_connections: bool = True
 
 
 def _pick(value: str | None, env: str) -> str | None:
@@ -56,6 +58,7 @@ def resolve_config(
     verify: Verify = True,
     timeout: float | None = None,
     max_retries: int | None = None,
+    share_bridge_connections: bool = True,
 ) -> ClientConfig:
     """Merge explicit arguments with ``CLUTCHCALL_*`` environment variables and check them."""
     url = _pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
@@ -86,6 +89,10 @@ def resolve_config(
     resolved_timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     if isinstance(resolved_timeout, bool) or not resolved_timeout > 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not isinstance(share_bridge_connections, bool):
+        raise ConfigurationError(
+            f"share_bridge_connections must be True or False, got {share_bridge_connections!r}"
+        )
     retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
@@ -98,4 +105,5 @@ def resolve_config(
         verify=verify,
         timeout=float(resolved_timeout),
         max_retries=retries,
+        share_bridge_connections=share_bridge_connections,
     )

@@ -194,7 +194,9 @@ class Voice:
     ``CLUTCHCALL_CREDENTIALS`` (the API key), ``CLUTCHCALL_ORG_ID`` and
     ``CLUTCHCALL_RELAY_URL``. ``verify`` is True, False, a CA bundle path or an
     ``ssl.SSLContext``. ``http_client`` sends the requests through your own
-    ``httpx`` client (you keep ownership of it).
+    ``httpx`` client (you keep ownership of it). ``share_bridge_connections``:
+    audio bridges to the same relay share one QUIC connection (the default; far
+    cheaper with many calls) or each get their own (False).
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class Voice:
         timeout: float | None = None,
         max_retries: int | None = None,
         http_client: httpx.Client | None = None,
+        share_bridge_connections: bool = True,
     ) -> None:
         config = resolve_config(
             base_url=base_url,
@@ -219,6 +222,7 @@ class Voice:
             verify=verify,
             timeout=timeout,
             max_retries=max_retries,
+            share_bridge_connections=share_bridge_connections,
         )
         self._setup(config, http_client)
 
@@ -273,6 +277,7 @@ class Voice:
             verify=self._config.verify,
             timeout=self._config.timeout if timeout is None else timeout,
             max_retries=self._config.max_retries if max_retries is None else max_retries,
+            share_bridge_connections=self._config.share_bridge_connections,
         )
         clone = object.__new__(type(self))
         clone._setup(config, self._user_http_client)

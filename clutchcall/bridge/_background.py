@@ -29,6 +29,15 @@ def _on_asyncio() -> bool:
     return True
 
 
+def loop_id() -> int:
+    """Identifies the running event loop."""
+    if not _on_asyncio():
+        import trio
+
+        return id(trio.lowlevel.current_trio_token())
+    return id(asyncio.get_running_loop())
+
+
 def spawn(fn: Callable[[], Awaitable[None]], name: str) -> None:
     """Run ``fn()`` as a background task of the current event loop."""
     if not _on_asyncio():

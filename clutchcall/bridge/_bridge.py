@@ -10,9 +10,18 @@ consumer at all, frames wait in a bounded buffer (the oldest are dropped and
 counted).
 
 The bridge's work runs in a background task of the event loop that attached it;
-``aclose()`` (or leaving ``async with``) stops it and closes the session. A
-bridge that is garbage-collected unclosed warns with ``ResourceWarning`` and is
-shut down the same way.
+``aclose()`` (or leaving ``async with``) stops it and ends its tracks. A bridge
+that is garbage-collected unclosed warns with ``ResourceWarning`` and is shut
+down the same way.
+
+Connections: by default the bridges of one client that go to the same relay in
+the same role share one QUIC connection and MoQT session (each track carries
+its own call's bridge token), so a process with many calls pays for one
+connection's packets, acknowledgements and timers instead of one per call. The
+session's setup shows the token of one of its bridges; if that call ends, the
+relay ends only that call's tracks. A second bridge for a call and role the
+shared session already carries gets a connection of its own.
+``share_bridge_connections=False`` on the client gives every bridge its own.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +42,7 @@ import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
 from ..errors import InvalidArgumentError
-from ._background import ThreadsafeCall, spawn, threadsafe_caller
+from ._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ._client import (
     AudioFrame,
     AudioPublication,
@@ -154,6 +163,8 @@ class BridgeCore:
         self._config = config
         self._token: BridgeToken | None = None
         self.client: MoqtClient | None = None
+        self._pool: _Pool | None = None
+        self._reconnects_at_join = 0
         self._publication: AudioPublication | None = None
         self._subscription: AudioSubscription | None = None
         self._iterators: weakref.WeakSet[FrameIterator] = weakref.WeakSet()
@@ -185,18 +196,58 @@ class BridgeCore:
 
     async def start(self) -> None:
         self._call_soon = threadsafe_caller()
-        client = MoqtClient(credentials=self._credentials, verify=self._config.verify)
+        track_token: str | None = None
+        pool: _Pool | None = None
+        if self._config.share_bridge_connections:
+            url, token = await self._credentials(False)
+            pool = await self.owner._join_pool(self, url)
+        if pool is not None:
+            client = pool.client
+            track_token = token
+            self._pool = pool
+            self._reconnects_at_join = client.stats.reconnects
+        else:
+            client = MoqtClient(credentials=self._credentials, verify=self._config.verify)
         self.client = client
         try:
-            await client.connect()
-            self._subscription = await client.subscribe_audio(self.call_sid, self.receive_track)
-            self._publication = await client.publish_audio(self.call_sid, self.send_track)
+            if pool is None:
+                await client.connect()
+            self._subscription = await client.subscribe_audio(
+                self.call_sid, self.receive_track, token=track_token
+            )
+            self._publication = await client.publish_audio(
+                self.call_sid, self.send_track, token=track_token
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await client.aclose()
+                await self._release_client()
             raise
         self.owner._cores.add(self)
         spawn(self._run, f"clutchcall-bridge-{self.call_sid}")
+
+    async def _release_client(self) -> None:
+        """Close what this bridge holds: its tracks on a shared session, else the client."""
+        client = self.client
+        if client is None:
+            return
+        pool = self._pool
+        if pool is None:
+            await client.aclose()
+            return
+        for track in (self._subscription, self._publication):
+            if track is not None:
+                await track.aclose()
+        await self.owner._leave_pool(self, pool)
+
+    async def refresh_track_token(self, fresh: bool) -> str:
+        """A valid token for this bridge's tracks (minted again when close to expiry
+        or when ``fresh``), also handed to the tracks for their next start."""
+        _, token = await self._credentials(fresh)
+        assert token is not None
+        for track in (self._subscription, self._publication):
+            if track is not None:
+                track.token = token
+        return token
 
     async def _run(self) -> None:
         try:
@@ -208,9 +259,8 @@ class BridgeCore:
             self.finished = True
             for iterator in list(self._iterators):
                 iterator._end()
-            if self.client is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.client.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._release_client()
             self.owner._cores.discard(self)
             self._done.set()
 
@@ -291,8 +341,28 @@ class BridgeCore:
 
     @property
     def stats(self) -> AudioStats:
-        base = self.client.stats if self.client is not None else AudioStats()
-        return replace(base, dropped=base.dropped + self.dropped)
+        received = self._subscription.stats if self._subscription else AudioStats()
+        sent = self._publication.stats if self._publication else AudioStats()
+        client = self.client
+        reconnects = client.stats.reconnects - self._reconnects_at_join if client else 0
+        return AudioStats(
+            frames_in=received.frames_in,
+            bytes_in=received.bytes_in,
+            frames_out=sent.frames_out,
+            bytes_out=sent.bytes_out,
+            dropped=received.dropped + sent.dropped + self.dropped,
+            reconnects=reconnects,
+        )
+
+
+@dataclass(eq=False)
+class _Pool:
+    """One MoqtClient carrying the bridges of one role to one relay."""
+
+    key: tuple[str, str, int]
+    client: MoqtClient
+    #: The bridges on it, oldest first.
+    cores: list[BridgeCore] = field(default_factory=list)
 
 
 class BridgeRegistry:
@@ -302,6 +372,72 @@ class BridgeRegistry:
         self._voice_config = config
         self._mint = mint
         self._cores: set[BridgeCore] = set()
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._opening: dict[tuple[str, str, int], anyio.Event] = {}
+
+    async def _join_pool(self, core: BridgeCore, url: str) -> _Pool | None:
+        """The shared client for ``core``'s relay and role (connected first if new);
+        None if it already carries this call in this role."""
+        key = (url, core.role, loop_id())  # a shared client serves one loop only
+        while True:
+            pool = self._pools.get(key)
+            if pool is not None and not pool.client.ended:
+                if any(c.call_sid == core.call_sid for c in pool.cores):
+                    return None
+                pool.cores.append(core)
+                return pool
+            opening = self._opening.get(key)
+            if opening is None:
+                break
+            await opening.wait()  # another bridge is connecting it: use that one
+        opening = self._opening[key] = anyio.Event()
+        pools: list[_Pool] = []
+
+        async def credentials(fresh: bool) -> tuple[str, str | None]:
+            return await self._pool_credentials(pools[0], fresh)
+
+        pool = _Pool(key, MoqtClient(credentials=credentials, verify=core._config.verify))
+        pools.append(pool)
+        pool.cores.append(core)
+        try:
+            await pool.client.connect()
+        except BaseException:
+            pool.cores.remove(core)
+            raise
+        finally:
+            del self._opening[key]
+            opening.set()
+        self._pools[key] = pool
+        return pool
+
+    async def _leave_pool(self, core: BridgeCore, pool: _Pool) -> None:
+        if core in pool.cores:
+            pool.cores.remove(core)
+        if pool.cores:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._pools.get(pool.key) is pool:
+            del self._pools[pool.key]
+        await pool.client.aclose()
+
+    async def _pool_credentials(self, pool: _Pool, fresh: bool) -> tuple[str, str | None]:
+        """Setup credentials for a shared client: the first bridge whose token can be
+        had lends it; every bridge's track token is refreshed on the way."""
+        chosen: str | None = None
+        failure: BaseException | None = None
+        for core in list(pool.cores):
+            try:
+                token = await core.refresh_track_token(fresh and chosen is None)
+            except Exception as exc:  # e.g. the call ended: that bridge will end too
+                failure = exc
+                continue
+            if chosen is None:
+                chosen = token
+        if chosen is None:
+            if failure is not None:
+                raise failure
+            raise BridgeClosedError("no audio bridge is left on this connection")
+        return pool.key[0], chosen
 
     async def open(
         self,

@@ -126,6 +126,10 @@ def _refusal(message: str, code: int, reason: str) -> BridgeError:
     return BridgeTrackError(message, code=code, reason=reason)
 
 
+def _token_parameters(token: str | None) -> moqt.Parameters:
+    return (moqt.authorization_token(token.encode()),) if token else ()
+
+
 def _track_name(track: str) -> str:
     if track not in TRACK_NAMES:
         raise ValueError(f"track must be 'uplink' or 'downlink', not {track!r}")
@@ -152,18 +156,34 @@ class _Conn:
 class AudioPublication:
     """One voice track this client publishes (``MoqtClient.publish_audio``)."""
 
-    def __init__(self, client: MoqtClient, call_sid: str, track: str, use_datagrams: bool) -> None:
+    def __init__(
+        self,
+        client: MoqtClient,
+        call_sid: str,
+        track: str,
+        use_datagrams: bool,
+        token: str | None = None,
+    ) -> None:
         self._client = client
         self.call_sid = call_sid
         self.track = track
         self.namespace = moqt.voice_namespace(call_sid)
         self.track_name = track.encode()
         self.use_datagrams = use_datagrams
+        #: Bridge token sent with this track's PUBLISH_NAMESPACE (None: the session's).
+        #: Read each time the track is (re)started, so it may be replaced.
+        self.token = token
+        self._counters = _Counters()
         self._queue: deque[tuple[float, bytes, int]] = deque()
         self._next_group = 0
         self._closed = False
         #: Why the relay refused this track on the current session, if it did.
         self.error: BridgeError | None = None
+
+    @property
+    def stats(self) -> AudioStats:
+        """This track's frames and bytes out and frames dropped."""
+        return self._counters.snapshot()
 
     @property
     def subscribers(self) -> int:
@@ -211,6 +231,7 @@ class AudioPublication:
         client = self._client
         if client._ended:
             client._counters.dropped += 1
+            self._counters.dropped += 1
             return
         self._queue.append((time.monotonic(), bytes(frame), timestamp))
         self._flush()
@@ -221,17 +242,20 @@ class AudioPublication:
         while len(self._queue) > limit:
             self._queue.popleft()
             client._counters.dropped += 1
+            self._counters.dropped += 1
         publisher = self._publisher()
         conn = client._conn
         if publisher is None or conn is None or conn.link is None or not publisher.subscriptions:
             return
         oldest = time.monotonic() - client._max_queue_age
         counters = client._counters
+        mine = self._counters
         sent = False
         while self._queue and conn.link.backlog < MAX_LINK_BACKLOG:
             queued_at, data, timestamp = self._queue.popleft()
             if queued_at < oldest:
                 counters.dropped += 1
+                mine.dropped += 1
                 continue
             try:
                 publisher.send_frame(data, timestamp)
@@ -241,6 +265,8 @@ class AudioPublication:
             self._next_group += 1
             counters.frames_out += 1
             counters.bytes_out += len(data)
+            mine.frames_out += 1
+            mine.bytes_out += len(data)
             sent = True
         if sent:
             conn.link.kick()
@@ -268,12 +294,25 @@ class AudioPublication:
 class AudioSubscription:
     """One voice track this client receives; iterate it for :class:`AudioFrame` s."""
 
-    def __init__(self, client: MoqtClient, call_sid: str, track: str, buffer_frames: int) -> None:
+    def __init__(
+        self,
+        client: MoqtClient,
+        call_sid: str,
+        track: str,
+        buffer_frames: int,
+        token: str | None = None,
+    ) -> None:
         self._client = client
         self.call_sid = call_sid
         self.track = track
         self.namespace = moqt.voice_namespace(call_sid)
         self.track_name = track.encode()
+        #: Bridge token sent with this track's SUBSCRIBE (None: the session's); read
+        #: each time the subscription is (re)started, so it may be replaced.
+        self.token = token
+        #: The relay ended the track for good (PUBLISH_DONE TRACK_ENDED: the call ended).
+        self.track_ended = False
+        self._counters = _Counters()
         self._frames: deque[AudioFrame] = deque()
         self._buffer_frames = buffer_frames
         self._arrived = Signal()
@@ -322,19 +361,28 @@ class AudioSubscription:
         counters = self._client._counters
         counters.frames_in += 1
         counters.bytes_in += len(frame.data)
+        mine = self._counters
+        mine.frames_in += 1
+        mine.bytes_in += len(frame.data)
         if self.on_frame is not None:
             self.on_frame(frame)
             return
         if len(self._frames) >= self._buffer_frames:
             self._frames.popleft()
             counters.dropped += 1
+            mine.dropped += 1
         self._frames.append(frame)
         self._arrived.notify()
 
     @property
     def ended(self) -> bool:
-        """No frame will arrive any more (closed, or the client ended)."""
-        return self._closed or self._client._ended
+        """No frame will arrive any more (closed, the track ended, or the client ended)."""
+        return self._closed or self.track_ended or self._client._ended
+
+    @property
+    def stats(self) -> AudioStats:
+        """This track's frames and bytes in and frames dropped."""
+        return self._counters.snapshot()
 
     def __aiter__(self) -> AudioSubscription:
         return self
@@ -528,10 +576,17 @@ class MoqtClient:
     # -- tracks ------------------------------------------------------------------------
 
     async def publish_audio(
-        self, call_sid: str, track: str, *, use_datagrams: bool = False
+        self,
+        call_sid: str,
+        track: str,
+        *,
+        use_datagrams: bool = False,
+        token: str | None = None,
     ) -> AudioPublication:
         """Announce ``voice/<call_sid>`` and serve ``track`` to whoever subscribes.
 
+        ``token``: a bridge token for this call, sent with the announcement, so
+        that one client can carry several calls (the setup token covers one).
         Returns once the relay accepted the namespace; raises
         :class:`BridgeAuthError` if it refused it.
         """
@@ -539,7 +594,7 @@ class MoqtClient:
         key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
         if key in self._publications:
             raise BridgeError(f"{track} of {call_sid} is already published by this client")
-        publication = AudioPublication(self, call_sid, track, use_datagrams)
+        publication = AudioPublication(self, call_sid, track, use_datagrams, token)
         self._publications[key] = publication
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
@@ -551,13 +606,18 @@ class MoqtClient:
             raise
         return publication
 
-    async def subscribe_audio(self, call_sid: str, track: str) -> AudioSubscription:
-        """SUBSCRIBE to ``voice/<call_sid>/<track>``; returns once the relay accepted."""
+    async def subscribe_audio(
+        self, call_sid: str, track: str, *, token: str | None = None
+    ) -> AudioSubscription:
+        """SUBSCRIBE to ``voice/<call_sid>/<track>``; returns once the relay accepted.
+
+        ``token``: a bridge token for this call, sent with the SUBSCRIBE.
+        """
         self._require_running()
         key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
         if key in self._subscriptions:
             raise BridgeError(f"{track} of {call_sid} is already subscribed by this client")
-        subscription = AudioSubscription(self, call_sid, track, self._receive_buffer_frames)
+        subscription = AudioSubscription(self, call_sid, track, self._receive_buffer_frames, token)
         self._subscriptions[key] = subscription
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
@@ -604,17 +664,19 @@ class MoqtClient:
         )
         namespace = publication.namespace
         if namespace not in conn.announced:
-            session.publish_namespace(namespace)
+            session.publish_namespace(namespace, _token_parameters(publication.token))
             conn.announced[namespace] = "pending"
         conn.publishers[(namespace, publication.track_name)] = publisher
         if conn.link is not None:
             conn.link.kick()
 
     def _start_subscription(self, conn: _Conn, subscription: AudioSubscription) -> None:
+        if subscription.track_ended:
+            return
         subscription.error = None
         subscription._restart_order()
         subscriber = moqt.AudioSubscriber(conn.session, subscription.call_sid, subscription.track)
-        request_id = subscriber.start()
+        request_id = subscriber.start(_token_parameters(subscription.token))
         conn.subscribers[request_id] = (subscription, subscriber)
         if conn.link is not None:
             conn.link.kick()
@@ -706,6 +768,13 @@ class MoqtClient:
                     subscription.answered = True
                     if event.largest is not None and subscription._expected is None:
                         subscription._expected = event.largest.group + 1
+                elif (
+                    isinstance(event, moqt.PublishDoneReceived)
+                    and event.status_code == moqt.PublishDoneCode.TRACK_ENDED
+                ):
+                    del conn.subscribers[event.request_id]
+                    subscription.track_ended = True
+                    subscription._arrived.notify()
                 elif isinstance(event, moqt.SubscribeRejected):
                     del conn.subscribers[event.request_id]
                     subscription.error = _refusal(

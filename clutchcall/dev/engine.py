@@ -283,6 +283,15 @@ class Engine:
         relay = self._relay
         return self._portal.call(lambda: relay.sessions(call_sid))
 
+    def relay_client_sessions(self) -> list[frozenset[str]]:
+        """The calls each relay session of a client carries, one set per session
+        (the engine's own simulated callees and agents left out)."""
+        if self._portal is None or self._relay is None:
+            return []
+        relay = self._relay
+        members = (CALLEE_IMPLEMENTATION, AGENT_IMPLEMENTATION)
+        return self._portal.call(lambda: relay.session_calls(exclude=members))
+
     # -- what the far end saw --------------------------------------------------------
     def media_counters(self, call_sid: str) -> dict[str, Any] | None:
         """Frames and bytes the simulated callee sent (uplink) and received (downlink).

@@ -8,8 +8,12 @@ AUTHORIZATION_TOKEN setup parameter. The relay checks its signature with the
 engine's secret, its expiry, and that the call exists in the token's org and has
 not ended; otherwise it closes the session with UNAUTHORIZED (0x2),
 MALFORMED_AUTH_TOKEN (0x16) or EXPIRED_AUTH_TOKEN (0x18) before SERVER_SETUP.
-Within a session the token's call and role bound what the client may do: only
-namespace ``("voice", <sid>)`` of that call (else PUBLISH_NAMESPACE_ERROR /
+A valid token grants its call and role to the session. PUBLISH_NAMESPACE and
+SUBSCRIBE may carry a token of their own (the AUTHORIZATION_TOKEN parameter),
+checked the same way, which adds its grant: so one session can carry the audio
+of many calls (a client multiplexing its bridges); a bad token there refuses
+only that request. Grants bound what the client may do: only namespaces
+``("voice", <sid>)`` of granted calls (else PUBLISH_NAMESPACE_ERROR /
 SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes ``uplink`` and publishes
 ``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the other track is refused
 with UNAUTHORIZED; the relay only ever subscribes the track a role may publish).
@@ -26,7 +30,8 @@ over from another continues the sequence downstream. If
 several sessions publish one track (a reconnect racing the old session, or a
 softphone joining a call whose simulated callee also speaks), the most recent
 one is heard, simulated callees only when nobody else publishes. When a call
-ends, its subscribers get PUBLISH_DONE and its sessions are closed.
+ends, its subscribers get PUBLISH_DONE (TRACK_ENDED), the relay unsubscribes
+from its publishers, and sessions left with no live call are closed.
 """
 
 from __future__ import annotations
@@ -65,7 +70,10 @@ class _Peer:
 
     session: moqt.Session
     link: MoqtLink | None = None
+    #: The setup token's claims (None until the session is authenticated).
     claims: tokens.BridgeClaims | None = None
+    #: Every (call sid, role) granted so far: the setup token's and the requests'.
+    grants: dict[tuple[str, str], tokens.BridgeClaims] = field(default_factory=dict)
     implementation: str | None = None
     #: Our subscriptions to this peer's track: request id -> track key.
     upstream: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -185,9 +193,18 @@ class Relay:
             1
             for peer in self._peers
             if peer.claims is not None
-            and call_sid in (None, peer.claims.call_sid)
+            and (call_sid is None or any(sid == call_sid for sid, _ in peer.grants))
             and peer.implementation not in skip
         )
+
+    def session_calls(self, *, exclude: tuple[str, ...] = ()) -> list[frozenset[str]]:
+        """The calls each authenticated session carries (one set per session), not
+        counting clients whose MOQT_IMPLEMENTATION is in ``exclude``."""
+        return [
+            frozenset(sid for sid, _ in peer.grants)
+            for peer in self._peers
+            if peer.claims is not None and peer.implementation not in exclude
+        ]
 
     # -- one session -------------------------------------------------------------------
 
@@ -235,8 +252,9 @@ class Relay:
             elif isinstance(event, moqt.SubscribeRejected | moqt.PublishDoneReceived):
                 self._drop_upstream(peer, event.request_id, unsubscribe=False)
             elif isinstance(event, moqt.PublishNamespaceDoneReceived):
-                for request_id in list(peer.upstream):
-                    self._drop_upstream(peer, request_id, unsubscribe=True)
+                for request_id, (sid, _) in list(peer.upstream.items()):
+                    if event.namespace == moqt.voice_namespace(sid):
+                        self._drop_upstream(peer, request_id, unsubscribe=True)
             elif isinstance(event, moqt.SubscribeNamespaceReceived):
                 peer.session.reject_subscribe_namespace(
                     event.request_id,
@@ -247,51 +265,81 @@ class Relay:
                 self._drop_peer(peer)
 
     def _authenticate(self, peer: _Peer, event: moqt.SetupCompleted) -> None:
-        raw = next(
-            (v for k, v in event.parameters if k == moqt.SetupParameter.AUTHORIZATION_TOKEN),
-            None,
-        )
         assert peer.link is not None
-        if not isinstance(raw, bytes):
+        raw = _token_parameter(event.parameters)
+        if raw is None:
             peer.link.abort(_CODES.UNAUTHORIZED, "a bridge token is required")
             return
+        claims = self._check_token(raw)
+        if isinstance(claims, _Refusal):
+            peer.link.abort(claims.code, claims.reason)
+            return
+        peer.claims = claims
+        peer.implementation = event.peer_implementation
+        self._grant(peer, claims)
+
+    def _check_token(self, raw: bytes) -> tokens.BridgeClaims | _Refusal:
+        """The claims of an AUTHORIZATION_TOKEN value, or why it is refused."""
         try:
             reader = Reader(raw)
             alias_type = reader.read_varint()
             reader.read_varint()  # token type: not interpreted
             token = reader.read_bytes(reader.remaining).decode("ascii")
         except (NeedMoreData, UnicodeDecodeError):
-            peer.link.abort(_CODES.MALFORMED_AUTH_TOKEN, "malformed AUTHORIZATION_TOKEN")
-            return
+            return _Refusal(_CODES.MALFORMED_AUTH_TOKEN, "malformed AUTHORIZATION_TOKEN")
         if alias_type != USE_VALUE:
-            peer.link.abort(_CODES.MALFORMED_AUTH_TOKEN, "token aliases are not supported")
-            return
+            return _Refusal(_CODES.MALFORMED_AUTH_TOKEN, "token aliases are not supported")
         try:
             claims = tokens.verify(self.store.bridge_secret, token, now=time.time())
         except tokens.TokenError as exc:
             code = _CODES.EXPIRED_AUTH_TOKEN if "expired" in str(exc) else _CODES.UNAUTHORIZED
-            peer.link.abort(code, str(exc))
-            return
+            return _Refusal(code, str(exc))
         call = self.store.get(claims.org_id, claims.call_sid)
         if call is None:
-            peer.link.abort(_CODES.UNAUTHORIZED, "no such call")
-            return
+            return _Refusal(_CODES.UNAUTHORIZED, "no such call")
         if call.ending(self.store.clock()) is not None:
-            peer.link.abort(_CODES.UNAUTHORIZED, "the call has ended")
-            return
-        peer.claims = claims
-        peer.implementation = event.peer_implementation
-        if self.on_peer is not None:
-            self.on_peer(claims.call_sid, event.peer_implementation)
+            return _Refusal(_CODES.UNAUTHORIZED, "the call has ended")
+        return claims
+
+    def _grant(self, peer: _Peer, claims: tokens.BridgeClaims) -> None:
+        new_call = not any(sid == claims.call_sid for sid, _ in peer.grants)
+        peer.grants[(claims.call_sid, claims.role)] = claims
+        if new_call and self.on_peer is not None:
+            self.on_peer(claims.call_sid, peer.implementation)
+
+    def _claims_for(
+        self,
+        peer: _Peer,
+        namespace: moqt.Namespace,
+        parameters: moqt.Parameters,
+        allowed: Callable[[tokens.BridgeClaims], bool],
+    ) -> tokens.BridgeClaims | _Refusal:
+        """The grant that covers a request on ``namespace``: the request's own token
+        if it carries one, else one the session already holds."""
+        raw = _token_parameter(parameters)
+        if raw is not None:
+            claims = self._check_token(raw)
+            if isinstance(claims, _Refusal):
+                return claims
+            if namespace != moqt.voice_namespace(claims.call_sid):
+                return _Refusal(_CODES.UNAUTHORIZED, "this token does not cover that namespace")
+            self._grant(peer, claims)
+            if not allowed(claims):
+                return _Refusal(_CODES.UNAUTHORIZED, f"a {claims.role} token may not do that")
+            return claims
+        held = [c for (sid, _), c in peer.grants.items() if namespace == moqt.voice_namespace(sid)]
+        if not held:
+            return _Refusal(_CODES.UNAUTHORIZED, "this token does not cover that namespace")
+        for claims in held:
+            if allowed(claims):
+                return claims
+        return _Refusal(_CODES.UNAUTHORIZED, f"a {held[0].role} token may not do that")
 
     def _on_publish_namespace(self, peer: _Peer, event: moqt.PublishNamespaceReceived) -> None:
-        claims = peer.claims
-        assert claims is not None
-        if event.namespace != moqt.voice_namespace(claims.call_sid):
+        claims = self._claims_for(peer, event.namespace, event.parameters, lambda c: True)
+        if isinstance(claims, _Refusal):
             peer.session.reject_publish_namespace(
-                event.request_id,
-                moqt.PublishNamespaceErrorCode.UNAUTHORIZED,
-                "this token does not cover that namespace",
+                event.request_id, moqt.PublishNamespaceErrorCode.UNAUTHORIZED, claims.reason
             )
             return
         name = tokens.DOWNLINK if claims.role == "server" else tokens.UPLINK
@@ -303,23 +351,21 @@ class Relay:
         peer.session.accept_publish_namespace(event.request_id)
 
     def _on_subscribe(self, peer: _Peer, event: moqt.SubscribeReceived) -> None:
-        claims = peer.claims
-        assert claims is not None
         name = event.track_name.decode("utf-8", "replace")
         if name not in (tokens.UPLINK, tokens.DOWNLINK) or len(event.namespace) != 2:
             peer.session.reject_subscribe(
                 event.request_id, moqt.SubscribeErrorCode.TRACK_DOES_NOT_EXIST, "no such track"
             )
             return
-        if event.namespace != moqt.voice_namespace(claims.call_sid) or not claims.may_subscribe(
-            name
-        ):
+        found = self._claims_for(
+            peer, event.namespace, event.parameters, lambda c: c.may_subscribe(name)
+        )
+        if isinstance(found, _Refusal):
             peer.session.reject_subscribe(
-                event.request_id,
-                moqt.SubscribeErrorCode.UNAUTHORIZED,
-                f"a {claims.role} token may not subscribe to this track",
+                event.request_id, moqt.SubscribeErrorCode.UNAUTHORIZED, found.reason
             )
             return
+        claims = found
         key = (claims.call_sid, name)
         track = self._tracks.setdefault(key, _Track())
         # Largest tells the subscriber which group comes next, so that it can put
@@ -387,16 +433,24 @@ class Relay:
         peer.downstream.clear()
 
     async def _sweep(self) -> None:
-        """End the sessions of calls that have ended."""
+        """End the calls that have ended: their tracks, and sessions left with none."""
         while True:
             await anyio.sleep(SWEEP_INTERVAL)
             now = self.store.clock()
             for peer in list(self._peers):
-                claims = peer.claims
-                if claims is None or peer.link is None:
+                if peer.claims is None or peer.link is None:
                     continue
-                call = self.store.get(claims.org_id, claims.call_sid)
-                if call is not None and call.ending(now) is None:
+                ended = set()
+                for sid, role in list(peer.grants):
+                    claims = peer.grants[(sid, role)]
+                    call = self.store.get(claims.org_id, sid)
+                    if call is None or call.ending(now) is not None:
+                        ended.add(sid)
+                        del peer.grants[(sid, role)]
+                if not ended:
+                    continue
+                if peer.grants:
+                    self._end_calls(peer, ended)
                     continue
                 session = peer.session
                 if session.state is moqt.SessionState.ESTABLISHED:
@@ -407,6 +461,42 @@ class Relay:
                             )
                 self._drop_peer(peer)
                 peer.link.close(_CODES.NO_ERROR, "the call ended")
+
+    def _end_calls(self, peer: _Peer, ended: set[str]) -> None:
+        """A session that carries other live calls: end only these calls' tracks."""
+        session = peer.session
+        live = session.state is moqt.SessionState.ESTABLISHED
+        for request_id, key in list(peer.downstream.items()):
+            if key[0] not in ended:
+                continue
+            del peer.downstream[request_id]
+            track = self._tracks.get(key)
+            if track is not None:
+                track.subscribers.pop(peer, None)
+            if live:
+                with contextlib.suppress(moqt.MoqtUsageError):
+                    session.publish_done(
+                        request_id, moqt.PublishDoneCode.TRACK_ENDED, "the call ended"
+                    )
+        for request_id, key in list(peer.upstream.items()):
+            if key[0] in ended:
+                self._drop_upstream(peer, request_id, unsubscribe=True)
+        for key in [k for k in self._tracks if k[0] in ended]:
+            track = self._tracks[key]
+            if not track.publishers and not track.subscribers:
+                del self._tracks[key]
+        peer.kick()
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    code: int
+    reason: str
+
+
+def _token_parameter(parameters: moqt.Parameters) -> bytes | None:
+    raw = next((v for k, v in parameters if k == moqt.MessageParameter.AUTHORIZATION_TOKEN), None)
+    return raw if isinstance(raw, bytes) else None
 
 
 def _host(host: str) -> str:

@@ -67,7 +67,7 @@ from .events import (
     UnsubscribeNamespaceReceived,
     UnsubscribeReceived,
 )
-from .messages import FilterType, GroupOrder, SetupParameter
+from .messages import FilterType, GroupOrder, MessageParameter, SetupParameter
 from .session import Role, Session, SessionState, Termination, authorization_token
 from .version import ALPN, DRAFT_14, SUPPORTED_VERSIONS
 from .voice import (
@@ -115,6 +115,7 @@ __all__ = [
     "GoawayReceived",
     "GroupOrder",
     "Location",
+    "MessageParameter",
     "MoqtClient",
     "MoqtError",
     "MoqtProtocolError",

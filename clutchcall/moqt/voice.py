@@ -36,7 +36,7 @@ from .events import (
     UnsubscribeReceived,
 )
 from .session import Session
-from .wire import Namespace
+from .wire import Namespace, Parameters
 
 VOICE = b"voice"
 UPLINK = b"uplink"
@@ -160,8 +160,11 @@ class AudioSubscriber:
         #: "idle", "pending", "active", "rejected" or "done".
         self.state = "idle"
 
-    def start(self) -> int:
-        self.request_id = self.session.subscribe(self.namespace, self.track_name)
+    def start(self, parameters: Parameters = ()) -> int:
+        """SUBSCRIBE (``parameters``: e.g. an AUTHORIZATION_TOKEN); returns the request id."""
+        self.request_id = self.session.subscribe(
+            self.namespace, self.track_name, parameters=parameters
+        )
         self.state = "pending"
         return self.request_id
 

@@ -51,6 +51,10 @@ def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"api_key": "k", "org_id": "org_a", "max_retries": -1}, "max_retries"),
         ({"api_key": "k", "org_id": "org_a", "relay_url": "udp://x"}, "relay_url"),
         ({"api_key": "has space", "org_id": "org_a"}, "whitespace"),
+        (
+            {"api_key": "k", "org_id": "org_a", "share_bridge_connections": "no"},
+            "share_bridge_connections",
+        ),
     ],
 )
 def test_missing_or_bad_settings_name_the_problem(kwargs: dict[str, object], message: str) -> None:
