@@ -74,6 +74,11 @@ SEND_DATAGRAM_BACKLOG = 256
 PENDING_WT_STREAMS = 64
 """WebTransport streams that may arrive before their session is established."""
 
+TRANSMIT_COALESCE = 0.001
+"""Longest a received packet waits for the transmit pass that answers it (seconds);
+aioquic delays its ACKs by as much (1 ms), so the pass that sends the ACK serves all
+packets received in between. Data the application sends goes out at once."""
+
 _PACKET_OVERHEAD = 50
 """Short header (with a 20-byte connection id), packet number, AEAD tag, frame header."""
 
@@ -224,6 +229,7 @@ class Connection:
         """Datagrams dropped because a queue (incoming or outgoing) was full."""
 
         self._wakeup_event = anyio.Event()
+        self._wait_scope: anyio.CancelScope | None = None
         self._transmit_count = 0
         self._progress = Signal()
         self._handshake_done = anyio.Event()
@@ -445,7 +451,16 @@ class Connection:
             logger.debug("dropped a datagram aioquic could not handle", exc_info=True)
             return
         self._process_events()
-        self._wakeup()
+        scope = self._wait_scope
+        if scope is not None and self._handshake_done.is_set():
+            # What a received packet calls for (its ACK, a retransmission its ACK
+            # revealed, more credit) goes out with the next transmit, at most
+            # TRANSMIT_COALESCE from now: a burst of packets shares one pass.
+            soon = self._now() + TRANSMIT_COALESCE
+            if scope.deadline > soon:
+                scope.deadline = soon
+        else:
+            self._wakeup()
         self._progress.notify()
 
     async def run(self) -> None:
@@ -462,8 +477,12 @@ class Connection:
                     break
                 timer_at = self._quic.get_timer()
                 deadline = math.inf if timer_at is None else timer_at
-                with anyio.CancelScope(deadline=min(deadline, next_ping)):
-                    await self._wakeup_event.wait()
+                with anyio.CancelScope(deadline=min(deadline, next_ping)) as scope:
+                    self._wait_scope = scope
+                    try:
+                        await self._wakeup_event.wait()
+                    finally:
+                        self._wait_scope = None
                 now = self._now()
                 if timer_at is not None and now >= timer_at:
                     self._quic.handle_timer(now=now)
