@@ -305,7 +305,7 @@ async def _talk_here(bridges: list[AsyncAudioBridge], seconds: float) -> int:
 
 
 async def _sdk_step(
-    bridges: list[AsyncAudioBridge], far: FarEnd, uplink: list[float]
+    bridges: list[AsyncAudioBridge], far: FarEnd, uplink: list[float], others: dict[str, int]
 ) -> dict[str, Any]:
     interval = {"interval": FRAME_INTERVAL}
     # Warm up (QUIC windows open, code paths hot), then measure.
@@ -315,6 +315,7 @@ async def _sdk_step(
     uplink.clear()
     dropped_before = sum(b.stats.dropped for b in bridges)
     cpu_before, wall = cpu_seconds(os.getpid()), time.time()
+    others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
     answers: dict[str, Any] = {}
     sent_here: list[int] = []
 
@@ -327,7 +328,11 @@ async def _sdk_step(
     async with anyio.create_task_group() as tg:
         tg.start_soon(far_talk)
         tg.start_soon(talk_here)
-    cpu = (cpu_seconds(os.getpid()) - cpu_before) / (time.time() - wall)
+    elapsed = time.time() - wall
+    cpu = (cpu_seconds(os.getpid()) - cpu_before) / elapsed
+    cpu_others = {
+        name: (cpu_seconds(pid) - others_before[name]) / elapsed for name, pid in others.items()
+    }
     down: list[float] = answers["delays_ms"]
     up = list(uplink)
     dropped = sum(b.stats.dropped for b in bridges) - dropped_before + answers["dropped"]
@@ -341,6 +346,7 @@ async def _sdk_step(
         "one_way_p99_ms": max(down_p99, up_p99),
         "dropped": dropped,
         "cpu_self": cpu,
+        "cpu_others": cpu_others,
     }
     result["ok"] = (
         result["one_way_p99_ms"] < LIMIT_MS
@@ -383,7 +389,8 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
                                 await voice.audio_bridge.attach(sid, on_uplink=on_uplink)
                             )
                         await far.ask({"subscribe": sids})
-                    result = await _sdk_step(bridges, far, uplink)
+                    others = {"relay": moqrs.proc.pid, "far end": far.proc.pid}
+                    result = await _sdk_step(bridges, far, uplink, others)
                     result["rss_per_bridge_mib"] = (rss_bytes() - rss_before) / len(bridges) / 2**20
                     results.append(result)
                     down, up = result["downlink"], result["uplink"]
@@ -392,7 +399,8 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
                         f"{result['one_way_p50_ms']:.2f} ms, p99 down {down['p99_ms']:.2f} / up "
                         f"{up['p99_ms']:.2f} ms, frames down {down['received']}/{down['sent']} "
                         f"up {up['received']}/{up['sent']}, dropped {result['dropped']}, "
-                        f"cpu {result['cpu_self']:.0%}",
+                        f"cpu {result['cpu_self']:.0%} (relay {result['cpu_others']['relay']:.0%}, "
+                        f"far end {result['cpu_others']['far end']:.0%})",
                         flush=True,
                     )
                     if not result["ok"]:

@@ -168,7 +168,12 @@ class BridgeCore:
         self._publication: AudioPublication | None = None
         self._subscription: AudioSubscription | None = None
         self._iterators: weakref.WeakSet[FrameIterator] = weakref.WeakSet()
-        self._consumers = Signal()
+        #: Frames waiting for the dispatcher, and the awaitable a callback returned.
+        self._pending: deque[AudioFrame] = deque()
+        self._pending_limit = ITERATOR_BUFFER_FRAMES
+        self._awaiting: Awaitable[Any] | None = None
+        #: Wakes the dispatcher: a frame queued, a consumer set, the track ended.
+        self._work = Signal()
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
         self._call_soon: ThreadsafeCall | None = None
@@ -215,6 +220,9 @@ class BridgeCore:
             self._subscription = await client.subscribe_audio(
                 self.call_sid, self.receive_track, token=track_token
             )
+            self._subscription.on_frame = self._on_frame
+            # The subscription's own wake-up (its end included) wakes the dispatcher.
+            self._work = self._subscription._arrived
             self._publication = await client.publish_audio(
                 self.call_sid, self.send_track, token=track_token
             )
@@ -264,26 +272,59 @@ class BridgeCore:
             self.owner._cores.discard(self)
             self._done.set()
 
+    # -- receiving ---------------------------------------------------------------------
+    #
+    # Frames reach ``_on_frame`` from the client as they arrive, in order. When a
+    # consumer is there and nothing is waiting, a frame goes to the callback and
+    # the iterators at once (no scheduling round per frame). Otherwise it waits in
+    # ``_pending`` for the dispatcher task: while there is no consumer, and while a
+    # callback's awaitable is being awaited, so that frames stay in order.
+
+    def _on_frame(self, frame: AudioFrame) -> None:
+        if self._pending or self._awaiting is not None or not self._has_consumer():
+            if len(self._pending) >= self._pending_limit:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append(frame)
+            self._work.notify()
+            return
+        self._deliver(frame)
+
+    def _has_consumer(self) -> bool:
+        return self.callback is not None or bool(self._iterators)
+
+    def _deliver(self, frame: AudioFrame) -> None:
+        callback = self.callback
+        if callback is not None:
+            try:
+                result = callback(frame.data, frame.timestamp_us)
+            except Exception:
+                logger.exception("%s callback of %s raised", self.receive_track, self.call_sid)
+            else:
+                if inspect.isawaitable(result):
+                    self._awaiting = result
+                    self._work.notify()
+        for iterator in list(self._iterators):
+            iterator._push(frame)
+
     async def _dispatch(self) -> None:
         subscription = self._subscription
         assert subscription is not None
+        pending = self._pending
         while True:
-            while self.callback is None and not self._iterators:
-                await self._consumers.wait()
-            try:
-                frame = await subscription.__anext__()
-            except StopAsyncIteration:
-                return
-            callback = self.callback
-            if callback is not None:
+            awaiting = self._awaiting
+            if awaiting is not None:
                 try:
-                    result = callback(frame.data, frame.timestamp_us)
-                    if inspect.isawaitable(result):
-                        await result
+                    await awaiting
                 except Exception:
                     logger.exception("%s callback of %s raised", self.receive_track, self.call_sid)
-            for iterator in list(self._iterators):
-                iterator._push(frame)
+                self._awaiting = None
+            elif pending and self._has_consumer():
+                self._deliver(pending.popleft())
+            elif subscription.ended and not pending:
+                return
+            else:
+                await self._work.wait()
 
     async def aclose(self) -> None:
         self.closed = True
@@ -320,13 +361,13 @@ class BridgeCore:
         self._check_receive(track)
         _check_callback(callback, f"on_{track}")
         self.callback = callback
-        self._consumers.notify()
+        self._work.notify()
 
     def iterate(self, track: str) -> FrameIterator:
         self._check_receive(track)
         iterator = FrameIterator(self)
         self._iterators.add(iterator)
-        self._consumers.notify()
+        self._work.notify()
         return iterator
 
     def _check_receive(self, track: str) -> None:
@@ -536,13 +577,17 @@ class AsyncAudioBridge:
         return self._core.finished
 
     async def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
-        await anyio.lowlevel.checkpoint()
+        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
+
+        Never waits for the network (the frame is queued for sending); a cancel
+        point but not a scheduling point, so that frame-paced loops stay cheap.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
         self._core.publish("downlink", frame, timestamp_us)
 
     async def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Caller side: send one encoded mic frame to the cloud."""
-        await anyio.lowlevel.checkpoint()
+        """Caller side: send one encoded mic frame to the cloud (as :meth:`publish_downlink`)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
         self._core.publish("uplink", frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
