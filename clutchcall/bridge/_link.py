@@ -1,15 +1,18 @@
 """One sans-IO :class:`~clutchcall.moqt.Session` carried over one transport connection.
 
 The link feeds the session whatever arrives (the control stream, each incoming
-unidirectional stream, datagrams), hands the resulting events to its owner
-synchronously, and a single writer task performs what the session queued, in
-order: control bytes, stream writes / resets / stop-sendings, datagrams. The
-relay (server side) and the clients share it.
+unidirectional stream, datagrams) and hands the resulting events to its owner
+synchronously. What the session queues (control bytes, stream writes / resets /
+stop-sendings, datagrams) goes to the transport in order: at once, from
+:meth:`MoqtLink.kick`, as long as nothing has to wait (the usual case: an audio
+frame is a new short stream); otherwise a writer task takes over until the
+backlog is gone. The relay (server side) and the clients share it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -37,15 +40,20 @@ class MoqtLink:
         self._on_events = on_events
         self._control: Stream | None = None
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
+        #: Something was queued and not yet handed to the transport.
+        self._dirty = False
+        self._idle_event: anyio.Event | None = None
+        #: Taken from the session, not yet handed to the transport (in this order).
+        self._control_out = bytearray()
+        self._commands: deque[moqt.StreamCommand] = deque()
+        self._datagrams_out: deque[bytes] = deque()
+        #: The writer (inline or the task) is at work: a kick only wakes the task.
+        self._writing = False
         self._out: dict[int, SendStream] = {}
         self._in: dict[Hashable, ReceiveStream] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._lost = False
         self._close_request: tuple[int, str] | None = None
-        #: Data stream writes taken from the session but not yet handed to the transport.
-        self.backlog = 0
         #: Set once the connection is gone (closed by either side or lost).
         self.finished = anyio.Event()
 
@@ -68,10 +76,21 @@ class MoqtLink:
             self._tg = None
             self.finished.set()
 
+    @property
+    def backlog(self) -> int:
+        """Data stream writes taken from the session but not yet handed to the transport."""
+        return len(self._commands)
+
     def kick(self) -> None:
-        """Wake the writer: the session may have something to send."""
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._wake.set()
+        """The session may have something to send: hand it to the transport now if
+        nothing has to wait, else wake the writer task."""
+        self._dirty = True
+        if self._writing or self._tg is None or self._lost or self._close_request is not None:
+            self._wake.set()
+        elif self._write_nowait():
+            self._mark_idle()
+        else:
+            self._wake.set()
 
     def feed(self, fn: Callable[..., list[moqt.Event]], *args: Any) -> None:
         """Call a ``session.receive_*`` method, dispatch its events and flush."""
@@ -92,8 +111,17 @@ class MoqtLink:
 
     async def flushed(self) -> None:
         """Wait until everything the session queued so far was handed to the transport."""
-        while not self._idle.is_set() and not self.finished.is_set():
-            await wait_any(self._idle, self.finished)
+        while self._dirty and not self.finished.is_set():
+            if self._idle_event is None:
+                self._idle_event = anyio.Event()
+            await wait_any(self._idle_event, self.finished)
+        await anyio.lowlevel.checkpoint()
+
+    def _mark_idle(self) -> None:
+        self._dirty = False
+        event, self._idle_event = self._idle_event, None
+        if event is not None:
+            event.set()
 
     def close(self, code: int = 0, reason: str = "") -> None:
         """Send what is queued, then close the connection with ``code``."""
@@ -206,87 +234,123 @@ class MoqtLink:
 
     # -- writer ------------------------------------------------------------------------
 
+    def _take(self) -> None:
+        """Move what the session queued into the link's own queues."""
+        session = self.session
+        data = session.control_data_to_send()
+        if data:
+            self._control_out += data
+        commands = session.stream_commands_to_send()
+        if commands:
+            self._commands.extend(commands)
+        datagrams = session.datagrams_to_send()
+        if datagrams:
+            self._datagrams_out.extend(datagrams)
+
+    def _write_nowait(self) -> bool:
+        """Hand everything queued to the transport without waiting; False if
+        something has to wait (it stays queued, in order, for the writer task)."""
+        if self.session.state is moqt.SessionState.CLOSED:
+            return False
+        self._writing = True
+        try:
+            self._take()
+            if self._control_out:
+                if self._control is None:
+                    return False
+                try:
+                    self._control.send_nowait(bytes(self._control_out))
+                except anyio.WouldBlock:
+                    return False
+                self._control_out.clear()
+            commands = self._commands
+            while commands:
+                if not self._apply_nowait(commands[0]):
+                    return False
+                commands.popleft()
+            self._send_datagrams()
+            return True
+        except _BROKEN:
+            self._connection_lost()
+            return True
+        finally:
+            self._writing = False
+
     async def _write_loop(self) -> None:
         session = self.session
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            while True:
-                if session.state is moqt.SessionState.CLOSED and not self._lost:
-                    await self._close_for(session.termination)
-                    return
-                data = session.control_data_to_send()
-                commands = session.stream_commands_to_send()
-                datagrams = session.datagrams_to_send()
-                if not (data or commands or datagrams):
-                    break
-                try:
-                    if data and self._control is not None:
-                        await self._control.send(data)
-                    self.backlog += len(commands)
-                    for command in commands:
-                        self.backlog -= 1
-                        await self._apply(command)
-                except _BROKEN:
-                    self._connection_lost()
-                    return
-                for datagram in datagrams:
+            self._writing = True
+            try:
+                while True:
+                    if session.state is moqt.SessionState.CLOSED and not self._lost:
+                        await self._close_for(session.termination)
+                        return
+                    self._take()
+                    if not (self._control_out or self._commands or self._datagrams_out):
+                        break
                     try:
-                        self.conn.send_datagram(datagram)
-                    except ValueError:
-                        logger.debug("dropped a datagram larger than the path allows")
+                        if self._control_out:
+                            data = bytes(self._control_out)
+                            self._control_out.clear()
+                            if self._control is not None:
+                                await self._control.send(data)
+                        while self._commands:
+                            await self._apply(self._commands.popleft())
+                        self._send_datagrams()
                     except _BROKEN:
                         self._connection_lost()
                         return
-            self._idle.set()
+            finally:
+                self._writing = False
+            self._mark_idle()
             if self._close_request is not None and not self._lost:
                 code, reason = self._close_request
                 await self.conn.aclose(code, reason)
                 self._connection_lost()
                 return
 
+    def _send_datagrams(self) -> None:
+        while self._datagrams_out:
+            datagram = self._datagrams_out.popleft()
+            try:
+                self.conn.send_datagram(datagram)
+            except ValueError:
+                logger.debug("dropped a datagram larger than the path allows")
+
     async def _close_for(self, termination: moqt.Termination | None) -> None:
         code, reason = (
             (termination.error_code, termination.reason) if termination else (0, "closed")
         )
-        self._idle.set()
+        self._mark_idle()
         await self.conn.aclose(code, reason, linger=1.0)
         self._connection_lost()
 
-    async def _apply(self, command: moqt.StreamCommand) -> None:
+    def _apply_nowait(self, command: moqt.StreamCommand) -> bool:
+        """Apply one command if that needs no waiting; False (nothing lost) if it does:
+        the peer's stream limit allows no new stream, or the stream's backlog is full."""
         if isinstance(command, moqt.StreamWrite):
-            # The no-wait calls let a batch of short streams (an audio frame each)
-            # be opened, written and finished without a scheduling round between
-            # them, so the transport sends them together; they wait only when the
-            # peer's stream limit or the stream's backlog says so.
             stream = self._out.get(command.key)
-            if command.open:
+            if command.open and stream is None:
                 try:
                     stream = self.conn.open_uni_stream_nowait()
                 except anyio.WouldBlock:
-                    stream = await self.conn.open_uni_stream()
+                    return False
                 self._out[command.key] = stream
             if stream is None:
-                return
+                return True
             try:
                 if command.data:
                     try:
                         stream.send_nowait(command.data, eof=command.end)
                     except anyio.WouldBlock:
-                        await stream.send(command.data)
+                        return False
                 if command.end:
                     del self._out[command.key]
                     stream.send_eof_nowait()
-            except anyio.BrokenResourceError as exc:
-                self._out.pop(command.key, None)
-                if isinstance(exc.__cause__, TransportStopSending):
-                    self.session.receive_stop_sending(command.key, exc.__cause__.code)
-                    return
-                raise
-            except anyio.ClosedResourceError:
-                self._out.pop(command.key, None)
-                if self.conn.closed:
-                    raise
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                self._stream_failed(command.key, exc)
         elif isinstance(command, moqt.StreamReset):
             out = self._out.pop(command.key, None)
             if out is not None:
@@ -295,6 +359,38 @@ class MoqtLink:
             incoming = self._in.pop(command.key, None)
             if incoming is not None:
                 incoming.stop_sending(command.error_code)
+        return True
+
+    async def _apply(self, command: moqt.StreamCommand) -> None:
+        if self._apply_nowait(command):
+            return
+        # Only a stream write waits: for the peer to allow another stream, or for
+        # room in the stream's backlog.
+        assert isinstance(command, moqt.StreamWrite)
+        try:
+            stream = self._out.get(command.key)
+            if stream is None:
+                stream = await self.conn.open_uni_stream()
+                self._out[command.key] = stream
+            if command.data:
+                await stream.send(command.data)
+            if command.end:
+                del self._out[command.key]
+                stream.send_eof_nowait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            self._stream_failed(command.key, exc)
+
+    def _stream_failed(self, key: int, exc: BaseException) -> None:
+        """A write to outgoing stream ``key`` failed: the peer stopped it (tell the
+        session), it was closed, or the connection is gone (raise that)."""
+        self._out.pop(key, None)
+        if isinstance(exc, anyio.BrokenResourceError):
+            if isinstance(exc.__cause__, TransportStopSending):
+                self.session.receive_stop_sending(key, exc.__cause__.code)
+                return
+            raise exc
+        if self.conn.closed:
+            raise exc
 
 
 async def wait_any(*events: anyio.Event) -> None:

@@ -79,11 +79,6 @@ TRANSMIT_COALESCE = 0.001
 aioquic delays its ACKs by as much (1 ms), so the pass that sends the ACK serves all
 packets received in between. Data the application sends goes out at once."""
 
-SEND_COALESCE = 0.0005
-"""While packets leave less than this apart (seconds), a transmit waits until this
-long after the previous one, so that frames written meanwhile share packets: a
-busy connection sends fewer, fuller packets; a quiet one sends at once."""
-
 _PACKET_OVERHEAD = 50
 """Short header (with a 20-byte connection id), packet number, AEAD tag, frame header."""
 
@@ -235,7 +230,6 @@ class Connection:
 
         self._wakeup_event = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
-        self._last_transmit = -math.inf
         self._transmit_count = 0
         self._progress = Signal()
         self._handshake_done = anyio.Event()
@@ -490,12 +484,6 @@ class Connection:
                     finally:
                         self._wait_scope = None
                 now = self._now()
-                if now - self._last_transmit < SEND_COALESCE and (
-                    timer_at is None or now < timer_at
-                ):
-                    # Busy: let what else is about to be sent join this packet.
-                    await anyio.sleep_until(self._last_transmit + SEND_COALESCE)
-                    now = self._now()
                 if timer_at is not None and now >= timer_at:
                     self._quic.handle_timer(now=now)
                     self._process_events()
@@ -703,7 +691,6 @@ class Connection:
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 logger.debug("could not send a datagram to %r", addr, exc_info=True)
         self._transmit_count += 1
-        self._last_transmit = self._now()
         self._progress.notify()
 
     def _sweep(self) -> None:

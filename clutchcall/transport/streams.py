@@ -288,6 +288,10 @@ class Stream(anyio.abc.ByteStream):
         """Finish the sending half (FIN); the receiving half stays open."""
         await self._send_side.send_eof()
 
+    def send_nowait(self, item: bytes | bytearray | memoryview, *, eof: bool = False) -> None:
+        """Queue ``item`` without waiting (as :meth:`SendStream.send_nowait`)."""
+        self._send_side.send_nowait(item, eof=eof)
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Next chunk of data (at most ``max_bytes``); ``EndOfStream`` after FIN."""
         return await self._receive_side.receive(max_bytes)
