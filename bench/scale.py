@@ -51,7 +51,7 @@ from .audio_latency import (
     moqrs_process,
 )
 
-STEPS = (25, 50, 100, 200, 300, 400)
+STEPS = (25, 50, 75, 100, 150, 200, 300, 400)
 DEV_ENGINE_STEPS = (5, 10, 20, 40)
 STEP_SECONDS = 3.0
 FRAME_INTERVAL = 0.020
@@ -437,6 +437,8 @@ def run(
         ]
         for s in sdk["steps"]
     ]
+    per_bridge = max((s["cpu_self"] / s["bridges"] for s in passed), default=float("nan"))
+    projected = 1 / per_bridge if per_bridge == per_bridge and per_bridge > 0 else 0
     print(
         table(
             f"scale: bidirectional 20 ms bridges in one process on one core, moq-rs relay "
@@ -457,6 +459,11 @@ def run(
             ],
             rows,
         )
+    )
+    print(
+        f"  CPU of this process per bridge (passing steps, worst): {per_bridge:.2%} of a core, "
+        f"i.e. about {projected:.0f} bridges if it had the whole core; the relay and far end "
+        "run on the machine's other core(s), which they can saturate first\n"
     )
     with dev_engine_process(time_scale=0.05) as dev:
         engine = anyio.run(_dev_engine_scale, dev, dev_engine_steps)
@@ -489,6 +496,8 @@ def run(
             "goal": {"bridges": GOAL_BRIDGES, "mib_per_bridge": GOAL_MIB_PER_BRIDGE},
             "sustained_bridges": best,
             "mib_per_bridge": mib,
+            "cpu_per_bridge": per_bridge,
+            "projected_bridges_per_core": projected,
             "steps": sdk["steps"],
             "dev_engine": {"sustained_bridges": engine_best, "steps": engine["steps"]},
         },
