@@ -3,8 +3,10 @@ duration). Goal: Opus encode + decode >= 200x real time for 20 ms mono frames.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,9 +19,18 @@ GOAL_OPUS_X = 200.0
 SECONDS = 12.0
 
 
-def _pin_one_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+@contextlib.contextmanager
+def _one_core() -> Iterator[None]:
+    """Run on one core for the duration (the other benchmarks need them all back)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _measure(codec: str, rate: int, **options: Any) -> dict[str, float]:
@@ -49,7 +60,11 @@ def _measure(codec: str, rate: int, **options: Any) -> dict[str, float]:
 
 
 def run() -> dict[str, Any]:
-    _pin_one_core()
+    with _one_core():
+        return _run()
+
+
+def _run() -> dict[str, Any]:
     cases: list[tuple[str, str, int, dict[str, Any]]] = [
         ("opus 48k mono, defaults", "opus", 48000, {}),
         ("opus 48k mono, complexity 10", "opus", 48000, {"complexity": 10}),
