@@ -24,13 +24,7 @@ from ._quic import (
     Verify,
     apply_verify,
 )
-from .connection import (
-    RECEIVE_BATCH,
-    Connection,
-    ConnectionKind,
-    SocketReceiver,
-    socket_sender,
-)
+from .connection import Connection, ConnectionKind, receive_datagrams, socket_sender
 from .errors import ConnectError, ConnectTimeout, InvalidURL, TransportError
 
 logger = logging.getLogger(__name__)
@@ -86,24 +80,10 @@ def _normalise_pins(pins: str | Iterable[str] | None) -> frozenset[str]:
 
 
 async def _receive_loop(sock: anyio.abc.UDPSocket, conn: Connection) -> None:
-    receiver = SocketReceiver(sock)
-    try:
-        while True:
-            try:
-                data, addr = await sock.receive()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except OSError:
-                logger.debug("UDP receive error", exc_info=True)
-                await anyio.sleep(0.01)
-                continue
-            conn.datagram_received(data, addr)
-            for _ in range(RECEIVE_BATCH):
-                if (item := receiver.receive_nowait()) is None:
-                    break
-                conn.datagram_received(*item)
-    finally:
-        receiver.close()
+    async def handle(data: bytes, addr: Any) -> None:
+        conn.datagram_received(data, addr)
+
+    await receive_datagrams(sock, handle)
 
 
 async def _run_guarded(conn: Connection) -> None:

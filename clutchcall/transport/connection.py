@@ -161,6 +161,32 @@ class SocketReceiver:
             self._dup = None
 
 
+async def receive_datagrams(
+    sock: anyio.abc.UDPSocket, handle: Callable[[bytes, Any], Awaitable[None]]
+) -> None:
+    """Hand every datagram ``sock`` receives to ``handle`` until the socket closes;
+    what is queued behind the awaited one is read in the same wake-up (asyncio)."""
+    receiver = SocketReceiver(sock)
+    try:
+        while True:
+            item: tuple[bytes, Any] | None
+            try:
+                item = await sock.receive()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError:
+                logger.debug("UDP receive error", exc_info=True)
+                await anyio.sleep(0.01)
+                continue
+            for _ in range(RECEIVE_BATCH + 1):
+                if item is None:
+                    break
+                await handle(*item)
+                item = receiver.receive_nowait()
+    finally:
+        receiver.close()
+
+
 def _clock() -> Callable[[], float]:
     """The event loop's clock: ``anyio.current_time`` without its per-call lookup."""
     try:
@@ -340,13 +366,10 @@ class Connection:
         """Wait for the next stream opened by the peer."""
         await anyio.lowlevel.checkpoint()
         while True:
-            if self._closed_locally:
-                raise anyio.ClosedResourceError
-            if self._accepted:
-                return self._accepted.popleft()
-            if self._lost is not None:
-                raise anyio.BrokenResourceError from self._lost
-            await self._accept_signal.wait()
+            try:
+                return self.accept_stream_nowait()
+            except anyio.WouldBlock:
+                await self._accept_signal.wait()
 
     def accept_stream_nowait(self) -> Stream | ReceiveStream:
         """The next stream opened by the peer, or ``anyio.WouldBlock`` if none is waiting.

@@ -29,11 +29,10 @@ from ._quic import (
     FlowControlledQuicConnection,
 )
 from .connection import (
-    RECEIVE_BATCH,
     Connection,
     PathFilter,
     SendDatagramNowait,
-    SocketReceiver,
+    receive_datagrams,
     socket_sender,
 )
 from .errors import TransportError
@@ -147,7 +146,7 @@ class Server:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        tg.start_soon(self._receive_loop, sock)
+        tg.start_soon(receive_datagrams, sock, self._handle_datagram)
         return self
 
     async def __aexit__(
@@ -191,26 +190,6 @@ class Server:
             return
         async with self._send_lock:
             await sock.sendto(data, addr[0], addr[1])
-
-    async def _receive_loop(self, sock: anyio.abc.UDPSocket) -> None:
-        receiver = SocketReceiver(sock)
-        try:
-            while True:
-                try:
-                    item: tuple[bytes, Any] | None = await sock.receive()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
-                except OSError:
-                    logger.debug("UDP receive error", exc_info=True)
-                    await anyio.sleep(0.01)
-                    continue
-                for _ in range(RECEIVE_BATCH + 1):
-                    if item is None:
-                        break
-                    await self._handle_datagram(*item)
-                    item = receiver.receive_nowait()
-        finally:
-            receiver.close()
 
     async def _handle_datagram(self, data: bytes, addr: Any) -> None:
         try:
