@@ -88,3 +88,41 @@ async def test_goaway_is_followed_without_losing_the_call(own_engine: Engine) ->
                     10,
                 )
         assert engine.relay_sessions(sid) >= 1
+
+
+async def test_bridges_sharing_a_connection_all_resume_after_a_relay_restart(
+    own_engine: Engine,
+) -> None:
+    engine = own_engine
+    heard: dict[str, list[int]] = {}
+    async with engine.async_voice() as voice:
+        sids = [await answered_call(voice) for _ in range(3)]
+        with anyio.fail_after(40):
+            bridges = []
+            for sid in sids:
+                heard[sid] = []
+                bridges.append(
+                    await voice.audio_bridge.attach(
+                        sid, on_uplink=lambda f, ts, sid=sid: heard[sid].append(seq_of(f))
+                    )
+                )
+            try:
+                await until(lambda: all(len(h) >= 5 for h in heard.values()))
+                assert [c for c in engine.relay_client_sessions() if c & set(sids)] == [
+                    frozenset(sids)
+                ]
+                await anyio.to_thread.run_sync(engine.stop_relay)
+                await until(lambda: not any(b.connected for b in bridges), 8)
+                before = {sid: len(h) for sid, h in heard.items()}
+                await anyio.to_thread.run_sync(engine.start_relay)
+                await until(lambda: all(b.stats.reconnects == 1 for b in bridges), 15)
+                await until(lambda: all(len(heard[s]) >= before[s] + 10 for s in sids), 10)
+                # Still one session for the three calls, each track under its own token.
+                assert [c for c in engine.relay_client_sessions() if c & set(sids)] == [
+                    frozenset(sids)
+                ]
+            finally:
+                for bridge in bridges:
+                    await bridge.aclose()
+    for sid in sids:
+        assert len(set(heard[sid])) == len(heard[sid])
