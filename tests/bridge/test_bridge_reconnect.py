@@ -100,12 +100,13 @@ async def test_bridges_sharing_a_connection_all_resume_after_a_relay_restart(
         with anyio.fail_after(40):
             bridges = []
             for sid in sids:
-                heard[sid] = []
-                bridges.append(
-                    await voice.audio_bridge.attach(
-                        sid, on_uplink=lambda f, ts, sid=sid: heard[sid].append(seq_of(f))
-                    )
-                )
+                seqs: list[int] = []
+                heard[sid] = seqs
+
+                def on_uplink(frame: bytes, timestamp_us: int, seqs: list[int] = seqs) -> None:
+                    seqs.append(seq_of(frame))
+
+                bridges.append(await voice.audio_bridge.attach(sid, on_uplink=on_uplink))
             try:
                 await until(lambda: all(len(h) >= 5 for h in heard.values()))
                 assert [c for c in engine.relay_client_sessions() if c & set(sids)] == [
