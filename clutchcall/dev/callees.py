@@ -179,17 +179,25 @@ class Callees:
                     uplink = await client.publish_audio(call.sid, tokens.UPLINK)
                     with media.lock:
                         media.joined = True
+                    # Frames are handled as they arrive (no scheduling round each);
+                    # iterating the subscription then only waits for its end.
                     if call.callee is Callee.ECHO:
-                        async for frame in downlink:
+
+                        def echo(frame: AudioFrame) -> None:
                             self._count_downlink(media, frame)
                             uplink.write_nowait(frame.data, frame.timestamp_us)
                             with media.lock:
                                 media.uplink.add(frame.data, frame.timestamp_us)
+
+                        downlink.on_frame = echo
+                        async for _ in downlink:
+                            pass
                     else:
+                        downlink.on_frame = lambda frame: self._count_downlink(media, frame)
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._speak, uplink.write_nowait, media)
-                            async for frame in downlink:
-                                self._count_downlink(media, frame)
+                            async for _ in downlink:
+                                pass
                             tg.cancel_scope.cancel()
         except Exception:
             logger.warning("simulated callee of %s failed", call.sid, exc_info=True)
