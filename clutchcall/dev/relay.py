@@ -122,6 +122,8 @@ class Relay:
         self.background_implementation = background_implementation
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._peers: set[_Peer] = set()
+        #: The sessions granted each call (the engine asks this every few ms per call).
+        self._by_call: dict[str, set[_Peer]] = {}
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
 
@@ -161,6 +163,7 @@ class Relay:
         finally:
             self._peers.clear()
             self._tracks.clear()
+            self._by_call.clear()
             self._stopped.set()
 
     async def stop(self) -> None:
@@ -189,12 +192,11 @@ class Relay:
         """Authenticated sessions (of one call, if given; not counting clients whose
         MOQT_IMPLEMENTATION is ``exclude``, or one of them)."""
         skip = (exclude,) if isinstance(exclude, str) else (exclude or ())
+        if call_sid is not None:
+            peers = self._by_call.get(call_sid, ())
+            return sum(1 for peer in peers if peer.implementation not in skip)
         return sum(
-            1
-            for peer in self._peers
-            if peer.claims is not None
-            and (call_sid is None or any(sid == call_sid for sid, _ in peer.grants))
-            and peer.implementation not in skip
+            1 for peer in self._peers if peer.claims is not None and peer.implementation not in skip
         )
 
     def session_calls(self, *, exclude: tuple[str, ...] = ()) -> list[frozenset[str]]:
@@ -304,6 +306,7 @@ class Relay:
     def _grant(self, peer: _Peer, claims: tokens.BridgeClaims) -> None:
         new_call = not any(sid == claims.call_sid for sid, _ in peer.grants)
         peer.grants[(claims.call_sid, claims.role)] = claims
+        self._by_call.setdefault(claims.call_sid, set()).add(peer)
         if new_call and self.on_peer is not None:
             self.on_peer(claims.call_sid, peer.implementation)
 
@@ -419,8 +422,23 @@ class Relay:
                 peer.session.unsubscribe(request_id)
             peer.kick()
 
+    def _unindex(self, peer: _Peer, call_sid: str) -> None:
+        if any(sid == call_sid for sid, _ in peer.grants):
+            return  # still granted in its other role
+        peers = self._by_call.get(call_sid)
+        if peers is not None:
+            peers.discard(peer)
+            if not peers:
+                del self._by_call[call_sid]
+
     def _drop_peer(self, peer: _Peer) -> None:
         self._peers.discard(peer)
+        for sid in {sid for sid, _ in peer.grants}:
+            peers = self._by_call.get(sid)
+            if peers is not None:
+                peers.discard(peer)
+                if not peers:
+                    del self._by_call[sid]
         for key in set(peer.upstream.values()) | set(peer.downstream.values()):
             track = self._tracks.get(key)
             if track is None:
@@ -447,6 +465,7 @@ class Relay:
                     if call is None or call.ending(now) is not None:
                         ended.add(sid)
                         del peer.grants[(sid, role)]
+                        self._unindex(peer, sid)
                 if not ended:
                     continue
                 if peer.grants:
