@@ -66,6 +66,7 @@ class MoqtLink:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self.conn.stream_listener = self._take_streams
                 tg.start_soon(self._accept_streams)
                 tg.start_soon(self._read_datagrams)
                 tg.start_soon(self._write_loop)
@@ -74,6 +75,7 @@ class MoqtLink:
                 self.kick()
         finally:
             self._tg = None
+            self.conn.stream_listener = None
             self.finished.set()
 
     @property
@@ -160,7 +162,6 @@ class MoqtLink:
             self.feed(self.session.receive_control, data)
 
     async def _accept_streams(self) -> None:
-        assert self._tg is not None
         while True:
             try:
                 try:
@@ -170,16 +171,30 @@ class MoqtLink:
             except _BROKEN:
                 self._connection_lost()
                 return
-            if isinstance(stream, Stream):
-                if self._control is None and not self.conn.is_client:
-                    self._control = stream
-                    self._tg.start_soon(self._read_control, stream)
-                else:  # MoQT has one bidirectional stream: the control stream
-                    stream.reset(0)
-                    stream.stop_sending(0)
-                continue
-            if not self._drain(stream):
-                self._tg.start_soon(self._read_stream, stream)
+            self._on_stream(stream)
+
+    def _take_streams(self) -> None:
+        """Take the streams a received packet opened, at once (the connection calls
+        this after each datagram), so that their data needs no scheduling round."""
+        while self._tg is not None:
+            try:
+                stream = self.conn.accept_stream_nowait()
+            except (anyio.WouldBlock, *_BROKEN):
+                return  # the accept task sees the connection's end
+            self._on_stream(stream)
+
+    def _on_stream(self, stream: Stream | ReceiveStream) -> None:
+        assert self._tg is not None
+        if isinstance(stream, Stream):
+            if self._control is None and not self.conn.is_client:
+                self._control = stream
+                self._tg.start_soon(self._read_control, stream)
+            else:  # MoQT has one bidirectional stream: the control stream
+                stream.reset(0)
+                stream.stop_sending(0)
+            return
+        if not self._drain(stream):
+            self._tg.start_soon(self._read_stream, stream)
 
     def _drain(self, stream: ReceiveStream) -> bool:
         """Feed what a new stream already holds; True if it is finished.

@@ -267,6 +267,9 @@ class Connection:
         self._close_requested = False
         self.event_listener: Callable[[quic_events.QuicEvent], None] | None = None
         """Sees every QUIC event first (the server tracks connection ids with it)."""
+        self.stream_listener: Callable[[], None] | None = None
+        """Called after a received datagram opened peer streams: the owner may take
+        them with :meth:`accept_stream_nowait` at once, without a scheduling round."""
 
     # ----------------------------------------------------------------- public
 
@@ -474,6 +477,11 @@ class Connection:
             logger.debug("dropped a datagram aioquic could not handle", exc_info=True)
             return
         self._process_events()
+        if self._accepted and self.stream_listener is not None:
+            try:
+                self.stream_listener()
+            except Exception:
+                logger.exception("stream listener failed")
         scope = self._wait_scope
         if scope is not None and self._handshake_done.is_set():
             # What a received packet calls for (its ACK, a retransmission its ACK
