@@ -60,8 +60,12 @@ async def talk(tracks: list[Any], seconds: float, interval: float) -> int:
 
 
 async def read(track: Any, delays: list[float]) -> None:
-    while (received := await track.read_frame()) is not None:
-        delays.append(delay_ms(bytes(received.payload)))
+    # In arrival order: read_frame() follows group order and skips a group that
+    # arrives after a later one (each frame is a group on its own QUIC stream).
+    while (group := await track.recv_group()) is not None:
+        received = await group.read_frame()
+        if received is not None:
+            delays.append(delay_ms(bytes(received.payload)))
 
 
 async def main(url: str) -> None:
