@@ -51,7 +51,7 @@ from .audio_latency import (
     moqrs_process,
 )
 
-STEPS = (25, 50, 75, 100, 150, 200, 300, 400)
+STEPS = (25, 50, 75, 100, 125, 150, 200, 300, 400)
 DEV_ENGINE_STEPS = (5, 10, 15, 20, 30, 40)
 STEP_SECONDS = 3.0
 FRAME_INTERVAL = 0.020
