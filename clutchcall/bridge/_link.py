@@ -194,6 +194,9 @@ class MoqtLink:
                 stream.stop_sending(0)
             return
         if not self._drain(stream):
+            # Registered now, not when the reader task starts, so that a STOP_SENDING
+            # the session asks for meanwhile finds the stream.
+            self._in[stream.stream_id] = stream
             self._tg.start_soon(self._read_stream, stream)
 
     def _drain(self, stream: ReceiveStream) -> bool:
@@ -221,7 +224,6 @@ class MoqtLink:
 
     async def _read_stream(self, stream: ReceiveStream) -> None:
         key = stream.stream_id
-        self._in[key] = stream
         try:
             while True:
                 try:
