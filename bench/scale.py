@@ -52,7 +52,7 @@ from .audio_latency import (
 )
 
 STEPS = (25, 50, 75, 100, 125, 150, 200, 300, 400)
-DEV_ENGINE_STEPS = (5, 10, 15, 20, 30, 40)
+DEV_ENGINE_STEPS = (10, 20, 30, 40, 60, 80)
 STEP_SECONDS = 3.0
 FRAME_INTERVAL = 0.020
 LIMIT_MS = 20.0

@@ -2,7 +2,8 @@
 
 For each call that is in progress with an ``agent`` set and someone on its media
 (a caller's bridge, say), the host joins the call's media as the ``server`` role
-through an ordinary :class:`~clutchcall.bridge.MoqtClient`:
+through an ordinary :class:`~clutchcall.bridge.MoqtClient` (one shared by all
+agents, each call's tracks under that call's token):
 it subscribes to ``uplink`` and publishes ``downlink``, and runs the agent on that
 channel. When the call's agent changes, the new agent takes over the same
 subscription and publication, so the caller hears no gap beyond the frame in
@@ -21,7 +22,7 @@ import anyio.abc
 
 from ..bridge._client import AudioPublication, AudioSubscription
 from . import tokens
-from ._members import member_client
+from ._members import MemberPool
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
@@ -85,6 +86,13 @@ class AgentHost:
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
         self._running: dict[str, anyio.CancelScope] = {}
+        self._pool = MemberPool(
+            store,
+            "server",
+            relay_url=relay_url,
+            cert_sha256=cert_sha256,
+            implementation=AGENT_IMPLEMENTATION,
+        )
 
     def record(self, call_sid: str) -> AgentRecord | None:
         with self._lock:
@@ -124,23 +132,23 @@ class AgentHost:
     async def _host(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             record = self._records.setdefault(call.sid, AgentRecord(call.sid))
+        tracks: list[AudioSubscription | AudioPublication] = []
         try:
             with scope:
-                async with member_client(
-                    self.store,
-                    call,
-                    "server",
-                    relay_url=self._relay_url,
-                    cert_sha256=self._cert_sha256,
-                    implementation=AGENT_IMPLEMENTATION,
-                ) as client:
-                    uplink = await client.subscribe_audio(call.sid, tokens.UPLINK)
-                    downlink = await client.publish_audio(call.sid, tokens.DOWNLINK)
+                async with self._pool.join(call) as client:
+                    token = self._pool.token(call)
+                    uplink = await client.subscribe_audio(call.sid, tokens.UPLINK, token=token)
+                    tracks.append(uplink)
+                    downlink = await client.publish_audio(call.sid, tokens.DOWNLINK, token=token)
+                    tracks.append(downlink)
                     channel = _Channel(call.sid, uplink, downlink)
                     await self._serve(call, channel, record)
         except Exception:
             logger.warning("agent host of %s failed", call.sid, exc_info=True)
         finally:
+            with anyio.CancelScope(shield=True):
+                for track in tracks:
+                    await track.aclose()
             self._running.pop(call.sid, None)
 
     async def _serve(self, call: CallRecord, channel: _Channel, record: AgentRecord) -> None:

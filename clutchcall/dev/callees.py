@@ -2,7 +2,8 @@
 
 While a call is in progress and someone has joined its media on the relay, the
 engine joins too, as the ``caller`` role, through an ordinary
-:class:`~clutchcall.bridge.MoqtClient` over loopback QUIC:
+:class:`~clutchcall.bridge.MoqtClient` over loopback QUIC (one shared by all callees,
+each call's tracks under that call's token):
 
 - it subscribes to ``downlink`` and counts (and keeps, bounded) every frame;
 - an answering callee speaks: one :data:`FRAME_MS` frame of a deterministic
@@ -32,9 +33,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioFrame
+from ..bridge._client import AudioFrame, AudioPublication, AudioSubscription
 from . import tokens
-from ._members import member_client
+from ._members import MemberPool
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,15 @@ class Callees:
         self._media: dict[str, MediaCounters] = {}
         self._running: dict[str, anyio.CancelScope] = {}
         self._last_seen: dict[str, float] = {}
+        self._pool = MemberPool(
+            store,
+            "caller",
+            relay_url=relay_url,
+            cert_sha256=cert_sha256,
+            implementation=CALLEE_IMPLEMENTATION,
+            queue_frames=10,
+            max_queue_age=0.2,
+        )
 
     # -- thread-safe views ---------------------------------------------------------------
 
@@ -163,20 +173,15 @@ class Callees:
     async def _callee(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             media = self._media.setdefault(call.sid, MediaCounters(call.sid))
+        tracks: list[AudioSubscription | AudioPublication] = []
         try:
             with scope:
-                async with member_client(
-                    self.store,
-                    call,
-                    "caller",
-                    relay_url=self._relay_url,
-                    cert_sha256=self._cert_sha256,
-                    implementation=CALLEE_IMPLEMENTATION,
-                    queue_frames=10,
-                    max_queue_age=0.2,
-                ) as client:
-                    downlink = await client.subscribe_audio(call.sid, tokens.DOWNLINK)
-                    uplink = await client.publish_audio(call.sid, tokens.UPLINK)
+                async with self._pool.join(call) as client:
+                    token = self._pool.token(call)
+                    downlink = await client.subscribe_audio(call.sid, tokens.DOWNLINK, token=token)
+                    tracks.append(downlink)
+                    uplink = await client.publish_audio(call.sid, tokens.UPLINK, token=token)
+                    tracks.append(uplink)
                     with media.lock:
                         media.joined = True
                     # Frames are handled as they arrive (no scheduling round each);
@@ -202,6 +207,9 @@ class Callees:
         except Exception:
             logger.warning("simulated callee of %s failed", call.sid, exc_info=True)
         finally:
+            with anyio.CancelScope(shield=True):
+                for track in tracks:
+                    await track.aclose()
             with media.lock:
                 media.joined = False
             self._running.pop(call.sid, None)

@@ -29,6 +29,13 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 8 << 20
 """Receive credit for the whole connection."""
 
+UNI_STREAM_WINDOW = 4096
+"""Unidirectional streams the peer may have open at once (aioquic's default is 128).
+
+MoQT sends each audio frame on a stream of its own; a connection carrying many
+calls opens thousands a second, and aioquic returns credit only as finished
+streams are discarded when a packet is sent, so 128 runs out and frames wait."""
+
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised max_datagram_frame_size (enables QUIC DATAGRAM frames)."""
 
@@ -40,6 +47,8 @@ class FlowControlledQuicConnection(QuicConnection):
 
     def __init__(self, *, configuration: QuicConfiguration, **kwargs: Any) -> None:
         super().__init__(configuration=configuration, **kwargs)
+        # Announced in the transport parameters, which are built during the handshake.
+        self._local_max_streams_uni.value = UNI_STREAM_WINDOW
         self._stream_window = configuration.max_stream_data
         self._connection_window = configuration.max_data
         self._unread: dict[int, int] = {}

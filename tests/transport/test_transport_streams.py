@@ -18,6 +18,7 @@ from clutchcall.transport import (
     StopSending,
     Stream,
     StreamReset,
+    _quic,
 )
 
 pytestmark = pytest.mark.anyio
@@ -82,8 +83,10 @@ async def test_large_transfer_is_intact_both_ways(kind: str) -> None:
     assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
 
 
-async def test_many_uni_streams_both_ways(kind: str) -> None:
-    """More streams than the initial stream limit (128), in both directions."""
+async def test_many_uni_streams_both_ways(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More streams than the peer's stream limit, in both directions: opening waits
+    for credit and carries on."""
+    monkeypatch.setattr(_quic, "UNI_STREAM_WINDOW", 128)
     count = 150
     with anyio.fail_after(30):
         async with server(echo_handler) as srv, client(kind, srv.port) as conn:
@@ -275,3 +278,13 @@ async def test_a_reader_that_stops_reading_stalls_the_sender(kind: str) -> None:
     # One stream window (1 MiB) at the receiver plus the sender's backlog limit.
     assert stalled_at <= 2 << 20
     assert received == [total]
+
+
+async def test_a_peer_may_open_a_wide_window_of_streams_at_once(kind: str) -> None:
+    """Each audio frame is a stream: a busy connection needs more than aioquic's 128."""
+    async with server(echo_handler) as srv, client(kind, srv.port) as conn:
+        opened = [conn.open_uni_stream_nowait() for _ in range(_quic.UNI_STREAM_WINDOW - 10)]
+        with pytest.raises(anyio.WouldBlock):
+            for _ in range(20):
+                opened.append(conn.open_uni_stream_nowait())
+    assert len(opened) >= _quic.UNI_STREAM_WINDOW - 10
