@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 
 import pytest
 from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
@@ -126,3 +127,27 @@ def test_a_garbage_collected_sync_bridge_warns_and_shuts_down(voice: Voice, engi
     assert bridge is None
     wait_until(lambda: engine.relay_sessions(sid) == 1)
     wait_until(lambda: not voice.audio_bridge._registry._cores)
+
+
+def test_sync_bridges_share_a_connection_and_each_hears_its_own_call(engine: Engine) -> None:
+    with engine.voice() as voice:
+        sids = [answered_call_sync(voice) for _ in range(3)]
+        heard: dict[str, list[int]] = {sid: [] for sid in sids}
+
+        def recorder(seqs: list[int]) -> Callable[[bytes, int], None]:
+            return lambda frame, timestamp_us: seqs.append(seq_of(frame))
+
+        bridges = [voice.audio_bridge.attach(sid, on_uplink=recorder(heard[sid])) for sid in sids]
+        try:
+            wait_until(lambda: all(len(h) >= 10 for h in heard.values()))
+            carrying = [c for c in engine.relay_client_sessions() if c & set(sids)]
+            assert carrying == [frozenset(sids)]
+            bridges[0].close()
+            count = len(heard[sids[1]])
+            wait_until(lambda: len(heard[sids[1]]) >= count + 10)
+        finally:
+            for bridge in bridges:
+                bridge.close()
+        wait_until(lambda: not any(c & set(sids) for c in engine.relay_client_sessions()))
+    for seqs in heard.values():
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
