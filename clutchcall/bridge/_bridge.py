@@ -33,7 +33,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,6 +51,7 @@ from ._client import (
     MoqtClient,
 )
 from ._link import Signal
+from ._shared import SharedClient
 from .errors import BridgeClosedError
 
 if TYPE_CHECKING:
@@ -163,14 +164,13 @@ class BridgeCore:
         self._config = config
         self._token: BridgeToken | None = None
         self.client: MoqtClient | None = None
-        self._pool: _Pool | None = None
+        self._pool: SharedClient[BridgeCore] | None = None
         self._reconnects_at_join = 0
         self._publication: AudioPublication | None = None
         self._subscription: AudioSubscription | None = None
         self._iterators: weakref.WeakSet[FrameIterator] = weakref.WeakSet()
         #: Frames waiting for the dispatcher, and the awaitable a callback returned.
         self._pending: deque[AudioFrame] = deque()
-        self._pending_limit = ITERATOR_BUFFER_FRAMES
         self._awaiting: Awaitable[Any] | None = None
         #: Wakes the dispatcher: a frame queued, a consumer set, the track ended.
         self._work = Signal()
@@ -202,12 +202,12 @@ class BridgeCore:
     async def start(self) -> None:
         self._call_soon = threadsafe_caller()
         track_token: str | None = None
-        pool: _Pool | None = None
+        pool: SharedClient[BridgeCore] | None = None
         if self._config.share_bridge_connections:
             url, token = await self._credentials(False)
-            pool = await self.owner._join_pool(self, url)
+            pool = self.owner._pool_for(self, url)
         if pool is not None:
-            client = pool.client
+            client = await pool.join(self)
             track_token = token
             self._pool = pool
             self._reconnects_at_join = client.stats.reconnects
@@ -245,7 +245,7 @@ class BridgeCore:
         for track in (self._subscription, self._publication):
             if track is not None:
                 await track.aclose()
-        await self.owner._leave_pool(self, pool)
+        await pool.leave(self)
 
     async def refresh_track_token(self, fresh: bool) -> str:
         """A valid token for this bridge's tracks (minted again when close to expiry
@@ -282,7 +282,7 @@ class BridgeCore:
 
     def _on_frame(self, frame: AudioFrame) -> None:
         if self._pending or self._awaiting is not None or not self._has_consumer():
-            if len(self._pending) >= self._pending_limit:
+            if len(self._pending) >= ITERATOR_BUFFER_FRAMES:
                 self._pending.popleft()
                 self.dropped += 1
             self._pending.append(frame)
@@ -396,16 +396,6 @@ class BridgeCore:
         )
 
 
-@dataclass(eq=False)
-class _Pool:
-    """One MoqtClient carrying the bridges of one role to one relay."""
-
-    key: tuple[str, str, int]
-    client: MoqtClient
-    #: The bridges on it, oldest first.
-    cores: list[BridgeCore] = field(default_factory=list)
-
-
 class BridgeRegistry:
     """The bridges of one client (``voice.audio_bridge``), closed with the client."""
 
@@ -413,60 +403,29 @@ class BridgeRegistry:
         self._voice_config = config
         self._mint = mint
         self._cores: set[BridgeCore] = set()
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
-        self._opening: dict[tuple[str, str, int], anyio.Event] = {}
+        self._pools: dict[tuple[str, str, int], SharedClient[BridgeCore]] = {}
 
-    async def _join_pool(self, core: BridgeCore, url: str) -> _Pool | None:
-        """The shared client for ``core``'s relay and role (connected first if new);
-        None if it already carries this call in this role."""
+    def _pool_for(self, core: BridgeCore, url: str) -> SharedClient[BridgeCore] | None:
+        """The shared client for ``core``'s relay and role; None if it already
+        carries this call in this role (that bridge gets a client of its own)."""
         key = (url, core.role, loop_id())  # a shared client serves one loop only
-        while True:
-            pool = self._pools.get(key)
-            if pool is not None and not pool.client.ended:
-                if any(c.call_sid == core.call_sid for c in pool.cores):
-                    return None
-                pool.cores.append(core)
-                return pool
-            opening = self._opening.get(key)
-            if opening is None:
-                break
-            await opening.wait()  # another bridge is connecting it: use that one
-        opening = self._opening[key] = anyio.Event()
-        pools: list[_Pool] = []
-
-        async def credentials(fresh: bool) -> tuple[str, str | None]:
-            return await self._pool_credentials(pools[0], fresh)
-
-        pool = _Pool(key, MoqtClient(credentials=credentials, verify=core._config.verify))
-        pools.append(pool)
-        pool.cores.append(core)
-        try:
-            await pool.client.connect()
-        except BaseException:
-            pool.cores.remove(core)
-            raise
-        finally:
-            del self._opening[key]
-            opening.set()
-        self._pools[key] = pool
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = SharedClient(partial(self._pool_credentials, url), verify=core._config.verify)
+            self._pools[key] = pool
+        if any(c.call_sid == core.call_sid for c in pool.members):
+            return None
         return pool
 
-    async def _leave_pool(self, core: BridgeCore, pool: _Pool) -> None:
-        if core in pool.cores:
-            pool.cores.remove(core)
-        if pool.cores:
-            await anyio.lowlevel.checkpoint()
-            return
-        if self._pools.get(pool.key) is pool:
-            del self._pools[pool.key]
-        await pool.client.aclose()
-
-    async def _pool_credentials(self, pool: _Pool, fresh: bool) -> tuple[str, str | None]:
+    @staticmethod
+    async def _pool_credentials(
+        url: str, cores: list[BridgeCore], fresh: bool
+    ) -> tuple[str, str | None]:
         """Setup credentials for a shared client: the first bridge whose token can be
         had lends it; every bridge's track token is refreshed on the way."""
         chosen: str | None = None
         failure: BaseException | None = None
-        for core in list(pool.cores):
+        for core in cores:
             try:
                 token = await core.refresh_track_token(fresh and chosen is None)
             except Exception as exc:  # e.g. the call ended: that bridge will end too
@@ -478,7 +437,7 @@ class BridgeRegistry:
             if failure is not None:
                 raise failure
             raise BridgeClosedError("no audio bridge is left on this connection")
-        return pool.key[0], chosen
+        return url, chosen
 
     async def open(
         self,

@@ -16,13 +16,39 @@ from typing import Any
 
 import anyio
 
-from ..bridge._client import MoqtClient
+from ..bridge._client import AudioPublication, AudioSubscription, MoqtClient
+from ..bridge._shared import SharedClient
 from ..bridge.errors import BridgeClosedError
 from . import tokens
 from ._state import CallRecord, Store
 
 #: Lifetime of the tokens the engine mints for its own members.
 MEMBER_TOKEN_SECONDS = 24 * 3600.0
+
+
+class Member:
+    """One call on the shared client: opens that call's tracks under its token and
+    closes them when the member leaves."""
+
+    def __init__(self, client: MoqtClient, call_sid: str, token: str) -> None:
+        self._client = client
+        self._call_sid = call_sid
+        self._token = token
+        self._tracks: list[AudioSubscription | AudioPublication] = []
+
+    async def subscribe(self, track: str) -> AudioSubscription:
+        subscription = await self._client.subscribe_audio(self._call_sid, track, token=self._token)
+        self._tracks.append(subscription)
+        return subscription
+
+    async def publish(self, track: str) -> AudioPublication:
+        publication = await self._client.publish_audio(self._call_sid, track, token=self._token)
+        self._tracks.append(publication)
+        return publication
+
+    async def close(self) -> None:
+        for track in self._tracks:
+            await track.aclose()
 
 
 class MemberPool:
@@ -41,13 +67,13 @@ class MemberPool:
         self.store = store
         self.role = role
         self._relay_url = relay_url
-        self._cert_sha256 = cert_sha256
-        self._implementation = implementation
-        self._options = options
-        #: The calls whose tracks are on the client, oldest first.
-        self._calls: dict[str, CallRecord] = {}
-        self._client: MoqtClient | None = None
-        self._opening: anyio.Event | None = None
+        self._shared: SharedClient[CallRecord] = SharedClient(
+            self._credentials,
+            cert_sha256=cert_sha256,
+            implementation=implementation,
+            backoff=(0.05, 0.5),
+            **options,
+        )
 
     def token(self, call: CallRecord) -> str:
         """A bridge token for ``call`` in this pool's role."""
@@ -55,49 +81,22 @@ class MemberPool:
         claims = tokens.BridgeClaims(call.org_id, call.sid, self.role, expires)
         return tokens.mint(self.store.bridge_secret, claims)
 
-    async def _credentials(self, fresh: bool) -> tuple[str, str | None]:
+    async def _credentials(self, calls: list[CallRecord], fresh: bool) -> tuple[str, str | None]:
         """Set up with the token of a call still going (the relay refuses ended ones)."""
         now = self.store.clock()
-        calls = list(self._calls.values())
         live = [call for call in calls if call.ending(now) is None]
         for call in live or calls:
             return self._relay_url(), self.token(call)
         raise BridgeClosedError("no call is left on the engine's member connection")
 
-    async def _connected(self) -> MoqtClient:
-        while True:
-            client = self._client
-            if client is not None and not client.ended:
-                return client
-            if self._opening is None:
-                break
-            await self._opening.wait()
-        self._opening = opening = anyio.Event()
-        try:
-            client = MoqtClient(
-                credentials=self._credentials,
-                cert_sha256=self._cert_sha256,
-                implementation=self._implementation,
-                backoff=(0.05, 0.5),
-                **self._options,
-            )
-            await client.connect()
-            self._client = client
-            return client
-        finally:
-            self._opening = None
-            opening.set()
-
     @asynccontextmanager
-    async def join(self, call: CallRecord) -> AsyncIterator[MoqtClient]:
-        """The shared client, connected, for ``call``'s tracks; the caller closes its
-        tracks before leaving. The last call to leave closes the client."""
-        self._calls[call.sid] = call
+    async def join(self, call: CallRecord) -> AsyncIterator[Member]:
+        """``call`` on the shared client (connected first if need be); leaving closes
+        its tracks, and the last call to leave closes the client."""
+        member = Member(await self._shared.join(call), call.sid, self.token(call))
         try:
-            yield await self._connected()
+            yield member
         finally:
-            del self._calls[call.sid]
-            if not self._calls and self._client is not None:
-                client, self._client = self._client, None
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
+            with anyio.CancelScope(shield=True):
+                await member.close()
+                await self._shared.leave(call)

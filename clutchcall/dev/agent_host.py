@@ -81,8 +81,6 @@ class AgentHost:
         self.store = store
         self.registry = registry
         self._others_present = others_present
-        self._relay_url = relay_url
-        self._cert_sha256 = cert_sha256
         self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
         self._running: dict[str, anyio.CancelScope] = {}
@@ -132,23 +130,16 @@ class AgentHost:
     async def _host(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             record = self._records.setdefault(call.sid, AgentRecord(call.sid))
-        tracks: list[AudioSubscription | AudioPublication] = []
         try:
             with scope:
-                async with self._pool.join(call) as client:
-                    token = self._pool.token(call)
-                    uplink = await client.subscribe_audio(call.sid, tokens.UPLINK, token=token)
-                    tracks.append(uplink)
-                    downlink = await client.publish_audio(call.sid, tokens.DOWNLINK, token=token)
-                    tracks.append(downlink)
+                async with self._pool.join(call) as member:
+                    uplink = await member.subscribe(tokens.UPLINK)
+                    downlink = await member.publish(tokens.DOWNLINK)
                     channel = _Channel(call.sid, uplink, downlink)
                     await self._serve(call, channel, record)
         except Exception:
             logger.warning("agent host of %s failed", call.sid, exc_info=True)
         finally:
-            with anyio.CancelScope(shield=True):
-                for track in tracks:
-                    await track.aclose()
             self._running.pop(call.sid, None)
 
     async def _serve(self, call: CallRecord, channel: _Channel, record: AgentRecord) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioFrame, AudioPublication, AudioSubscription
+from ..bridge._client import AudioFrame
 from . import tokens
 from ._members import MemberPool
 from ._state import Callee, CallRecord, Store
@@ -111,9 +111,7 @@ class Callees:
         others_present: Callable[[str], bool],
     ) -> None:
         self.store = store
-        self._relay_url = relay_url
         self._others_present = others_present
-        self._cert_sha256 = cert_sha256
         self._lock = threading.Lock()
         self._media: dict[str, MediaCounters] = {}
         self._running: dict[str, anyio.CancelScope] = {}
@@ -173,15 +171,11 @@ class Callees:
     async def _callee(self, call: CallRecord, scope: anyio.CancelScope) -> None:
         with self._lock:
             media = self._media.setdefault(call.sid, MediaCounters(call.sid))
-        tracks: list[AudioSubscription | AudioPublication] = []
         try:
             with scope:
-                async with self._pool.join(call) as client:
-                    token = self._pool.token(call)
-                    downlink = await client.subscribe_audio(call.sid, tokens.DOWNLINK, token=token)
-                    tracks.append(downlink)
-                    uplink = await client.publish_audio(call.sid, tokens.UPLINK, token=token)
-                    tracks.append(uplink)
+                async with self._pool.join(call) as member:
+                    downlink = await member.subscribe(tokens.DOWNLINK)
+                    uplink = await member.publish(tokens.UPLINK)
                     with media.lock:
                         media.joined = True
                     # Frames are handled as they arrive (no scheduling round each);
@@ -207,9 +201,6 @@ class Callees:
         except Exception:
             logger.warning("simulated callee of %s failed", call.sid, exc_info=True)
         finally:
-            with anyio.CancelScope(shield=True):
-                for track in tracks:
-                    await track.aclose()
             with media.lock:
                 media.joined = False
             self._running.pop(call.sid, None)

@@ -423,8 +423,10 @@ class Relay:
             peer.kick()
 
     def _unindex(self, peer: _Peer, call_sid: str) -> None:
-        if any(sid == call_sid for sid, _ in peer.grants):
-            return  # still granted in its other role
+        if not any(sid == call_sid for sid, _ in peer.grants):  # not still in its other role
+            self._forget(peer, call_sid)
+
+    def _forget(self, peer: _Peer, call_sid: str) -> None:
         peers = self._by_call.get(call_sid)
         if peers is not None:
             peers.discard(peer)
@@ -434,11 +436,7 @@ class Relay:
     def _drop_peer(self, peer: _Peer) -> None:
         self._peers.discard(peer)
         for sid in {sid for sid, _ in peer.grants}:
-            peers = self._by_call.get(sid)
-            if peers is not None:
-                peers.discard(peer)
-                if not peers:
-                    del self._by_call[sid]
+            self._forget(peer, sid)
         for key in set(peer.upstream.values()) | set(peer.downstream.values()):
             track = self._tracks.get(key)
             if track is None:
