@@ -879,12 +879,11 @@ class MoqtClient:
             url = self._goaway_url
         target = transport.parse_url(url)
         webtransport = target.kind is ConnectionKind.WEBTRANSPORT
-        params = (moqt.authorization_token(token.encode()),) if token else ()
         session = moqt.Session(
             moqt.Role.CLIENT,
             path=None if webtransport else target.path,
             webtransport=webtransport,
-            setup_parameters=params,
+            setup_parameters=_token_parameters(token),
             implementation=self._implementation,
         )
         conn_state = _Conn(session)

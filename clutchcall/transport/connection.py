@@ -31,7 +31,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import sniffio
 from aioquic.h3.connection import ErrorCode as H3ErrorCode
 from aioquic.h3.connection import H3Connection, Setting
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
@@ -133,9 +132,8 @@ class SocketReceiver:
     def __init__(self, sock: anyio.abc.UDPSocket) -> None:
         self._dup: socket.socket | None = None
         try:
-            if sniffio.current_async_library() != "asyncio":
-                return
-        except sniffio.AsyncLibraryNotFoundError:
+            asyncio.get_running_loop()
+        except RuntimeError:  # trio: its sockets are read one await at a time
             return
         raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
         dup = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
