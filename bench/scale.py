@@ -32,7 +32,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -88,6 +88,11 @@ class Meter:
 
         return on_uplink
 
+    def frame(self, index: int, seq: int) -> bytes:
+        """Frame ``seq`` of bridge ``index``, its send time noted."""
+        self.sent[(index, seq)] = time.perf_counter()
+        return struct.pack(">II", index, seq) + bytes(72)
+
 
 async def _open(voice: AsyncVoice, meter: Meter, index: int) -> AsyncAudioBridge:
     call = await voice.calls.originate(to=ECHO, from_=FROM, trunk_id="trunk_scale")
@@ -97,43 +102,43 @@ async def _open(voice: AsyncVoice, meter: Meter, index: int) -> AsyncAudioBridge
     return await voice.audio_bridge.attach(call.sid, on_uplink=meter.callback(index))
 
 
-async def _talk(bridge: AsyncAudioBridge, index: int, meter: Meter, seconds: float) -> int:
-    """Publish every 20 ms (phase spread by index) for ``seconds``; frames sent."""
-    start = anyio.current_time() + (index % 20) / 1000
+async def _talk(
+    bridges: list[AsyncAudioBridge], seconds: float, frame: Callable[[int, int], bytes]
+) -> int:
+    """Publish ``frame(index, seq)`` on every bridge each 20 ms for ``seconds``, phases
+    spread over the interval by index; the frames sent, in all."""
     sent = 0
-    for seq in range(int(seconds / FRAME_INTERVAL)):
-        await anyio.sleep_until(start + seq * FRAME_INTERVAL)
-        meter.sent[(index, seq)] = time.perf_counter()
-        await bridge.publish_downlink(struct.pack(">II", index, seq) + bytes(72))
-        sent += 1
+
+    async def one(index: int, bridge: AsyncAudioBridge) -> None:
+        nonlocal sent
+        start = anyio.current_time() + FRAME_INTERVAL * (index % 20) / 20
+        for seq in range(int(seconds / FRAME_INTERVAL)):
+            await anyio.sleep_until(start + seq * FRAME_INTERVAL)
+            await bridge.publish_downlink(frame(index, seq))
+            sent += 1
+
+    async with anyio.create_task_group() as tg:
+        for index, bridge in enumerate(bridges):
+            tg.start_soon(one, index, bridge)
     return sent
 
 
 async def _step(bridges: list[AsyncAudioBridge], meter: Meter, engine_pid: int) -> dict[str, Any]:
     # Warm up (the callees join, QUIC windows open), then measure.
-    async with anyio.create_task_group() as tg:
-        for index, bridge in enumerate(bridges):
-            tg.start_soon(_talk, bridge, index, meter, 0.5)
+    await _talk(bridges, 0.5, meter.frame)
     await anyio.sleep(0.3)
     meter.sent.clear()
     meter.rtts.clear()
     dropped_before = sum(b.stats.dropped for b in bridges)
     meter.measuring = True
     cpu_self, cpu_engine, wall = cpu_seconds(os.getpid()), cpu_seconds(engine_pid), time.time()
-    counts: list[int] = []
-
-    async def talk(bridge: AsyncAudioBridge, index: int) -> None:
-        counts.append(await _talk(bridge, index, meter, STEP_SECONDS))
-
-    async with anyio.create_task_group() as tg:
-        for index, bridge in enumerate(bridges):
-            tg.start_soon(talk, bridge, index)
+    sent = await _talk(bridges, STEP_SECONDS, meter.frame)
     with anyio.move_on_after(1.0):
-        while len(meter.rtts) < sum(counts):  # noqa: ASYNC110
+        while len(meter.rtts) < sent:  # noqa: ASYNC110
             await anyio.sleep(0.01)
     elapsed = time.time() - wall
     meter.measuring = False
-    sent, back = sum(counts), len(meter.rtts)
+    back = len(meter.rtts)
     dropped = sum(b.stats.dropped for b in bridges) - dropped_before
     p50 = percentile(meter.rtts, 50) * 1e3 if meter.rtts else float("inf")
     p99 = percentile(meter.rtts, 99) * 1e3 if meter.rtts else float("inf")
@@ -287,23 +292,6 @@ async def _ringing_calls(voice: AsyncVoice, count: int) -> list[str]:
     return sids
 
 
-async def _talk_here(bridges: list[AsyncAudioBridge], seconds: float) -> int:
-    sent = 0
-
-    async def one(index: int, bridge: AsyncAudioBridge) -> None:
-        nonlocal sent
-        start = anyio.current_time() + FRAME_INTERVAL * (index % 20) / 20
-        for seq in range(int(seconds / FRAME_INTERVAL)):
-            await anyio.sleep_until(start + seq * FRAME_INTERVAL)
-            await bridge.publish_downlink(_far_end.frame(index, seq))
-            sent += 1
-
-    async with anyio.create_task_group() as tg:
-        for index, bridge in enumerate(bridges):
-            tg.start_soon(one, index, bridge)
-    return sent
-
-
 async def _sdk_step(
     bridges: list[AsyncAudioBridge], far: FarEnd, uplink: list[float], others: dict[str, int]
 ) -> dict[str, Any]:
@@ -311,7 +299,7 @@ async def _sdk_step(
     # Warm up (QUIC windows open, code paths hot), then measure.
     async with anyio.create_task_group() as tg:
         tg.start_soon(far.ask, {"talk": 0.5, **interval})
-        tg.start_soon(_talk_here, bridges, 0.5)
+        tg.start_soon(_talk, bridges, 0.5, _far_end.frame)
     uplink.clear()
     dropped_before = sum(b.stats.dropped for b in bridges)
     cpu_before, wall = cpu_seconds(os.getpid()), time.time()
@@ -323,7 +311,7 @@ async def _sdk_step(
         answers.update(await far.ask({"talk": STEP_SECONDS, **interval}))
 
     async def talk_here() -> None:
-        sent_here.append(await _talk_here(bridges, STEP_SECONDS))
+        sent_here.append(await _talk(bridges, STEP_SECONDS, _far_end.frame))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(far_talk)
