@@ -24,6 +24,7 @@ from .. import moqt
 from ..transport import Connection, ReceiveStream, SendStream, Stream
 from ..transport import StopSending as TransportStopSending
 from ..transport import StreamReset as TransportStreamReset
+from ..transport.streams import SEND_CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class MoqtLink:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self.conn.stream_listener = self._take_streams
+                self.conn.complete_stream_handler = self._on_complete_stream
                 tg.start_soon(self._accept_streams)
                 tg.start_soon(self._read_datagrams)
                 tg.start_soon(self._write_loop)
@@ -76,6 +78,7 @@ class MoqtLink:
         finally:
             self._tg = None
             self.conn.stream_listener = None
+            self.conn.complete_stream_handler = None
             self.finished.set()
 
     @property
@@ -182,6 +185,10 @@ class MoqtLink:
             except (anyio.WouldBlock, *_BROKEN):
                 return  # the accept task sees the connection's end
             self._on_stream(stream)
+
+    def _on_complete_stream(self, stream_id: int, data: bytes) -> None:
+        """A peer stream that arrived whole (an audio frame): fed in one go."""
+        self.feed(self.session.receive_stream, stream_id, data, True)
 
     def _on_stream(self, stream: Stream | ReceiveStream) -> None:
         assert self._tg is not None
@@ -349,6 +356,13 @@ class MoqtLink:
         the peer's stream limit allows no new stream, or the stream's backlog is full."""
         if isinstance(command, moqt.StreamWrite):
             stream = self._out.get(command.key)
+            if command.open and command.end and len(command.data) <= SEND_CHUNK:
+                # A whole stream in one write (an audio frame): no stream object.
+                try:
+                    self.conn.send_uni_stream_nowait(command.data)
+                except anyio.WouldBlock:
+                    return False
+                return True
             if command.open and stream is None:
                 try:
                     stream = self.conn.open_uni_stream_nowait()

@@ -51,7 +51,7 @@ from .errors import (
     TransportError,
     WebTransportRejected,
 )
-from .streams import ReceiveStream, SendStream, Signal, Stream
+from .streams import SEND_CHUNK, ReceiveStream, SendStream, Signal, Stream
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +268,11 @@ class Connection:
         self.stream_listener: Callable[[], None] | None = None
         """Called after a received datagram opened peer streams: the owner may take
         them with :meth:`accept_stream_nowait` at once, without a scheduling round."""
+        self.complete_stream_handler: Callable[[int, bytes], None] | None = None
+        """Called with ``(stream_id, data)`` for a peer unidirectional stream that
+        arrived whole (its data and FIN in one go): such a stream is never accepted
+        as a :class:`ReceiveStream`. Lets the owner take many short streams (one
+        audio frame each) without an object, a queue entry and a read per stream."""
 
     # ----------------------------------------------------------------- public
 
@@ -362,6 +367,28 @@ class Connection:
         stream = SendStream(self, stream_id)
         self._streams[stream_id] = stream
         return stream
+
+    def send_uni_stream_nowait(self, data: bytes) -> int:
+        """Open a unidirectional stream, write ``data`` and finish it, in one go;
+        returns the stream ID.
+
+        For many short streams (an audio frame each): no :class:`SendStream` is
+        made, as nothing more can be done with the stream. Raises
+        ``anyio.WouldBlock`` (nothing opened) if the peer allows no new stream now,
+        and ``ValueError`` for data over one send chunk (open a stream for that).
+        """
+        self._check_open()
+        if len(data) > SEND_CHUNK:
+            raise ValueError(f"{len(data)} bytes is more than one send chunk ({SEND_CHUNK})")
+        quic = self._quic
+        if not quic.can_open_stream(unidirectional=True):
+            raise anyio.WouldBlock
+        if self._h3 is not None:
+            stream_id = self._open_local_stream(unidirectional=True)
+        else:
+            stream_id = quic.get_next_available_stream_id(is_unidirectional=True)
+        self._send_stream_data(stream_id, data, end_stream=True)
+        return stream_id
 
     async def accept_stream(self) -> Stream | ReceiveStream:
         """Wait for the next stream opened by the peer."""
@@ -828,10 +855,21 @@ class Connection:
         self, stream_id: int, data: bytes, end_stream: bool, session_id: int | None
     ) -> None:
         stream: Stream | ReceiveStream
-        if stream_is_unidirectional(stream_id):
-            stream = ReceiveStream(self, stream_id)
-        else:
-            stream = Stream(self, stream_id)
+        unidirectional = stream_is_unidirectional(stream_id)
+        handler = self.complete_stream_handler
+        if (
+            end_stream
+            and unidirectional
+            and handler is not None
+            and not self._closed_locally
+            and (session_id is None or (self._session_ready and session_id == self._session_id))
+        ):
+            try:
+                handler(stream_id, data)
+            except Exception:
+                logger.exception("complete-stream handler failed")
+            return
+        stream = ReceiveStream(self, stream_id) if unidirectional else Stream(self, stream_id)
         self._streams[stream_id] = stream
         stream._receive_side.feed(data, end_stream)
         if session_id is None or (self._session_ready and session_id == self._session_id):
