@@ -58,6 +58,7 @@ FRAME_INTERVAL = 0.020
 LIMIT_MS = 20.0
 GOAL_BRIDGES = 200
 GOAL_MIB_PER_BRIDGE = 1.0
+LAG_PROBE = 0.005
 
 
 def rss_bytes() -> int:
@@ -69,6 +70,29 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def core_busy() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) clock ticks since boot, from /proc/stat."""
+    ticks: dict[int, tuple[int, int]] = {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                values = [int(v) for v in fields]
+                idle = values[3] + values[4]  # idle + iowait
+                ticks[int(name[3:])] = (sum(values) - idle, sum(values))
+    return ticks
+
+
+def core_load(before: dict[int, tuple[int, int]]) -> dict[int, float]:
+    """Each core's busy fraction since ``before`` (a :func:`core_busy` reading)."""
+    now = core_busy()
+    return {
+        core: (now[core][0] - busy) / max(1, now[core][1] - total)
+        for core, (busy, total) in before.items()
+        if core in now
+    }
 
 
 class Meter:
@@ -304,19 +328,34 @@ async def _sdk_step(
     dropped_before = sum(b.stats.dropped for b in bridges)
     cpu_before, wall = cpu_seconds(os.getpid()), time.time()
     others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
+    cores_before = core_busy()
     answers: dict[str, Any] = {}
     sent_here: list[int] = []
 
     async def far_talk() -> None:
         answers.update(await far.ask({"talk": STEP_SECONDS, **interval}))
 
+    lags: list[float] = []
+
     async def talk_here() -> None:
         sent_here.append(await _talk(bridges, STEP_SECONDS, _far_end.frame))
 
+    async def probe_lag() -> None:
+        # How late this process's event loop wakes a sleeper: if frames are late
+        # while this stays small, the delay is not in this process.
+        while True:
+            start = time.perf_counter()
+            await anyio.sleep(LAG_PROBE)
+            lags.append((time.perf_counter() - start - LAG_PROBE) * 1e3)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(far_talk)
-        tg.start_soon(talk_here)
+        tg.start_soon(probe_lag)
+        async with anyio.create_task_group() as talkers:
+            talkers.start_soon(far_talk)
+            talkers.start_soon(talk_here)
+        tg.cancel_scope.cancel()
     elapsed = time.time() - wall
+    cores = core_load(cores_before)
     cpu = (cpu_seconds(os.getpid()) - cpu_before) / elapsed
     cpu_others = {
         name: (cpu_seconds(pid) - others_before[name]) / elapsed for name, pid in others.items()
@@ -335,6 +374,8 @@ async def _sdk_step(
         "dropped": dropped,
         "cpu_self": cpu,
         "cpu_others": cpu_others,
+        "core_load": cores,
+        "loop_lag_p99_ms": percentile(lags, 99) if lags else float("nan"),
     }
     result["ok"] = (
         result["one_way_p99_ms"] < LIMIT_MS
@@ -388,7 +429,11 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
                         f"{up['p99_ms']:.2f} ms, frames down {down['received']}/{down['sent']} "
                         f"up {up['received']}/{up['sent']}, dropped {result['dropped']}, "
                         f"cpu {result['cpu_self']:.0%} (relay {result['cpu_others']['relay']:.0%}, "
-                        f"far end {result['cpu_others']['far end']:.0%})",
+                        f"far end {result['cpu_others']['far end']:.0%}), loop lag p99 "
+                        f"{result['loop_lag_p99_ms']:.2f} ms; cores busy "
+                        + ", ".join(
+                            f"{core}: {load:.0%}" for core, load in result["core_load"].items()
+                        ),
                         flush=True,
                     )
                     if not result["ok"]:
