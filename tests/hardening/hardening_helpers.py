@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from clutchcall import AsyncVoice, CallStatus
+from clutchcall import AsyncAudioBridge, AsyncVoice, CallStatus
 
 ECHO = "+15005550004"
 FROM = "+15558675309"
@@ -68,6 +68,8 @@ class Echoes:
     def __init__(self) -> None:
         self.sent: dict[int, float] = {}
         self.rtt: dict[int, float] = {}
+        #: The number :meth:`talk_for` gives its next frame.
+        self.next_seq = 0
 
     @staticmethod
     def frame(seq: int) -> bytes:
@@ -87,3 +89,19 @@ class Echoes:
 
     def back_since(self, seq: int) -> int:
         return sum(1 for s in self.rtt if s >= seq)
+
+    async def talk_for(
+        self, bridge: AsyncAudioBridge, seconds: float, errors: list[BaseException] | None = None
+    ) -> None:
+        """Publish a numbered frame every 20 ms for ``seconds``. With ``errors``, what
+        publishing raises (what user code would see) is collected there instead."""
+        with anyio.move_on_after(seconds):
+            while True:
+                try:
+                    await bridge.publish_downlink(self.mark(self.next_seq))
+                except Exception as exc:
+                    if errors is None:
+                        raise
+                    errors.append(exc)
+                self.next_seq += 1
+                await anyio.sleep(0.02)

@@ -88,26 +88,16 @@ async def test_a_blackout_is_survived_and_frames_flow_again(
                 async with await voice.audio_bridge.attach(
                     sid, on_uplink=echoes.on_uplink
                 ) as bridge:
-                    seq = 0
-
-                    async def talk_for(seconds: float) -> None:
-                        nonlocal seq
-                        with anyio.move_on_after(seconds):
-                            while True:
-                                await bridge.publish_downlink(echoes.mark(seq))
-                                seq += 1
-                                await anyio.sleep(0.02)
-
-                    await talk_for(1.0)
+                    await echoes.talk_for(bridge, 1.0)
                     await until(lambda: echoes.rtt)
                     proxy.loss = 1.0
-                    outage_from = seq
-                    await talk_for(blackout)
+                    outage_from = echoes.next_seq
+                    await echoes.talk_for(bridge, blackout)
                     proxy.loss = 0.0
-                    resumed_from = seq
+                    resumed_from = echoes.next_seq
                     with anyio.fail_after(15):
                         while echoes.back_since(resumed_from) < 10:
-                            await talk_for(0.1)
+                            await echoes.talk_for(bridge, 0.1)
                     stats = bridge.stats
                     connected = bridge.connected
     assert connected

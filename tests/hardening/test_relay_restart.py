@@ -49,24 +49,14 @@ async def test_frames_resume_within_2_s_of_the_relays_return() -> None:
                 async with await voice.audio_bridge.attach(
                     sid, on_uplink=echoes.on_uplink
                 ) as bridge:
-                    seq = 0
-
-                    async def talk_for(seconds: float) -> None:
-                        nonlocal seq
-                        with anyio.move_on_after(seconds):
-                            while True:
-                                await bridge.publish_downlink(echoes.mark(seq))
-                                seq += 1
-                                await anyio.sleep(0.02)
-
-                    await talk_for(0.5)
+                    await echoes.talk_for(bridge, 0.5)
                     await until(lambda: echoes.rtt)
                     await anyio.to_thread.run_sync(engine.stop_relay)
-                    await talk_for(1.0)
+                    await echoes.talk_for(bridge, 1.0)
                     await anyio.to_thread.run_sync(engine.start_relay)
-                    returned_at, back_from = time.monotonic(), seq
+                    returned_at, back_from = time.monotonic(), echoes.next_seq
                     while echoes.back_since(back_from) < 5 and time.monotonic() < returned_at + 10:
-                        await talk_for(0.05)
+                        await echoes.talk_for(bridge, 0.05)
                     resumed_after = time.monotonic() - returned_at
                     stats = bridge.stats
     assert echoes.back_since(back_from) >= 5
@@ -136,32 +126,19 @@ async def test_sigkilled_engine_no_exception_reaches_user_code_and_nothing_leaks
             with anyio.fail_after(45):
                 bridge = await voice.audio_bridge.attach(sid, on_uplink=echoes.on_uplink)
                 async with bridge:
-                    seq = 0
-
-                    async def talk_for(seconds: float) -> None:
-                        nonlocal seq
-                        with anyio.move_on_after(seconds):
-                            while True:
-                                try:
-                                    await bridge.publish_downlink(echoes.mark(seq))
-                                except Exception as exc:  # what user code would see
-                                    errors.append(exc)
-                                seq += 1
-                                await anyio.sleep(0.02)
-
-                    await talk_for(0.5)
+                    await echoes.talk_for(bridge, 0.5, errors)
                     await until(lambda: echoes.rtt)
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
-                    await talk_for(0.5)
+                    await echoes.talk_for(bridge, 0.5, errors)
                     restarted, info_again = await anyio.to_thread.run_sync(start_dev, dev_args)
                     # Same address and certificate: the client can dial the new engine.
                     assert info_again["relay_url"] == info["relay_url"]
                     # The client notices the dead connection (idle timeout), redials,
                     # is refused (unknown token secret, then no such call) and ends.
                     while not bridge.ended:
-                        await talk_for(0.1)
-                    await talk_for(0.2)
+                        await echoes.talk_for(bridge, 0.1, errors)
+                    await echoes.talk_for(bridge, 0.2, errors)
                     stats = bridge.stats
         assert bridge.closed
     finally:
