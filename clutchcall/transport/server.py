@@ -196,7 +196,8 @@ class Server:
         # socket reader failed); any other exception of the body propagates as is.
         if isinstance(exc, anyio.get_cancelled_exc_class()):
             return await self._close(exc_type, exc, tb)
-        return await self._close(None, None, None)
+        await self._close(None, None, None)
+        return False
 
     async def aclose(self) -> None:
         """Close every connection, stop all tasks and release the socket.
@@ -373,11 +374,13 @@ class Server:
                 tg.start_soon(_run_guarded, conn)
                 try:
                     await self._serve_connection(conn)
+                    with anyio.move_on_after(5):
+                        await conn.wait_terminated()
                 except Exception:
                     logger.exception("connection from %s failed; closing it", _peer(conn))
                     conn.abort(QuicErrorCode.INTERNAL_ERROR, "internal error")
-                with anyio.move_on_after(5):
-                    await conn.wait_terminated()
+                    with anyio.move_on_after(1):
+                        await conn.wait_close_sent()
                 tg.cancel_scope.cancel()
         except Exception:
             logger.exception("connection from %s failed; dropped it", _peer(conn))
