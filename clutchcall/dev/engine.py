@@ -109,6 +109,9 @@ class Engine:
     callees, the agent host or the control plane), the engine is *failed*:
     :attr:`failure` says why, its methods raise :class:`EngineFailed`, and the
     control plane answers 503 to bridge-token requests, until :meth:`stop`.
+    ``POST /_dev/relay/fail`` (dev only, with the API key as bearer token) closes
+    the relay's UDP socket under it, as a fatal socket error would: a fault for
+    testing that a dead relay is noticed.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class Engine:
         self._relay_handshake_timeout = relay_handshake_timeout
         self._relay_setup_timeout = relay_setup_timeout
         self._stopping = False
+        self._failure_lock = threading.Lock()
         self._failure: str | None = None
         self._failure_cause: BaseException | None = None
 
@@ -302,10 +306,12 @@ class Engine:
             raise EngineFailed(f"the dev engine failed: {failure}") from self._failure_cause
 
     def _fail(self, what: str, cause: BaseException | None) -> None:
-        if self._failure is not None or self._stopping:
-            return
-        self._failure_cause = cause
-        self._failure = what if cause is None else f"{what}: {cause}"
+        """Record the first failure (called from any thread)."""
+        with self._failure_lock:
+            if self._failure is not None or self._stopping:
+                return
+            self._failure_cause = cause
+            self._failure = what if cause is None else f"{what}: {cause}"
         logger.error("the dev engine failed: %s", self._failure)
 
     def _watch(self, task: Future[None], what: str) -> None:
@@ -545,6 +551,11 @@ class _FailedGuard:
         if failure is None or not str(scope["path"]).endswith("/bridge-tokens"):
             await self.app(scope, receive, send)
             return
-        problem = Problem(503, "unavailable", f"the dev engine failed: {failure}")
         request_id = "req_" + secrets.token_hex(8)
+        problem = Problem(
+            503,
+            "unavailable",
+            f"the dev engine failed: {failure}",
+            headers={"x-request-id": request_id},
+        )
         await problem_response(problem, request_id, str(scope["path"]))(scope, receive, send)

@@ -270,7 +270,10 @@ class Server:
             )
         self._failure = failure
         logger.error(
-            "%s; dropping its %d connections", failure, len(self._connections), exc_info=failure
+            "%s; dropping its %d connections",
+            failure,
+            len(self._connections),
+            exc_info=failure.__cause__,
         )
         for conn in list(self._connections):
             conn.abort(QuicErrorCode.INTERNAL_ERROR, "server failed")
@@ -433,7 +436,9 @@ def serve(
     ``certificate`` / ``private_key``: PEM bytes, a PEM string or a file path.
     ``alpn``: protocols offered; ``h3`` enables WebTransport. ``wt_paths``: the
     accepted WebTransport paths (a collection, or a predicate); ``None``
-    accepts every path. Rejected CONNECTs get 404.
+    accepts every path. Rejected CONNECTs get 404. ``handshake_timeout``: a
+    connection without a session this many seconds after its first packet is
+    dropped (and logged at INFO with the peer's address).
     """
     return Server(
         host,
