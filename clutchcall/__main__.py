@@ -12,6 +12,9 @@ from types import FrameType
 
 from .dev import DEFAULT_API_KEY, DEFAULT_ORG_ID, Engine, EngineError
 
+FAILURE_POLL_SECONDS = 0.2
+"""How often ``clutchcall dev`` checks that every part of the engine still runs."""
+
 
 def _dev(args: argparse.Namespace) -> int:
     stop = threading.Event()
@@ -37,7 +40,16 @@ def _dev(args: argparse.Namespace) -> int:
         return 1
     try:
         print(json.dumps(engine.ready_info()), flush=True)
-        stop.wait()
+        # A part of the engine that dies (the relay's serving task, say) ends the
+        # process: a dev engine that keeps minting tokens for a dead relay helps nobody.
+        while not stop.wait(FAILURE_POLL_SECONDS):
+            failure = engine.failure
+            if failure is not None:
+                print(f"clutchcall dev: the dev engine failed: {failure}; exiting", file=sys.stderr)
+                return 1
+    except EngineError as exc:
+        print(f"clutchcall dev: {exc}; exiting", file=sys.stderr)
+        return 1
     finally:
         engine.stop()
     return 0
@@ -51,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the local dev engine",
         description="Run the dev engine on localhost and print one JSON line "
         "(base_url, relay_url, api_key, org_id, relay_ca_file) once it is ready. "
-        "Stop it with Ctrl-C.",
+        "Stop it with Ctrl-C. If a part of the engine dies (its relay, say), it "
+        "says why on stderr and exits with status 1.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8765, help="HTTP port, 0 for any (default 8765)")

@@ -55,7 +55,11 @@ from ._state import Store
 logger = logging.getLogger(__name__)
 
 SETUP_TIMEOUT = 10.0
-"""A session that has not completed SETUP by then is closed."""
+"""A session that has not completed SETUP this long after its handshake is closed
+(CONTROL_MESSAGE_TIMEOUT)."""
+
+HANDSHAKE_TIMEOUT = transport.server.HANDSHAKE_TIMEOUT
+"""A QUIC connection without a session this long after its first packet is dropped."""
 
 SWEEP_INTERVAL = 0.1
 """How often sessions of ended calls are looked for."""
@@ -110,6 +114,8 @@ class Relay:
         certificate: transport.SelfSignedCertificate,
         on_peer: Callable[[str, str | None], None] | None = None,
         background_implementation: str | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        setup_timeout: float = SETUP_TIMEOUT,
     ) -> None:
         self.store = store
         self.host = host
@@ -120,6 +126,10 @@ class Relay:
         #: Publishers with this MOQT_IMPLEMENTATION are heard only when no other
         #: session publishes the track (the engine's simulated callees).
         self.background_implementation = background_implementation
+        self.handshake_timeout = handshake_timeout
+        self.setup_timeout = setup_timeout
+        #: The transport server while :meth:`serve` runs.
+        self.server: transport.Server | None = None
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._peers: set[_Peer] = set()
         #: The sessions granted each call (the engine asks this every few ms per call).
@@ -153,7 +163,9 @@ class Relay:
                 private_key=self.certificate.key_pem,
                 handler=self._handle,
                 idle_timeout=15.0,
+                handshake_timeout=self.handshake_timeout,
             ) as server:
+                self.server = server
                 self.port = server.port
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sweep)
@@ -161,6 +173,7 @@ class Relay:
                     await self._stop.wait()
                     tg.cancel_scope.cancel()
         finally:
+            self.server = None
             self._peers.clear()
             self._tracks.clear()
             self._by_call.clear()
@@ -224,7 +237,7 @@ class Relay:
             async with anyio.create_task_group() as tg:
 
                 async def setup_watchdog() -> None:
-                    await anyio.sleep(SETUP_TIMEOUT)
+                    await anyio.sleep(self.setup_timeout)
                     if peer.claims is None:
                         link.abort(_CODES.CONTROL_MESSAGE_TIMEOUT, "no SETUP in time")
 

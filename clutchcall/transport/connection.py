@@ -255,6 +255,8 @@ class Connection:
         self._wakeup_event = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
         self._transmit_count = 0
+        #: A transmit pass is handing datagrams to the socket (it may await on the way).
+        self._sending = False
         self._progress = Signal()
         self._handshake_done = anyio.Event()
         self._session_done = anyio.Event()
@@ -572,7 +574,9 @@ class Connection:
 
     async def wait_close_sent(self) -> None:
         """Wait until a requested CONNECTION_CLOSE has been handed to the socket."""
-        while self._quic.close_pending and not self._ended:
+        # aioquic hands the close over before the socket has it: a send that awaits
+        # (trio, or a full buffer) must finish too, else cancelling the driver loses it.
+        while (self._quic.close_pending or self._sending) and not self._ended:
             await self._progress.wait()
 
     async def wait_terminated(self) -> None:
@@ -739,13 +743,17 @@ class Connection:
         # Hand the datagrams to the socket without a scheduling round per datagram;
         # once the socket would block, the rest wait their turn in order.
         send_nowait = self._send_nowait
-        for data, addr in datagrams:
-            try:
-                if send_nowait is None or not send_nowait(data, addr):
-                    send_nowait = None
-                    await self._send(data, addr)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                logger.debug("could not send a datagram to %r", addr, exc_info=True)
+        self._sending = True
+        try:
+            for data, addr in datagrams:
+                try:
+                    if send_nowait is None or not send_nowait(data, addr):
+                        send_nowait = None
+                        await self._send(data, addr)
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    logger.debug("could not send a datagram to %r", addr, exc_info=True)
+        finally:
+            self._sending = False
         self._transmit_count += 1
         self._progress.notify()
 

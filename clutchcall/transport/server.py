@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +16,7 @@ from aioquic._buffer import Buffer
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.packet import (
+    QuicErrorCode,
     QuicPacketType,
     encode_quic_version_negotiation,
     pull_quic_header,
@@ -43,7 +44,8 @@ Handler = Callable[[Connection], Awaitable[None]]
 PemSource = bytes | str | os.PathLike[str]
 
 HANDSHAKE_TIMEOUT = 10.0
-"""A connection that has no session after this long is dropped."""
+"""A connection that has no session this long after its first packet is dropped
+(and logged with the peer's address)."""
 
 MAX_CONNECTIONS = 1024
 
@@ -72,7 +74,25 @@ async def _run_guarded(conn: Connection) -> None:
     try:
         await conn.run()
     except Exception:
-        logger.exception("QUIC driver task failed")
+        logger.exception("QUIC driver task failed for the connection from %s", _peer(conn))
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _peer(conn: Connection) -> str:
+    """The peer's address as ``host:port`` (``[host]:port`` for IPv6), for logs."""
+    try:
+        addr = conn.remote_address
+        host, port = addr[0], addr[1]
+    except Exception:
+        return "an unknown address"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 class Server:
@@ -80,8 +100,17 @@ class Server:
 
     Each established session (a raw QUIC connection, or a WebTransport session
     whose CONNECT path was accepted) runs ``handler(conn)`` in the server's task
-    group; the connection is closed when the handler returns. Exceptions from a
-    handler are logged and close only that connection.
+    group; the connection is closed when the handler returns.
+
+    One connection never affects another: whatever its tasks raise (the
+    handler, the wait for its session, the QUIC driver) is logged with the
+    peer's address and closes only that connection. A connection without a
+    session ``handshake_timeout`` seconds after its first packet is dropped.
+
+    If the server itself stops serving (its UDP socket is closed under it, or
+    the task reading it fails), :attr:`failure` records why, every connection
+    is dropped, and the ``async with`` body is cancelled: the block raises that
+    :class:`TransportError` rather than leave a server that answers nobody.
     """
 
     def __init__(
@@ -123,6 +152,8 @@ class Server:
         self._routes: dict[bytes, Connection] = {}
         self._connections: set[Connection] = set()
         self._port = 0
+        self._closing = False
+        self._failure: TransportError | None = None
 
     @property
     def host(self) -> str:
@@ -138,6 +169,12 @@ class Server:
         """Connections currently alive (including those still handshaking)."""
         return frozenset(self._connections)
 
+    @property
+    def failure(self) -> TransportError | None:
+        """Why the server stopped serving on its own (None while it serves, and
+        after a normal close)."""
+        return self._failure
+
     async def __aenter__(self) -> Server:
         sock = await anyio.create_udp_socket(local_host=self._host, local_port=self._requested_port)
         self._sock = sock
@@ -146,7 +183,7 @@ class Server:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        tg.start_soon(receive_datagrams, sock, self._handle_datagram)
+        tg.start_soon(self._read_socket, sock)
         return self
 
     async def __aexit__(
@@ -154,13 +191,30 @@ class Server:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    ) -> bool:
+        # Only a cancellation goes to the task group (which absorbs its own, when the
+        # socket reader failed); any other exception of the body propagates as is.
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            return await self._close(exc_type, exc, tb)
+        await self._close(None, None, None)
+        return False
 
     async def aclose(self) -> None:
-        """Close every connection, stop all tasks and release the socket."""
+        """Close every connection, stop all tasks and release the socket.
+
+        Raises :attr:`failure` if the server had stopped serving on its own.
+        """
+        await self._close(None, None, None)
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         tg, sock = self._tg, self._sock
         self._tg = None
+        self._closing = True
         try:
             for conn in list(self._connections):
                 conn.abort(reason="server shutting down")
@@ -170,13 +224,69 @@ class Server:
         finally:
             self._sock = None
             try:
-                if tg is not None:
-                    tg.cancel_scope.cancel()
-                    await tg.__aexit__(None, None, None)
+                suppress = tg is not None and await self._exit_task_group(tg, exc_type, exc, tb)
             finally:
                 if sock is not None:
                     with anyio.CancelScope(shield=True):
                         await sock.aclose()
+        return suppress
+
+    async def _exit_task_group(
+        self,
+        tg: anyio.abc.TaskGroup,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        tg.cancel_scope.cancel()
+        try:
+            return bool(await tg.__aexit__(exc_type, exc, tb))
+        except BaseExceptionGroup as group:
+            # The task group fails only when the socket reader does: raise its
+            # error itself, unless something else failed with it.
+            failure = self._failure
+            if failure is None or any(e is not failure for e in _leaves(group)):
+                raise
+            raise failure from failure.__cause__
+
+    async def _read_socket(self, sock: anyio.abc.UDPSocket) -> None:
+        """The listener: routes every datagram; if it stops while the server is not
+        closing, the server has failed (see :attr:`failure`)."""
+        try:
+            await receive_datagrams(sock, self._handle_datagram)
+        except Exception as exc:
+            if self._closing:
+                return
+            failure = TransportError(
+                f"the QUIC server on {self._describe()} stopped: its socket reader failed "
+                f"({type(exc).__name__}: {exc})"
+            )
+            failure.__cause__ = exc
+        else:
+            if self._closing:
+                return
+            failure = TransportError(
+                f"the QUIC server on {self._describe()} stopped: its UDP socket was closed"
+            )
+        self._failure = failure
+        logger.error(
+            "%s; dropping its %d connections",
+            failure,
+            len(self._connections),
+            exc_info=failure.__cause__,
+        )
+        for conn in list(self._connections):
+            conn.abort(QuicErrorCode.INTERNAL_ERROR, "server failed")
+        raise failure
+
+    async def _close_socket_under_reader(self) -> None:
+        """A fault for tests of failure handling: close the UDP socket under the
+        reader, as a fatal socket error would. The server then fails."""
+        if self._sock is not None:
+            await self._sock.aclose()
+
+    def _describe(self) -> str:
+        return f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
 
     def _send_nowait(self, data: bytes, addr: Any) -> bool:
         sender = self._sender
@@ -200,7 +310,7 @@ class Server:
         if reply is not None:
             try:
                 await self._send(reply, addr)
-            except (OSError, anyio.BrokenResourceError):
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 logger.debug("could not answer %r", addr, exc_info=True)
 
     def _route(self, data: bytes, addr: Any) -> bytes | None:
@@ -245,7 +355,7 @@ class Server:
             self._routes[header.destination_cid] = conn
             self._routes[quic.host_cid] = conn
             self._connections.add(conn)
-            self._tg.start_soon(self._run_connection, conn)
+            self._tg.start_soon(self._run_connection, conn, name=f"QUIC connection {addr!r}")
         if conn is not None:
             conn.datagram_received(data, addr)
         return None
@@ -260,28 +370,53 @@ class Server:
             del self._routes[event.connection_id]
 
     async def _run_connection(self, conn: Connection) -> None:
+        """One connection's task: whatever fails in it is logged with the peer's
+        address and closes this connection only, never the server."""
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_run_guarded, conn)
-                with anyio.move_on_after(self._handshake_timeout):
-                    ready = await conn.wait_session()
-                if not conn.closed and ready:
-                    try:
-                        await self._handler(conn)
-                    except Exception:
-                        logger.exception("connection handler failed")
-                        await conn.aclose(1, "internal error", linger=0)
-                    else:
-                        await conn.aclose()
-                elif not conn.closed:
-                    conn.abort(reason="no session")
-                with anyio.move_on_after(5):
-                    await conn.wait_terminated()
+                try:
+                    await self._serve_connection(conn)
+                    with anyio.move_on_after(5):
+                        await conn.wait_terminated()
+                except Exception:
+                    logger.exception("connection from %s failed; closing it", _peer(conn))
+                    conn.abort(QuicErrorCode.INTERNAL_ERROR, "internal error")
+                    with anyio.move_on_after(1):
+                        await conn.wait_close_sent()
                 tg.cancel_scope.cancel()
+        except Exception:
+            logger.exception("connection from %s failed; dropped it", _peer(conn))
+            conn.abort(QuicErrorCode.INTERNAL_ERROR, "internal error")
         finally:
             self._connections.discard(conn)
             for cid in [cid for cid, owner in self._routes.items() if owner is conn]:
                 del self._routes[cid]
+
+    async def _serve_connection(self, conn: Connection) -> None:
+        """Wait for the session (at most the handshake timeout), then run the handler."""
+        ready = False
+        with anyio.move_on_after(self._handshake_timeout) as waited:
+            ready = await conn.wait_session()
+        if waited.cancelled_caught:
+            logger.info(
+                "dropped the connection from %s: no session within %g s",
+                _peer(conn),
+                self._handshake_timeout,
+            )
+            conn.abort(reason="no session in time")
+            return
+        if conn.closed or not ready:
+            logger.debug("connection from %s ended without a session", _peer(conn))
+            conn.abort(reason="no session")
+            return
+        try:
+            await self._handler(conn)
+        except Exception:
+            logger.exception("connection handler failed for %s; closing it", _peer(conn))
+            await conn.aclose(1, "internal error", linger=0)
+        else:
+            await conn.aclose()
 
 
 def serve(
@@ -301,7 +436,9 @@ def serve(
     ``certificate`` / ``private_key``: PEM bytes, a PEM string or a file path.
     ``alpn``: protocols offered; ``h3`` enables WebTransport. ``wt_paths``: the
     accepted WebTransport paths (a collection, or a predicate); ``None``
-    accepts every path. Rejected CONNECTs get 404.
+    accepts every path. Rejected CONNECTs get 404. ``handshake_timeout``: a
+    connection without a session this many seconds after its first packet is
+    dropped (and logged at INFO with the peer's address).
     """
     return Server(
         host,

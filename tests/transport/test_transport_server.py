@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
@@ -204,3 +205,48 @@ async def test_cancellation_at_any_point_closes_sockets(kind: str) -> None:
             async with server(idle) as srv, client(kind, srv.port):
                 await anyio.sleep(30)
     gc.collect()
+
+
+async def test_closing_the_server_tells_every_busy_client(kind: str) -> None:
+    """The CONNECTION_CLOSE of each connection leaves before the server stops its
+    driver, even while the peer keeps sending (the close must not be lost in a send
+    that was still awaiting the socket)."""
+
+    async def sink(conn: Connection) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            while True:
+                await conn.receive_datagram()
+
+    async def chatter(conn: Connection, told: list[Connection]) -> None:
+        try:
+            while True:
+                conn.send_datagram(b"x" * 200)
+                await anyio.sleep(0.001)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            told.append(conn)
+
+    closing = anyio.Event()
+
+    async def run_server(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+        async with server(sink) as srv:
+            task_status.started(srv.port)
+            await closing.wait()
+
+    told: list[Connection] = []
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as outer:
+            port = await outer.start(run_server)
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [
+                    await stack.enter_async_context(client(kind, port, idle_timeout=60.0))
+                    for _ in range(8)
+                ]
+                tg = await stack.enter_async_context(anyio.create_task_group())
+                for conn in clients:
+                    tg.start_soon(chatter, conn, told)
+                await anyio.sleep(0.2)
+                closing.set()
+                # Every client hears of it long before its 60 s idle timeout.
+                while len(told) < len(clients):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+    assert sorted(map(id, told)) == sorted(map(id, clients))
