@@ -101,7 +101,7 @@ def status_error(response: httpx.Response, *, note: str | None = None) -> APISta
             body = None
     problem: dict[str, Any] = body if isinstance(body, dict) else {}
     body = problem or None
-    code = _string(problem, "code") or f"http_{status}"
+    code = _shorten(_string(problem, "code") or f"http_{status}", 100)
     message = _string(problem, "detail") or _string(problem, "title")
     if message:
         message = _shorten(message, DETAIL_CHARS)

@@ -23,6 +23,7 @@ import anyio
 import pytest
 
 from clutchcall import (
+    APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
@@ -156,14 +157,21 @@ def head(status: int, headers: list[tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def documented_success(seen: Seen) -> int:
+    """201 for originate and bridge tokens (they create something), else 200."""
+    method, path, _ = seen.line.split(" ", 2)
+    return 201 if method == "POST" and path.endswith(("/calls", "/bridge-tokens")) else 200
+
+
 def respond(
-    status: int,
+    status: int | None,
     body: bytes | Callable[[Seen], bytes],
     *,
     content_type: str = "application/json",
     extra: tuple[tuple[str, str], ...] = (),
 ) -> Handler:
-    """Answer with ``body`` (or what it computes from the request), then close."""
+    """Answer with ``body`` (or what it computes from the request), then close.
+    ``status=None``: the success status the API documents for the request."""
 
     def handler(conn: socket.socket, seen: Seen, stopping: threading.Event) -> None:
         content = body(seen) if callable(body) else body
@@ -174,7 +182,8 @@ def respond(
             ("Connection", "close"),
             *extra,
         ]
-        conn.sendall(head(status, headers) + content)
+        answer = documented_success(seen) if status is None else status
+        conn.sendall(head(answer, headers) + content)
 
     return handler
 
@@ -338,13 +347,14 @@ def bad_bodies() -> list[tuple[str, tuple[str, ...], bytes]]:
 BAD_BODIES = bad_bodies()
 
 
-def check_validation_error(error: APIResponseValidationError, body: bytes) -> None:
+def check_validation_error(error: APIResponseValidationError, op: str, body: bytes) -> None:
+    status = 201 if op in ("originate", "bridge_token") else 200
     assert type(error) is APIResponseValidationError
-    assert error.status_code == 200
+    assert error.status_code == status
     assert error.request_id == REQUEST_ID
     assert error.body == body
     text = str(error)
-    assert "200" in text and REQUEST_ID in text
+    assert str(status) in text and REQUEST_ID in text
     start = body[:20].decode("ascii", "ignore")
     if start.isprintable() and "'" not in start:
         assert start in text  # the excerpt
@@ -355,7 +365,7 @@ def check_validation_error(error: APIResponseValidationError, body: bytes) -> No
 def test_valid_bodies_are_accepted_sync(server: HostileServer) -> None:
     with Voice(**options(server)) as voice:
         for op in OPS:
-            server.handler = respond(200, json.dumps(valid_body(op)).encode())
+            server.handler = respond(None, json.dumps(valid_body(op)).encode())
             result = run_sync(voice, op)
             if op == "bridge_token":
                 assert repr(result).startswith("BridgeToken(call_sid=")
@@ -368,12 +378,12 @@ def test_valid_bodies_are_accepted_sync(server: HostileServer) -> None:
 def test_unusable_success_bodies_raise_validation_errors_sync(
     server: HostileServer, case: str, ops: tuple[str, ...], body: bytes
 ) -> None:
-    server.handler = respond(200, body)
+    server.handler = respond(None, body)
     with Voice(**options(server)) as voice:
         for op in ops:
             with pytest.raises(APIResponseValidationError) as info:
                 run_sync(voice, op)
-            check_validation_error(info.value, body)
+            check_validation_error(info.value, op, body)
 
 
 @pytest.mark.anyio
@@ -381,19 +391,19 @@ def test_unusable_success_bodies_raise_validation_errors_sync(
 async def test_unusable_success_bodies_raise_validation_errors_async(
     server: HostileServer, case: str, ops: tuple[str, ...], body: bytes
 ) -> None:
-    server.handler = respond(200, body)
+    server.handler = respond(None, body)
     async with AsyncVoice(**options(server)) as voice:
         for op in ops:
             with pytest.raises(APIResponseValidationError) as info:
                 await run_async(voice, op)
-            check_validation_error(info.value, body)
+            check_validation_error(info.value, op, body)
 
 
 @pytest.mark.anyio
 async def test_valid_bodies_are_accepted_async(server: HostileServer) -> None:
     async with AsyncVoice(**options(server)) as voice:
         for op in OPS:
-            server.handler = respond(200, json.dumps(valid_body(op)).encode())
+            server.handler = respond(None, json.dumps(valid_body(op)).encode())
             result = await run_async(voice, op)
             if op not in ("attach", "bridge_token"):
                 assert getattr(result, "sid", None) == SID
@@ -403,7 +413,7 @@ async def test_valid_bodies_are_accepted_async(server: HostileServer) -> None:
 async def test_a_bad_bridge_token_fails_the_audio_bridge_with_a_validation_error(
     server: HostileServer,
 ) -> None:
-    server.handler = respond(200, mutate(VALID_TOKEN, {"expiresAt": "soon"}))
+    server.handler = respond(None, mutate(VALID_TOKEN, {"expiresAt": "soon"}))
     async with AsyncVoice(**options(server)) as voice:
         with pytest.raises(APIResponseValidationError):
             await voice.audio_bridge.attach(SID)
@@ -553,6 +563,66 @@ def test_each_retry_gets_its_own_deadline(server: HostileServer) -> None:
         with pytest.raises(APITimeoutError):
             voice.calls.get(SID)
     assert len(server.seen) == 2  # GET is idempotent: the timed-out attempt was retried
+
+
+def endless_informational(conn: socket.socket, seen: Seen, stopping: threading.Event) -> None:
+    """``100 Continue`` every 10 ms, 1,500 times, and never a final response."""
+    for _ in range(1500):
+        if stopping.wait(0.01):
+            return
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def test_endless_informational_responses_time_out_sync(server: HostileServer) -> None:
+    server.handler = endless_informational
+    with Voice(**options(server, timeout=1.0)) as voice, pytest.raises(APITimeoutError):
+        voice.calls.hangup(SID)
+
+
+@pytest.mark.anyio
+async def test_endless_informational_responses_time_out_async(server: HostileServer) -> None:
+    server.handler = endless_informational
+    async with AsyncVoice(**options(server, timeout=1.0)) as voice:
+        with pytest.raises(APITimeoutError):
+            await voice.calls.hangup(SID)
+
+
+#: Answers that are not HTTP, or break it.
+NOT_HTTP: dict[str, bytes] = {
+    "not_http": b"HELLO THERE\r\n\r\n",
+    "bad_status_line": b"HTTP/1.1 2x0 OK\r\n\r\n",
+    "negative_length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    "header_without_colon": b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "short_body": b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}",
+    "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n",
+    "nothing": b"",
+}
+
+
+def raw(answer: bytes) -> Handler:
+    def handler(conn: socket.socket, seen: Seen, stopping: threading.Event) -> None:
+        conn.sendall(answer)
+
+    return handler
+
+
+@pytest.mark.parametrize("case", NOT_HTTP)
+def test_broken_http_is_a_connection_error_sync(server: HostileServer, case: str) -> None:
+    server.handler = raw(NOT_HTTP[case])
+    with Voice(**options(server)) as voice:
+        for op in OPS:
+            with pytest.raises(APIConnectionError):
+                run_sync(voice, op)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", NOT_HTTP)
+async def test_broken_http_is_a_connection_error_async(server: HostileServer, case: str) -> None:
+    server.handler = raw(NOT_HTTP[case])
+    async with AsyncVoice(**options(server)) as voice:
+        for op in OPS:
+            with pytest.raises(APIConnectionError):
+                await run_async(voice, op)
 
 
 # -- size: bodies are read up to max_response_bytes, memory stays flat ----------------------
