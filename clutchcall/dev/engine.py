@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ..bridge._client import AudioFrame
 from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
-from ._app import build_app
+from ._app import GuardedH11Protocol, build_app
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
 from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
@@ -163,7 +163,7 @@ class Engine:
             log_level="error",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=GuardedH11Protocol,  # HTTP/1.1 with a deadline on reading requests
             ws="none",
             timeout_graceful_shutdown=2,
         )
