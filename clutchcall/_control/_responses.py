@@ -106,7 +106,8 @@ def status_error(response: httpx.Response, *, note: str | None = None) -> APISta
     if message:
         message = _shorten(message, DETAIL_CHARS)
     else:
-        message = f"{response.reason_phrase or 'HTTP error'}; body: {excerpt(response)}"
+        reason = _shorten(response.reason_phrase or "HTTP error", 100)
+        message = f"{reason}; body: {excerpt(response)}"
     if note:
         message = f"{message} ({note})"
     errors = _field_errors(problem.get("errors"))

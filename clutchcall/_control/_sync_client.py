@@ -188,7 +188,9 @@ class Voice:
     Every response is distrusted. ``timeout`` (seconds, default 30) bounds each
     attempt of a request as a whole, from connecting to the last byte of the body
     (:class:`~clutchcall.APITimeoutError` past it; idempotent requests are then
-    retried). ``max_response_bytes`` (default 4 MiB) caps a response body: reading
+    retried). With your own ``http_client``, the blocking ``Voice`` checks that
+    deadline while reading the body only (your client's timeouts bound each read
+    before it). ``max_response_bytes`` (default 4 MiB) caps a response body: reading
     stops there and :class:`~clutchcall.errors.ResponseTooLargeError` is raised
     (for an error status, that status's error). A success body that is not the
     JSON the API defines, down to each field's type, raises
