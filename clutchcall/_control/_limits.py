@@ -29,7 +29,7 @@ import anyio
 import httpcore
 import httpx
 
-_deadline: ContextVar[float | None] = ContextVar("clutchcall_http_deadline", default=None)
+_deadline: ContextVar[Deadline | None] = ContextVar("clutchcall_http_deadline", default=None)
 
 
 class Deadline:
@@ -47,10 +47,12 @@ class Deadline:
         if time.monotonic() >= self.at:
             raise self.expired()
 
+    @property
+    def message(self) -> str:
+        return f"no complete response within {self.timeout:g} s"
+
     def expired(self) -> httpx.ReadTimeout:
-        return httpx.ReadTimeout(
-            f"no complete response within {self.timeout:g} s", request=self.request
-        )
+        return httpx.ReadTimeout(self.message, request=self.request)
 
 
 @contextlib.contextmanager
@@ -68,7 +70,7 @@ def async_deadline(timeout: float, request: httpx.Request) -> Iterator[Deadline]
 def sync_deadline(timeout: float, request: httpx.Request) -> Iterator[Deadline]:
     """Bound the enclosed (blocking) attempt's socket operations to ``timeout`` seconds."""
     deadline = Deadline(timeout, request)
-    token = _deadline.set(deadline.at)
+    token = _deadline.set(deadline)
     try:
         yield deadline
     finally:
@@ -126,13 +128,20 @@ def sync_http_transport(verify: bool | ssl.SSLContext) -> httpx.HTTPTransport:
 
 def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
     """``timeout`` shortened to what is left of the current deadline (if any)."""
-    at = _deadline.get()
-    if at is None:
+    deadline = _deadline.get()
+    if deadline is None:
         return timeout
-    left = at - time.monotonic()
+    left = deadline.at - time.monotonic()
     if left <= 0:
-        raise expired("the request's deadline has passed")
+        raise expired(deadline.message)
     return left if timeout is None else min(timeout, left)
+
+
+def _check_deadline(expired: type[Exception]) -> None:
+    """After a socket timeout: say so if it was the deadline that ran out."""
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() >= deadline.at:
+        raise expired(deadline.message)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -140,10 +149,18 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+        try:
+            return self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+        except httpcore.ReadTimeout:
+            _check_deadline(httpcore.ReadTimeout)
+            raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+        try:
+            self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+        except httpcore.WriteTimeout:
+            _check_deadline(httpcore.WriteTimeout)
+            raise
 
     def close(self) -> None:
         self._inner.close()
