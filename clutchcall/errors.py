@@ -9,6 +9,7 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
         │   └── APITimeoutError     the request timed out
         ├── APIResponseValidationError  a success response did not match the API schema
+        │   └── ResponseTooLargeError   a success response's body exceeded max_response_bytes
         └── APIStatusError          the server answered with an error status
             ├── BadRequestError             400
             ├── AuthenticationError         401
@@ -44,6 +45,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
 ]
 
@@ -77,12 +79,50 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIResponseValidationError(APIError):
-    """The server answered with success but a body the SDK cannot understand."""
+    """The server answered with success but a body the SDK cannot use: not JSON, not
+    an object, a missing or wrongly typed field, an unknown status value, a date
+    without a time zone...
 
-    def __init__(self, message: str, *, status_code: int, body: bytes) -> None:
+    ``status_code`` and ``request_id`` (from ``X-Request-Id``) identify the
+    response; ``body`` holds the bytes that were read (at most ``max_response_bytes``)
+    and the message quotes the start of it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: bytes,
+        request_id: str | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+        self.request_id = request_id
+        self.response = response
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """A success response's body was longer than ``max_response_bytes``: reading
+    stopped at the limit (``limit``) and the connection was dropped.
+
+    An error status with an oversized body raises that status's
+    :class:`APIStatusError` subclass instead, saying the body was cut short.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: bytes,
+        limit: int,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, request_id=request_id)
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +134,13 @@ class FieldError:
 
 
 class APIStatusError(APIError):
-    """The server answered with an error status and a problem document.
+    """The server answered with an error status.
 
     ``status_code`` is the HTTP status, ``code`` the server's stable error code
-    (for example ``"call_ended"``), ``message`` the human explanation and
-    ``request_id`` the id to quote when asking for support.
+    (for example ``"call_ended"``; ``"http_<status>"`` when the body is not a problem
+    document), ``message`` the human explanation (or the start of a body that is not
+    a problem document) and ``request_id`` the id to quote when asking for support.
+    ``body`` is the parsed JSON object, or None.
     """
 
     status_code: int
@@ -172,6 +214,6 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 
 def status_error_class(status_code: int) -> type[APIStatusError]:
     """The most specific :class:`APIStatusError` subclass for an HTTP status."""
-    if status_code >= 500:
+    if 500 <= status_code <= 599:
         return InternalServerError
     return _STATUS_ERRORS.get(status_code, APIStatusError)

@@ -51,6 +51,9 @@ UNASYNC_WORDS: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "async_sleep": "sync_sleep",
+    "async_deadline": "sync_deadline",
+    "async_read_capped": "sync_read_capped",
+    "async_http_transport": "sync_http_transport",
     "_async_": "_sync_",
 }
 UNASYNC_PHRASES: list[tuple[str, str]] = [

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from clutchcall_api import AuthenticatedClient
 from clutchcall_api.api.agents import attach_agent
 from clutchcall_api.api.calls import (
     create_bridge_token,
@@ -34,8 +33,6 @@ from ._base import (
     BridgeToken,
     CallFields,
     client_kwargs,
-    expect_call,
-    expect_model,
     new_idempotency_key,
     require_sid,
     ssl_verify,
@@ -43,7 +40,11 @@ from ._base import (
     translate_errors,
 )
 from ._config import ClientConfig, Verify, resolve_config
+from ._limits import async_http_transport
+from ._responses import parse_response
 from ._retry import RetryPolicy
+
+M = TypeVar("M")
 
 
 class AsyncCall(CallFields):
@@ -106,11 +107,8 @@ class AsyncCalls:
         )
         key = idempotency_key or new_idempotency_key()
         v = self._voice
-        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls"):
-            response = await originate_call.asyncio_detailed(
-                v.org_id, client=v._api, body=body, idempotency_key=key
-            )
-        return AsyncCall(self, expect_call(response))
+        request = originate_call._get_kwargs(v.org_id, body=body, idempotency_key=key)
+        return AsyncCall(self, await v._send(request, CallModel))
 
     async def get(self, sid: str) -> AsyncCall:
         """The current state of a call (poll this to follow its lifecycle)."""
@@ -139,35 +137,25 @@ class AsyncCalls:
             body = BridgeTokenRequest(role=BridgeRole(role))
         except ValueError:
             raise InvalidArgumentError(f"role must be 'server' or 'caller', got {role!r}") from None
-        url = f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/bridge-tokens"
-        with translate_errors("POST", url):
-            response = await create_bridge_token.asyncio_detailed(
-                v.org_id, sid, client=v._api, body=body
-            )
-        return BridgeToken(expect_model(response, BridgeTokenModel))
+        request = create_bridge_token._get_kwargs(v.org_id, sid, body=body)
+        return BridgeToken(await v._send(request, BridgeTokenModel))
 
     async def _get_model(self, sid: str) -> CallModel:
         v = self._voice
         sid = require_sid(sid)
-        with translate_errors("GET", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}"):
-            response = await get_call.asyncio_detailed(v.org_id, sid, client=v._api)
-        return expect_call(response)
+        return await v._send(get_call._get_kwargs(v.org_id, sid), CallModel)
 
     async def _transfer_model(self, sid: str, to: str | None, agent: str | None) -> CallModel:
         v = self._voice
         sid = require_sid(sid)
         kind, value = transfer_target(to, agent)
         body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
-        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/transfer"):
-            response = await transfer_call.asyncio_detailed(v.org_id, sid, client=v._api, body=body)
-        return expect_call(response)
+        return await v._send(transfer_call._get_kwargs(v.org_id, sid, body=body), CallModel)
 
     async def _hangup_model(self, sid: str) -> CallModel:
         v = self._voice
         sid = require_sid(sid)
-        with translate_errors("POST", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/hangup"):
-            response = await hangup_call.asyncio_detailed(v.org_id, sid, client=v._api)
-        return expect_call(response)
+        return await v._send(hangup_call._get_kwargs(v.org_id, sid), CallModel)
 
 
 class AsyncAgents:
@@ -182,11 +170,8 @@ class AsyncAgents:
         sid = require_sid(call_sid)
         if not isinstance(agent, str) or not agent:
             raise InvalidArgumentError(f"agent must be a non-empty agent id, got {agent!r}")
-        with translate_errors("PUT", f"{v.base_url}/v1/orgs/{v.org_id}/calls/{sid}/agent"):
-            response = await attach_agent.asyncio_detailed(
-                v.org_id, sid, client=v._api, body=AttachAgentRequest(agent=agent)
-            )
-        expect_call(response)
+        body = AttachAgentRequest(agent=agent)
+        await v._send(attach_agent._get_kwargs(v.org_id, sid, body=body), CallModel)
 
 
 class AsyncVoice:
@@ -199,6 +184,19 @@ class AsyncVoice:
     ``httpx`` client (you keep ownership of it). ``share_bridge_connections``:
     audio bridges to the same relay share one QUIC connection (the default; far
     cheaper with many calls) or each get their own (False).
+
+    Every response is distrusted. ``timeout`` (seconds, default 30) bounds each
+    attempt of a request as a whole, from connecting to the last byte of the body
+    (:class:`~clutchcall.APITimeoutError` past it; idempotent requests are then
+    retried). With your own ``http_client``, the blocking ``Voice`` checks that
+    deadline while reading the body only (your client's timeouts bound each read
+    before it). ``max_response_bytes`` (default 4 MiB) caps a response body: reading
+    stops there and :class:`~clutchcall.errors.ResponseTooLargeError` is raised
+    (for an error status, that status's error). A success body that is not the
+    JSON the API defines, down to each field's type, raises
+    :class:`~clutchcall.APIResponseValidationError`; an error status raises its
+    :class:`~clutchcall.APIStatusError` subclass whatever its body. Both quote the
+    status, the request id and the start of the body, never the API key.
     """
 
     def __init__(
@@ -214,6 +212,7 @@ class AsyncVoice:
         max_retries: int | None = None,
         http_client: httpx.AsyncClient | None = None,
         share_bridge_connections: bool = True,
+        max_response_bytes: int | None = None,
     ) -> None:
         config = resolve_config(
             base_url=base_url,
@@ -225,6 +224,7 @@ class AsyncVoice:
             timeout=timeout,
             max_retries=max_retries,
             share_bridge_connections=share_bridge_connections,
+            max_response_bytes=max_response_bytes,
         )
         self._setup(config, http_client)
 
@@ -235,13 +235,14 @@ class AsyncVoice:
         if http_client is not None:
             inner = AsyncClientTransport(http_client)
         else:
-            inner = httpx.AsyncHTTPTransport(verify=ssl_verify(config.verify))
-        transport = AsyncRetryTransport(inner, RetryPolicy(max_retries=config.max_retries))
+            inner = async_http_transport(ssl_verify(config.verify))
+        transport = AsyncRetryTransport(
+            inner,
+            RetryPolicy(max_retries=config.max_retries),
+            timeout=config.timeout,
+            max_response_bytes=config.max_response_bytes,
+        )
         self._http = httpx.AsyncClient(transport=transport, **client_kwargs(config))
-        # The generated client only wraps our httpx client, whose BearerAuth adds the key;
-        # its own token field stays empty so the key is held in exactly one place.
-        self._api = AuthenticatedClient(base_url=config.base_url, token="")
-        self._api.set_async_httpx_client(self._http)
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)
         self.audio_bridge = AsyncAudioBridges(self)
@@ -266,8 +267,27 @@ class AsyncVoice:
     def max_retries(self) -> int:
         return self._config.max_retries
 
+    @property
+    def max_response_bytes(self) -> int:
+        return self._config.max_response_bytes
+
+    async def _send(self, request: dict[str, Any], model: type[M]) -> M:
+        """Send a request built by the generated client; parse and check its answer.
+
+        The generated ``*_detailed`` functions are not used: they parse bodies on
+        trust and raise whatever the parsing hits.
+        """
+        method = str(request["method"]).upper()
+        with translate_errors(method, f"{self.base_url}{request['url']}"):
+            response = await self._http.request(**request)
+        return parse_response(response, model)
+
     def with_options(
-        self, *, timeout: float | None = None, max_retries: int | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_response_bytes: int | None = None,
     ) -> AsyncVoice:
         """A new client with the same settings but these overrides; close it when done."""
         config = resolve_config(
@@ -280,6 +300,11 @@ class AsyncVoice:
             timeout=self._config.timeout if timeout is None else timeout,
             max_retries=self._config.max_retries if max_retries is None else max_retries,
             share_bridge_connections=self._config.share_bridge_connections,
+            max_response_bytes=(
+                self._config.max_response_bytes
+                if max_response_bytes is None
+                else max_response_bytes
+            ),
         )
         clone = object.__new__(type(self))
         clone._setup(config, self._user_http_client)

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import ssl
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import httpx
 from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.models import CallStatus, EndReason
-from clutchcall_api.types import Response, Unset
+from clutchcall_api.types import Unset
 
 from .. import __version__
-from ..errors import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APITimeoutError,
-    FieldError,
-    InvalidArgumentError,
-    status_error_class,
-)
+from ..errors import APIConnectionError, APITimeoutError, InvalidArgumentError
 from ._config import ClientConfig
-
-M = TypeVar("M")
 
 USER_AGENT = f"clutchcall-python/{__version__}"
 ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
@@ -42,6 +32,9 @@ def client_kwargs(config: ClientConfig) -> dict[str, Any]:
             "Authorization": f"Bearer {config.api_key}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
+            # Bodies are small JSON; a compressed one could expand far past the size
+            # limit in memory, so none is accepted.
+            "Accept-Encoding": "identity",
         },
         "timeout": httpx.Timeout(config.timeout),
         "follow_redirects": False,
@@ -76,65 +69,20 @@ def translate_errors(method: str, url: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise APITimeoutError(f"{method} {url} timed out", request=_request_of(exc)) from exc
-    except httpx.TransportError as exc:
+        raise APITimeoutError(
+            f"{method} {url} timed out: {exc or type(exc).__name__}", request=_request_of(exc)
+        ) from exc
+    except httpx.HTTPError as exc:  # refused, reset, malformed HTTP, redirect loops...
         raise APIConnectionError(
             f"{method} {url} failed: {exc or type(exc).__name__}", request=_request_of(exc)
         ) from exc
 
 
-def _request_of(exc: httpx.TransportError) -> httpx.Request | None:
+def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
     try:
         return exc.request
     except RuntimeError:
         return None
-
-
-def expect_model(response: Response[Any], model: type[M]) -> M:
-    """The parsed body of a successful response, or the typed error an error response means."""
-    status = int(response.status_code)
-    if status >= 400:
-        raise_status_error(status, response.headers, response.content)
-    if isinstance(response.parsed, model):
-        return response.parsed
-    raise APIResponseValidationError(
-        f"the server answered {status} without a {model.__name__} in its body",
-        status_code=status,
-        body=response.content,
-    )
-
-
-def expect_call(response: Response[Any]) -> CallModel:
-    return expect_model(response, CallModel)
-
-
-def raise_status_error(status: int, headers: Any, content: bytes) -> NoReturn:
-    body: Any
-    try:
-        body = json.loads(content) if content else None
-    except ValueError:
-        body = None
-    problem = body if isinstance(body, dict) else {}
-    code = problem.get("code") if isinstance(problem.get("code"), str) else None
-    message = problem.get("detail") or problem.get("title") or f"HTTP {status}"
-    request_id = headers.get("x-request-id") or problem.get("requestId")
-    errors = [
-        FieldError(str(e.get("field", "")), str(e.get("message", "")))
-        for e in problem.get("errors") or []
-        if isinstance(e, dict)
-    ]
-    if errors:
-        message += ": " + "; ".join(f"{e.field}: {e.message}" for e in errors)
-    raw = httpx.Response(status, headers=dict(headers), content=content)
-    raise status_error_class(status)(
-        str(message),
-        status_code=status,
-        code=code,
-        request_id=str(request_id) if request_id else None,
-        response=raw,
-        errors=errors,
-        body=body,
-    )
 
 
 def _opt(value: Any) -> Any:

@@ -14,6 +14,8 @@ DEFAULT_BASE_URL = "https://engine.clutchcall.dev"
 DEFAULT_RELAY_HOST = "relay.clutchcall.dev"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
+#: Longest response body the client reads; the API's bodies are a few hundred bytes.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 ENV_BASE_URL = "CLUTCHCALL_BASE_URL"
 ENV_API_KEY = "CLUTCHCALL_CREDENTIALS"
@@ -37,6 +39,7 @@ class ClientConfig:
     verify: Verify = True
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     #: Audio bridges to one relay share a QUIC connection (per role and event loop).
     share_bridge_connections: bool = True
 
@@ -59,6 +62,7 @@ def resolve_config(
     timeout: float | None = None,
     max_retries: int | None = None,
     share_bridge_connections: bool = True,
+    max_response_bytes: int | None = None,
 ) -> ClientConfig:
     """Merge explicit arguments with ``CLUTCHCALL_*`` environment variables and check them."""
     url = _pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
@@ -96,6 +100,11 @@ def resolve_config(
     retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    max_bytes = DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigurationError(
+            f"max_response_bytes must be an integer >= 1, got {max_response_bytes!r}"
+        )
     return ClientConfig(
         base_url=url.rstrip("/"),
         api_key=key,
@@ -105,5 +114,6 @@ def resolve_config(
         verify=verify,
         timeout=float(resolved_timeout),
         max_retries=retries,
+        max_response_bytes=max_bytes,
         share_bridge_connections=share_bridge_connections,
     )

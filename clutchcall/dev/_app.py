@@ -1,7 +1,15 @@
-"""The dev engine's control plane: an ASGI app implementing ``openapi.yaml`` in memory."""
+"""The dev engine's control plane: an ASGI app implementing ``openapi.yaml`` in memory.
+
+Bounds against hostile clients: request bodies are limited to :data:`MAX_BODY`
+bytes (413), a connection must deliver each whole request within
+:data:`REQUEST_READ_TIMEOUT` seconds of opening or of its previous response (else
+it is closed, see :class:`GuardedH11Protocol`), and the store and request log
+keep a bounded number of entries (see ``_state`` and ``_faults``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -10,16 +18,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import h11
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import tokens
 from ._faults import Faults, RequestRecord
-from ._state import ApiKey, CallRecord, StateError, Store, iso
+from ._state import ApiKey, CallRecord, StateError, Store, StoreFull, iso
 
 T = TypeVar("T")
 
@@ -29,6 +39,12 @@ AGENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 MAX_BODY = 64 * 1024
+#: Seconds a connection has to deliver a whole request (head and body), counted from
+#: when it opened or from its previous response. Idle keep-alive connections are closed
+#: after the same time.
+REQUEST_READ_TIMEOUT = 5.0
+#: Retry-After (seconds) sent with a 503 when the store is full of live calls.
+STORE_FULL_RETRY_AFTER = 5
 REQUEST_ID_KEY = "clutchcall.request_id"
 
 PROBLEM_TITLES = {
@@ -134,12 +150,17 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise Problem(415, "unsupported_media_type", "send the request body as application/json")
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise Problem(
-                413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes"
-            )
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise Problem(
+                    413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes"
+                )
+    except ClientDisconnect:
+        # The connection was closed (by the client, or for sending too slowly): nobody
+        # will read an answer, but this is not a crash of the engine either.
+        raise Problem(400, "bad_request", "the request body did not arrive") from None
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -238,6 +259,13 @@ class ControlPlane:
             )
         except StateError as exc:
             raise Problem(409, exc.code, exc.detail) from None
+        except StoreFull as exc:
+            raise Problem(
+                503,
+                "unavailable",
+                f"{exc}; hang up some calls",
+                headers={"Retry-After": str(STORE_FULL_RETRY_AFTER)},
+            ) from None
         headers = {"Location": f"/v1/orgs/{key.org_id}/calls/{call.sid}"}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -421,3 +449,61 @@ def build_app(store: Store, faults: Faults, extra_routes: Sequence[Route] = ()) 
         },
     )
     return _Middleware(app, faults)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on reading each request.
+
+    A connection that opens and stays silent, sends half a request head, or
+    trickles its head or body, holds a socket and (with a body) a task for as long
+    as it likes in plain uvicorn: its keep-alive timer only runs between requests
+    and any byte received cancels it. Here each request must be complete within
+    :data:`REQUEST_READ_TIMEOUT` seconds of the connection opening or of the
+    previous response; the deadline does not move when bytes arrive. Past it the
+    connection is closed (a handler waiting for the body sees a disconnect). Once
+    a request is complete, the time the engine takes to answer is not limited.
+    """
+
+    read_timeout = REQUEST_READ_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_read_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._waiting_for_request():
+            self._disarm_read_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_read_deadline()
+            if not self._waiting_for_request():  # a pipelined request, already read
+                self._disarm_read_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
+
+    def _waiting_for_request(self) -> bool:
+        """True while the client has yet to send (the rest of) a request."""
+        return self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+
+    def _arm_read_deadline(self) -> None:
+        self._disarm_read_deadline()
+        self._read_deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if self._waiting_for_request() and not self.transport.is_closing():
+            self.transport.close()

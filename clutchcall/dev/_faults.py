@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass
+
+#: Requests the log keeps: the newest ones; older entries are dropped as new ones come.
+MAX_REQUEST_LOG = 10_000
 
 
 @dataclass
@@ -39,12 +43,13 @@ class RequestRecord:
 
 
 class Faults:
-    """Queue of pending faults plus a log of every request the engine served."""
+    """Queue of pending faults plus a log of the requests the engine served (the
+    newest ``max_log`` of them, :data:`MAX_REQUEST_LOG` by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_log: int = MAX_REQUEST_LOG) -> None:
         self._lock = threading.Lock()
         self._pending: list[Fault] = []
-        self._log: list[RequestRecord] = []
+        self._log: deque[RequestRecord] = deque(maxlen=max_log)
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -71,7 +76,8 @@ class Faults:
             self._log.append(entry)
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
-        """Requests served so far, optionally filtered like :class:`Fault`."""
+        """Requests served so far (the newest :data:`MAX_REQUEST_LOG`), optionally
+        filtered like :class:`Fault`."""
         probe = Fault(method=method, path=path)
         with self._lock:
             return [r for r in self._log if probe.matches(r.method, r.path)]

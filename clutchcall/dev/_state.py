@@ -4,11 +4,18 @@ Call state is derived from time, never advanced by background tasks: a call's
 status at instant ``now`` follows from when it was created, what its callee does
 (chosen by the destination number) and any hangup. That keeps the simulation
 exact and cheap, and makes ``time_scale`` a plain multiplier.
+
+Memory is bounded: the store remembers at most ``max_calls`` calls
+(:data:`MAX_CALLS`). When it is full, the oldest *ended* calls are forgotten (a
+tenth of the capacity at a time; they then read as 404), and with them the
+``Idempotency-Key`` that created them: a key is honoured as long as its call is
+remembered. A store full of live calls refuses new ones (503) until some end.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import secrets
 import threading
 import time
@@ -32,6 +39,9 @@ RING_SECONDS = 1.0
 BUSY_SECONDS = 0.5
 CALLEE_HANGUP_SECONDS = 2.0
 BRIDGE_TOKEN_TTL = 600.0
+
+#: Calls the store remembers, live and ended; see the module docstring.
+MAX_CALLS = 10_000
 
 
 class Callee(enum.Enum):
@@ -92,6 +102,8 @@ class CallRecord:
     started_at: datetime
     time_scale: float
     hangup: Ending | None = None
+    #: (org id, Idempotency-Key) this call was created with, if any.
+    idempotency: tuple[str, str] | None = None
 
     # -- timeline -------------------------------------------------------------
     def _s(self, seconds: float) -> float:
@@ -181,16 +193,25 @@ class StateError(Exception):
         self.detail = detail
 
 
+class StoreFull(Exception):
+    """The store holds ``max_calls`` calls and none has ended (maps to 503)."""
+
+
 class Store:
     """All engine state, guarded by one lock (the HTTP server and tests touch it
     from different threads)."""
 
-    def __init__(self, *, time_scale: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, time_scale: float, clock: Callable[[], float], max_calls: int = MAX_CALLS
+    ) -> None:
         self.time_scale = time_scale
         self.clock = clock
         self.lock = threading.RLock()
         self.keys: dict[str, ApiKey] = {}
+        #: Oldest first (dicts keep insertion order), which is the order of forgetting.
         self.calls: dict[str, CallRecord] = {}
+        self.max_calls = max_calls
+        #: (org id, key) -> (request fingerprint, sid); one entry per remembered call at most.
         self.idempotency: dict[tuple[str, str], tuple[str, str]] = {}
         self.agents: set[str] = set(BUILTIN_AGENTS)
         self.bridge_secret = secrets.token_bytes(32)
@@ -221,7 +242,8 @@ class Store:
     ) -> tuple[CallRecord, bool]:
         """Create a call (or return the one an idempotency key already created).
 
-        Returns (call, replayed). Raises StateError if the key was used with another body.
+        Returns (call, replayed). Raises StateError if the key was used with another
+        body, StoreFull if the store is full of live calls.
         """
         with self.lock:
             if idempotency_key is not None:
@@ -234,6 +256,12 @@ class Store:
                         )
                     return self.calls[seen[1]], True
             now = self.clock()
+            if len(self.calls) >= self.max_calls:
+                self._forget_ended(now)
+                if len(self.calls) >= self.max_calls:
+                    raise StoreFull(
+                        f"the dev engine holds {self.max_calls} calls and none has ended"
+                    )
             sid = "CA" + secrets.token_hex(16)
             record = CallRecord(
                 sid=sid,
@@ -250,8 +278,21 @@ class Store:
             )
             self.calls[sid] = record
             if idempotency_key is not None:
-                self.idempotency[(org_id, idempotency_key)] = (fingerprint, sid)
+                record.idempotency = (org_id, idempotency_key)
+                self.idempotency[record.idempotency] = (fingerprint, sid)
             return record, False
+
+    def _forget_ended(self, now: float) -> None:
+        """Drop the oldest ended calls, a tenth of the capacity at a time (so the scan
+        is paid once per that many originates), with their idempotency keys."""
+        batch = max(1, self.max_calls // 10)
+        ended = list(
+            itertools.islice((s for s, c in self.calls.items() if c.ending(now) is not None), batch)
+        )
+        for sid in ended:
+            record = self.calls.pop(sid)
+            if record.idempotency is not None:
+                self.idempotency.pop(record.idempotency, None)
 
     def get(self, org_id: str, sid: str) -> CallRecord | None:
         with self.lock:

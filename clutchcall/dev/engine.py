@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..bridge._client import AudioFrame
 from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
-from ._app import Problem, build_app, problem_response
+from ._app import GuardedH11Protocol, Problem, build_app, problem_response
 from ._faults import Fault, Faults, RequestRecord
 from ._state import SCOPES, Store
 from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
@@ -202,7 +202,7 @@ class Engine:
             log_level="error",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=GuardedH11Protocol,  # HTTP/1.1 with a deadline on reading requests
             ws="none",
             timeout_graceful_shutdown=2,
         )

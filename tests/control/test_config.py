@@ -75,7 +75,6 @@ def test_the_key_never_shows_in_reprs_logs_or_errors(
         texts = [
             repr(voice),
             repr(voice._config),
-            repr(voice._api),
             repr(voice._http.headers),
             repr(info.value.response.request) if info.value.response._request else "",
             str(info.value),

@@ -27,8 +27,8 @@ class Problem:
             `validation_failed`, `unauthorized`, `insufficient_scope`,
             `org_mismatch`, `not_found`, `call_not_found`, `agent_not_found`,
             `call_ended`, `call_not_answered`, `idempotency_key_reused`,
-            `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
-            `internal_error`, `unavailable`.
+            `payload_too_large`, `unsupported_media_type`, `method_not_allowed`,
+            `rate_limited`, `internal_error`, `unavailable`.
         detail (str | Unset):
         instance (str | Unset):
         request_id (str | Unset):
