@@ -32,11 +32,21 @@ softphone joining a call whose simulated callee also speaks), the most recent
 one is heard, simulated callees only when nobody else publishes. When a call
 ends, its subscribers get PUBLISH_DONE (TRACK_ENDED), the relay unsubscribes
 from its publishers, and sessions left with no live call are closed.
+
+Slow subscribers: each session holds at most :data:`SUBSCRIBER_BACKLOG_BYTES` (per
+track it subscribes to) of forwarded objects it has not acknowledged, none older
+than :data:`SUBSCRIBER_BACKLOG_AGE`. A subscriber that falls further behind (it stopped
+reading, grants no flow-control credit, or its path is too slow) loses its oldest
+groups: streams already sent are reset (DELIVERY_TIMEOUT), the others never
+leave. The drops are counted (:meth:`Relay.stats`) and logged once per episode;
+the publisher and the other subscribers do not notice. A session that leaves
+more than :data:`CONTROL_BACKLOG_BYTES` of control messages unread is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -46,7 +56,7 @@ import anyio
 import anyio.abc
 
 from .. import moqt, transport
-from ..bridge._link import MoqtLink
+from ..bridge._link import BacklogLimit, MoqtLink
 from ..moqt.wire import NeedMoreData, Reader
 from ..transport import Connection, ConnectionKind
 from . import tokens
@@ -63,6 +73,27 @@ HANDSHAKE_TIMEOUT = transport.server.HANDSHAKE_TIMEOUT
 
 SWEEP_INTERVAL = 0.1
 """How often sessions of ended calls are looked for."""
+
+SUBSCRIBER_BACKLOG_BYTES = 2 << 20
+"""Per track a session subscribes to, the most it may hold of forwarded objects
+it has not acknowledged yet (each counted with its stream's overhead, see
+:data:`~clutchcall.bridge._link.GROUP_OVERHEAD`); past it the relay drops that
+session's oldest groups. A call's audio (50 frames a second) counts for about
+60 KB a second, so this is far more than any track holds for
+:data:`SUBSCRIBER_BACKLOG_AGE`; it bounds a publisher that sends much more."""
+
+SUBSCRIBER_BACKLOG_AGE = 2.0
+"""Seconds a forwarded object may wait for a session to take it (acknowledge all
+of it); an older one is dropped: audio that late is of no use to anyone."""
+
+CONTROL_BACKLOG_BYTES = 1 << 20
+"""Control messages a session may leave unread before the relay closes it."""
+
+BACKLOG_LIMIT = BacklogLimit(
+    max_bytes=SUBSCRIBER_BACKLOG_BYTES,
+    max_age=SUBSCRIBER_BACKLOG_AGE,
+    max_control_bytes=CONTROL_BACKLOG_BYTES,
+)
 
 USE_VALUE = 0x3
 _CODES = moqt.SessionErrorCode
@@ -136,6 +167,11 @@ class Relay:
         self._by_call: dict[str, set[_Peer]] = {}
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
+        #: How far a session may fall behind (see the module docstring); its
+        #: ``max_bytes`` is per track the session subscribes to.
+        self.backlog_limit = BACKLOG_LIMIT
+        #: Groups dropped by sessions that have ended.
+        self._dropped_before = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -221,6 +257,19 @@ class Relay:
             if peer.claims is not None and peer.implementation not in exclude
         ]
 
+    def stats(self) -> RelayStats:
+        """Counters of the relay's sessions and tracks (for monitoring and tests)."""
+        live = [peer.link for peer in self._peers if peer.link is not None]
+        return RelayStats(
+            sessions=len(self._peers),
+            tracks=len(self._tracks),
+            subscriptions=sum(len(track.subscribers) for track in self._tracks.values()),
+            grants=sum(len(peer.grants) for peer in self._peers),
+            backlog_bytes=sum(link.backlog_bytes for link in live),
+            groups_dropped=self._dropped_before + sum(link.groups_dropped for link in live),
+            sessions_dropping=sum(1 for link in live if link.dropping),
+        )
+
     # -- one session -------------------------------------------------------------------
 
     async def _handle(self, conn: Connection) -> None:
@@ -230,7 +279,12 @@ class Relay:
             implementation="clutchcall-dev-relay",
         )
         peer = _Peer(session)
-        link = MoqtLink(conn, session, lambda events: self._on_events(peer, events))
+        link = MoqtLink(
+            conn,
+            session,
+            lambda events: self._on_events(peer, events),
+            backlog_limit=self.backlog_limit,
+        )
         peer.link = link
         self._peers.add(peer)
         try:
@@ -246,6 +300,7 @@ class Relay:
                 tg.cancel_scope.cancel()
         finally:
             self._drop_peer(peer)
+            self._dropped_before += link.groups_dropped
 
     def _on_events(self, peer: _Peer, events: list[moqt.Event]) -> None:
         for event in events:
@@ -262,6 +317,7 @@ class Relay:
                 track = self._tracks.get(key) if key else None
                 if track is not None:
                     track.subscribers.pop(peer, None)
+                self._resize_backlog(peer)
             elif isinstance(event, moqt.ObjectReceived):
                 self._forward(peer, event)
             elif isinstance(event, moqt.SubscribeRejected | moqt.PublishDoneReceived):
@@ -390,6 +446,14 @@ class Relay:
         peer.session.accept_subscribe(event.request_id, largest=largest)
         peer.downstream[event.request_id] = key
         track.subscribers[peer] = event.request_id
+        self._resize_backlog(peer)
+
+    def _resize_backlog(self, peer: _Peer) -> None:
+        """A session may hold the backlog limit's bytes once per track it subscribes to."""
+        if peer.link is not None:
+            limit = self.backlog_limit
+            tracks = max(1, len(peer.downstream))
+            peer.link.backlog_limit = dataclasses.replace(limit, max_bytes=limit.max_bytes * tracks)
 
     def _forward(self, peer: _Peer, event: moqt.ObjectReceived) -> None:
         key = peer.upstream.get(event.request_id)
@@ -508,6 +572,7 @@ class Relay:
                     session.publish_done(
                         request_id, moqt.PublishDoneCode.TRACK_ENDED, "the call ended"
                     )
+        self._resize_backlog(peer)
         for request_id, key in list(peer.upstream.items()):
             if key[0] in ended:
                 self._drop_upstream(peer, request_id, unsubscribe=True)
@@ -516,6 +581,26 @@ class Relay:
             if not track.publishers and not track.subscribers:
                 del self._tracks[key]
         peer.kick()
+
+
+@dataclass(frozen=True)
+class RelayStats:
+    """What :meth:`Relay.stats` reports."""
+
+    #: Sessions connected (authenticated or not yet).
+    sessions: int
+    #: Tracks the relay knows (with a publisher or a subscriber).
+    tracks: int
+    #: Subscriptions to them, over all sessions.
+    subscriptions: int
+    #: (call, role) grants held, over all sessions.
+    grants: int
+    #: Forwarded objects not yet acknowledged, as counted against the backlog limit.
+    backlog_bytes: int
+    #: Groups dropped for subscribers that fell behind, since the relay started.
+    groups_dropped: int
+    #: Sessions dropping groups right now.
+    sessions_dropping: int
 
 
 @dataclass(frozen=True)
