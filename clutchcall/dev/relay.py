@@ -12,7 +12,7 @@ A valid token grants its call and role to the session. PUBLISH_NAMESPACE and
 SUBSCRIBE may carry a token of their own (the AUTHORIZATION_TOKEN parameter),
 checked the same way, which adds its grant: so one session can carry the audio
 of many calls (a client multiplexing its bridges); a bad token there refuses
-only that request. Grants bound what the client may do: only namespaces
+only that request, and a refused request grants nothing. Grants bound what the client may do: only namespaces
 ``("voice", <sid>)`` of granted calls (else PUBLISH_NAMESPACE_ERROR /
 SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes ``uplink`` and publishes
 ``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the other track is refused
@@ -387,7 +387,8 @@ class Relay:
         allowed: Callable[[tokens.BridgeClaims], bool],
     ) -> tokens.BridgeClaims | _Refusal:
         """The grant that covers a request on ``namespace``: the request's own token
-        if it carries one, else one the session already holds."""
+        if it carries one (held by the session from then on, unless the request is
+        refused), else one the session already holds."""
         raw = _token_parameter(parameters)
         if raw is not None:
             claims = self._check_token(raw)
@@ -395,9 +396,10 @@ class Relay:
                 return claims
             if namespace != moqt.voice_namespace(claims.call_sid):
                 return _Refusal(_CODES.UNAUTHORIZED, "this token does not cover that namespace")
-            self._grant(peer, claims)
             if not allowed(claims):
+                # Refused: the token grants nothing, not even for later requests.
                 return _Refusal(_CODES.UNAUTHORIZED, f"a {claims.role} token may not do that")
+            self._grant(peer, claims)
             return claims
         held = [c for (sid, _), c in peer.grants.items() if namespace == moqt.voice_namespace(sid)]
         if not held:
