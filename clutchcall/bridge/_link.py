@@ -64,12 +64,16 @@ class BacklogLimit:
     max_control_bytes: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Group:
     """A whole-stream write the link took from the session and the peer has not
     yet acknowledged."""
 
-    command: moqt.StreamWrite
+    #: The session's stream key.
+    key: int
+    #: The write while it is queued in the link (None once handed over: the
+    #: transport holds the data then).
+    command: moqt.StreamWrite | None
     #: Bytes it is counted for.
     size: int
     #: When the link took it (``time.monotonic()``).
@@ -152,6 +156,11 @@ class MoqtLink:
     def backlog(self) -> int:
         """Data stream writes taken from the session but not yet handed to the transport."""
         return len(self._commands)
+
+    @property
+    def streams_reading(self) -> int:
+        """Peer streams being read: opened, not yet finished or reset."""
+        return len(self._in)
 
     @property
     def backlog_bytes(self) -> int:
@@ -360,7 +369,8 @@ class MoqtLink:
         now = time.monotonic()
         for command in commands:
             if isinstance(command, moqt.StreamWrite) and command.open and command.end:
-                group = _Group(command, len(command.data) + GROUP_OVERHEAD, now)
+                size = len(command.data) + GROUP_OVERHEAD
+                group = _Group(command.key, command, size, now)
                 self._groups.append(group)
                 self._queued_groups[command.key] = group
                 self._backlog_bytes += group.size
@@ -399,7 +409,7 @@ class MoqtLink:
         waiting: _Group | None = None
         while groups and (self._backlog_bytes > limit.max_bytes or groups[0].at < oldest):
             group = groups.popleft()
-            if group.command.key == self._in_flight:
+            if group.key == self._in_flight:
                 waiting = group  # the writer task holds it: it goes out as it is
                 continue
             self._drop(group)
@@ -419,7 +429,8 @@ class MoqtLink:
         if group.stream_id >= 0:
             self.conn.reset_stream(group.stream_id, moqt.StreamResetCode.DELIVERY_TIMEOUT)
         else:
-            del self._queued_groups[group.command.key]
+            del self._queued_groups[group.key]
+            assert group.command is not None
             self._commands.remove(group.command)
         self.groups_dropped += 1
         self._episode_drops += 1
@@ -449,6 +460,7 @@ class MoqtLink:
         group = self._queued_groups.pop(key, None)
         if group is not None:
             group.stream_id = stream_id
+            group.command = None
 
     def _session_closed(self) -> bool:
         return self.session.state is moqt.SessionState.CLOSED

@@ -265,6 +265,7 @@ class Relay:
             tracks=len(self._tracks),
             subscriptions=sum(len(track.subscribers) for track in self._tracks.values()),
             grants=sum(len(peer.grants) for peer in self._peers),
+            peer_streams=sum(link.streams_reading for link in live),
             backlog_bytes=sum(link.backlog_bytes for link in live),
             groups_dropped=self._dropped_before + sum(link.groups_dropped for link in live),
             sessions_dropping=sum(1 for link in live if link.dropping),
@@ -597,6 +598,8 @@ class RelayStats:
     subscriptions: int
     #: (call, role) grants held, over all sessions.
     grants: int
+    #: Streams opened by clients that the relay is reading (not yet finished or reset).
+    peer_streams: int
     #: Forwarded objects not yet acknowledged, as counted against the backlog limit.
     backlog_bytes: int
     #: Groups dropped for subscribers that fell behind, since the relay started.
