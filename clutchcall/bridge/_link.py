@@ -121,6 +121,8 @@ class MoqtLink:
         self._datagrams_out: deque[bytes] = deque()
         #: The writer (inline or the task) is at work: a kick only wakes the task.
         self._writing = False
+        #: The writer task's wait for the transport, while it waits.
+        self._write_scope: anyio.CancelScope | None = None
         self._out: dict[int, SendStream] = {}
         self._in: dict[Hashable, ReceiveStream] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -225,7 +227,13 @@ class MoqtLink:
         """End the session now: queued data is dropped, the connection closed with ``code``."""
         if self.session.state is not moqt.SessionState.CLOSED:
             self.session.close(code, reason)
+        self._interrupt_writer()
         self.kick()
+
+    def _interrupt_writer(self) -> None:
+        """The session was closed: stop a write that waits for the peer."""
+        if self._write_scope is not None:
+            self._write_scope.cancel()
 
     # -- readers -----------------------------------------------------------------------
 
@@ -383,6 +391,7 @@ class MoqtLink:
             )
             self._control_out.clear()
             self.session.close(moqt.SessionErrorCode.TOO_MANY_REQUESTS, "control backlog")
+            self._interrupt_writer()
             self._wake.set()
             return
         unacked = self._forget_acknowledged()
@@ -513,19 +522,24 @@ class MoqtLink:
                         continue  # closed by the backlog limit: close the connection
                     if not (self._control_out or self._commands or self._datagrams_out):
                         break
+                    # Cancelled if the session is closed meanwhile (the peer may
+                    # never make room for what is being written).
+                    scope = self._write_scope = anyio.CancelScope()
                     try:
-                        if self._control_out:
-                            data = bytes(self._control_out)
-                            self._control_out.clear()
-                            if self._control is not None:
-                                await self._control.send(data)
-                        while self._commands:
-                            await self._apply(self._commands.popleft())
-                        self._send_datagrams()
+                        with scope:
+                            if self._control_out:
+                                data = bytes(self._control_out)
+                                self._control_out.clear()
+                                if self._control is not None:
+                                    await self._control.send(data)
+                            while self._commands:
+                                await self._apply(self._commands.popleft())
+                            self._send_datagrams()
                     except _BROKEN:
                         self._connection_lost()
                         return
             finally:
+                self._write_scope = None
                 self._writing = False
             self._mark_idle()
             if self._close_request is not None and not self._lost:

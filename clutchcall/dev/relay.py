@@ -12,11 +12,12 @@ A valid token grants its call and role to the session. PUBLISH_NAMESPACE and
 SUBSCRIBE may carry a token of their own (the AUTHORIZATION_TOKEN parameter),
 checked the same way, which adds its grant: so one session can carry the audio
 of many calls (a client multiplexing its bridges); a bad token there refuses
-only that request, and a refused request grants nothing. Grants bound what the client may do: only namespaces
-``("voice", <sid>)`` of granted calls (else PUBLISH_NAMESPACE_ERROR /
-SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes ``uplink`` and publishes
-``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the other track is refused
-with UNAUTHORIZED; the relay only ever subscribes the track a role may publish).
+only that request, and a refused request grants nothing. Grants bound what the
+client may do: only namespaces ``("voice", <sid>)`` of granted calls (else
+PUBLISH_NAMESPACE_ERROR / SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes
+``uplink`` and publishes ``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the
+other track is refused with UNAUTHORIZED; the relay only ever subscribes the track
+a role may publish).
 
 Routing: the relay is the origin of every call's two tracks. It accepts a
 subscription at once, even before anyone publishes (late joiners and reconnects
@@ -86,8 +87,10 @@ SUBSCRIBER_BACKLOG_AGE = 2.0
 """Seconds a forwarded object may wait for a session to take it (acknowledge all
 of it); an older one is dropped: audio that late is of no use to anyone."""
 
-CONTROL_BACKLOG_BYTES = 1 << 20
-"""Control messages a session may leave unread before the relay closes it."""
+CONTROL_BACKLOG_BYTES = 256 << 10
+"""Control messages a session may leave waiting (beyond what the transport holds
+for its control stream) before the relay closes it with TOO_MANY_REQUESTS: a
+session that keeps sending requests but never reads the answers."""
 
 BACKLOG_LIMIT = BacklogLimit(
     max_bytes=SUBSCRIBER_BACKLOG_BYTES,

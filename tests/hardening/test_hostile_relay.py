@@ -11,8 +11,8 @@ memory (VmRSS) is what is measured; the clients run here, over loopback QUIC:
 - a bridge token with junk after its signature is refused; a SUBSCRIBE the relay
   refuses grants nothing, even when it carried a valid token;
 - 20,000 refused SUBSCRIBEs and 2,000 streams left open leave nothing behind;
-- an object over the size limit, or garbage on the control stream, closes only
-  the session that sent it.
+- an object over the size limit, garbage on the control stream, or requests sent
+  without ever reading the answers close only the session that sent them.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from hardening_helpers import until
 
 from clutchcall import moqt, transport
 from clutchcall.bridge import AudioSubscription, BridgeAuthError, MoqtClient
-from clutchcall.dev import tokens
 from clutchcall.dev.relay import SUBSCRIBER_BACKLOG_BYTES
+from clutchcall.moqt import messages as m
 from clutchcall.moqt.data import DEFAULT_MAX_OBJECT_SIZE
 from clutchcall.transport.client import _ClientSession
 
@@ -344,14 +344,10 @@ async def test_a_bridge_token_with_junk_after_its_signature_is_refused(
 ) -> None:
     call = relay.calls[0]
     for token in tampered(call.server):
-        with pytest.raises(tokens.TokenError):
-            tokens.verify(b"any secret", token, now=0)  # malformed before the signature check
         with anyio.fail_after(10), pytest.raises(BridgeAuthError) as refused:
             async with relay.client(token, reconnect=False):
                 pass
-        assert refused.value.code == moqt.SessionErrorCode.MALFORMED_AUTH_TOKEN or (
-            refused.value.code == moqt.SessionErrorCode.UNAUTHORIZED
-        ), (token, refused.value)
+        assert refused.value.code == moqt.SessionErrorCode.UNAUTHORIZED, (token, refused.value)
     # The genuine token still works.
     async with relay.client(call.server, reconnect=False) as client:
         await client.subscribe_audio(call.sid, "uplink")
@@ -557,3 +553,39 @@ async def test_garbage_control_messages_close_only_that_session(relay: RelayProc
                 assert conn.close_reason.code == moqt.SessionErrorCode.PROTOCOL_VIOLATION
             await heard.more(5)
         await stats_until(relay, lambda stats: stats["sessions"] == sessions)
+
+
+@ONE_BACKEND
+async def test_a_session_that_never_reads_its_control_stream_is_closed(
+    relay: RelayProcess,
+) -> None:
+    first, second = relay.calls
+    async with flowing(relay, second) as heard:
+        rss = relay.rss()
+        async with stingy_connect(relay.url, relay.ca_file) as conn:
+            raw = RawSession(conn, first.caller)
+            await raw.setup()
+            assert raw.control is not None
+            # SUBSCRIBEs the relay refuses, sent as fast as it takes them, without
+            # ever reading an answer (nor the raised request limits: the IDs just
+            # follow the ones before, which the relay allows as it answers).
+            sent = 0
+            with anyio.fail_after(30):
+                while conn.close_reason is None and sent < 100_000:
+                    batch = b"".join(
+                        m.encode_message(
+                            m.Subscribe(2 * n, moqt.voice_namespace(f"CA{n:032x}"), b"uplink")
+                        )
+                        for n in range(sent, sent + 500)
+                    )
+                    try:
+                        await raw.control.send(batch)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        break
+                    sent += 500
+            await until(lambda: conn.close_reason is not None, within=10)
+            assert conn.close_reason is not None
+            assert conn.close_reason.code == moqt.SessionErrorCode.TOO_MANY_REQUESTS, sent
+        await heard.more(5)
+        # What it cost the relay: the requests in flight, the answers waiting.
+        assert relay.rss() - rss < 8 * MB
