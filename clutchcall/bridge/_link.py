@@ -110,6 +110,8 @@ class MoqtLink:
         #: Dropping now: set at the first drop, cleared once the peer has caught up.
         self.dropping = False
         self._episode_drops = 0
+        #: The peer acknowledged a group since the last drop (it is not stuck).
+        self._took_since_drop = False
         self._control: Stream | None = None
         self._wake = anyio.Event()
         #: Something was queued and not yet handed to the transport.
@@ -399,19 +401,18 @@ class MoqtLink:
         if self._backlog_bytes > limit.max_bytes:
             # Later groups may have been acknowledged while an older one waits (for
             # a retransmission, say): count only what is left before dropping any.
-            groups = self._groups = deque(
-                g for g in groups if g.stream_id < 0 or unacked(g.stream_id)
-            )
+            left = deque(g for g in groups if g.stream_id < 0 or unacked(g.stream_id))
+            if len(left) < len(groups):
+                self._took_since_drop = True
+            groups = self._groups = left
             self._backlog_bytes = sum(g.size for g in groups)
-        if not groups:
-            self._caught_up()
-            return
         oldest = now - limit.max_age
-        if self._backlog_bytes <= limit.max_bytes and groups[0].at >= oldest:
+        if not groups or (self._backlog_bytes <= limit.max_bytes and groups[0].at >= oldest):
             if (
                 self.dropping
+                and self._took_since_drop
                 and self._backlog_bytes <= limit.max_bytes // 2
-                and groups[0].at >= now - limit.max_age / 2
+                and (not groups or groups[0].at >= now - limit.max_age / 2)
             ):
                 self._caught_up()
             return
@@ -431,6 +432,7 @@ class MoqtLink:
         unacked = self.conn.unacked_bytes
         while groups and groups[0].stream_id >= 0 and not unacked(groups[0].stream_id):
             self._backlog_bytes -= groups.popleft().size
+            self._took_since_drop = True
         return unacked
 
     def _drop(self, group: _Group) -> None:
@@ -443,6 +445,7 @@ class MoqtLink:
             self._commands.remove(group.command)
         self.groups_dropped += 1
         self._episode_drops += 1
+        self._took_since_drop = False
         if not self.dropping:
             self.dropping = True
             limit = self.backlog_limit
@@ -456,6 +459,7 @@ class MoqtLink:
             )
 
     def _caught_up(self) -> None:
+        """The peer takes its data again: the episode of drops is over."""
         if self.dropping:
             self.dropping = False
             logger.info(

@@ -22,11 +22,12 @@ import selectors
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -49,6 +50,8 @@ STINGY_WINDOW = 64 * 1024
 """Receive credit the stuck subscriber announces (per stream and in total) and
 never raises: the relay can hand it almost nothing."""
 MB = 1 << 20
+READER_LAG = 48
+"""Objects (768 KB) the publisher may be ahead of the reading subscriber."""
 ONE_BACKEND = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 """For the tests that measure the relay's process: what they measure does not
 depend on the clients' event loop, and they take a few seconds each."""
@@ -67,11 +70,13 @@ class Call:
 class RelayProcess:
     """``relay_process.py`` running; ``stats()`` asks it for ``Relay.stats()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, stderr: IO[bytes]) -> None:
+        self._stderr = stderr
         self.proc = subprocess.Popen(
             [sys.executable, str(RELAY_PROCESS)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
         )
         info = json.loads(self._readline(30))
@@ -99,6 +104,11 @@ class RelayProcess:
     async def stats(self) -> dict[str, int]:
         return await anyio.to_thread.run_sync(self._stats_now)
 
+    def log(self) -> str:
+        """What the relay logged so far."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
     def rss(self) -> int:
         """The relay process's resident memory, in bytes."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -125,11 +135,12 @@ class RelayProcess:
 
 @contextmanager
 def relay_process() -> Iterator[RelayProcess]:
-    relay = RelayProcess()
-    try:
-        yield relay
-    finally:
-        relay.stop()
+    with tempfile.TemporaryFile() as log:
+        relay = RelayProcess(log)
+        try:
+            yield relay
+        finally:
+            relay.stop()
 
 
 @pytest.fixture
@@ -254,8 +265,11 @@ class Collector:
 
     async def more(self, count: int) -> None:
         """Wait until ``count`` more frames than now have been heard."""
-        target = len(self.seqs) + count
-        await until(lambda: len(self.seqs) >= target)
+        await self.at_least(len(self.seqs) + count)
+
+    async def at_least(self, count: int, within: float = 20) -> None:
+        """Wait until ``count`` frames have been heard."""
+        await until(lambda: len(self.seqs) >= count, within=within)
 
 
 # -- a subscriber that never grants credit ---------------------------------------------------
@@ -267,6 +281,8 @@ class Run:
     stats: dict[str, int]
     publisher_dropped: int
     heard: int
+    #: Warnings that a session is not taking its data.
+    warnings: int
 
 
 async def publish(stuck: bool, objects: int) -> Run:
@@ -288,16 +304,20 @@ async def publish(stuck: bool, objects: int) -> Run:
                 assert (await relay.stats())["subscriptions"] == 1 + stuck
                 before = relay.rss()
                 for seq in range(objects):
-                    # At most 250 a second; never in bursts to catch up (on a busy
-                    # machine those would starve the reading subscriber here).
+                    # At most 250 a second, and never more than READER_LAG ahead of
+                    # the reading subscriber: on a busy machine this process may
+                    # not keep up, and then the relay would rightly drop its oldest
+                    # groups too.
                     await publication.write(frame(seq))
                     await anyio.sleep(1 / OBJECTS_PER_SECOND)
-                await until(lambda: len(heard.seqs) == objects, within=20)
+                    await heard.at_least(seq + 1 - READER_LAG)
+                await heard.at_least(objects)
                 await anyio.sleep(0.3)
                 after = relay.rss()
                 stats = await relay.stats()
             tg.cancel_scope.cancel()
-        return Run(after - before, stats, publisher.stats.dropped, len(heard.seqs))
+        warnings = relay.log().count("is not taking its data")
+        return Run(after - before, stats, publisher.stats.dropped, len(heard.seqs), warnings)
 
 
 @asynccontextmanager
@@ -324,6 +344,7 @@ async def test_a_subscriber_that_never_grants_credit_costs_the_relay_a_bounded_b
     # piled up, counted; it is still connected (it just does not read).
     assert stuck.stats["groups_dropped"] >= objects // 2, stuck.stats
     assert stuck.stats["sessions_dropping"] == 1
+    assert (control.warnings, stuck.warnings) == (0, 1)  # logged once
     assert stuck.stats["sessions"] == 3
 
 
