@@ -36,7 +36,8 @@ from hardening_helpers import until
 
 from clutchcall import moqt, transport
 from clutchcall.bridge import AudioSubscription, BridgeAuthError, MoqtClient
-from clutchcall.dev.relay import SUBSCRIBER_BACKLOG_BYTES
+from clutchcall.bridge._link import GROUP_OVERHEAD
+from clutchcall.dev.relay import SUBSCRIBER_BACKLOG_AGE, SUBSCRIBER_BACKLOG_BYTES
 from clutchcall.moqt import messages as m
 from clutchcall.moqt.data import DEFAULT_MAX_OBJECT_SIZE
 from clutchcall.transport.client import _ClientSession
@@ -153,17 +154,19 @@ def relay() -> Iterator[RelayProcess]:
 
 
 class _StingyClientSession(_ClientSession):
-    """A client connection that announces :data:`STINGY_WINDOW` of receive credit."""
+    """A client connection that announces ``window`` bytes of receive credit."""
+
+    window = STINGY_WINDOW
 
     def _configuration(self) -> QuicConfiguration:
         configuration = super()._configuration()
-        configuration.max_data = STINGY_WINDOW
-        configuration.max_stream_data = STINGY_WINDOW
+        configuration.max_data = self.window
+        configuration.max_stream_data = self.window
         return configuration
 
 
-def stingy_connect(url: str, ca_file: str) -> _StingyClientSession:
-    return _StingyClientSession(
+def stingy_connect(url: str, ca_file: str, window: int = STINGY_WINDOW) -> _StingyClientSession:
+    session = _StingyClientSession(
         url,
         verify=ca_file,
         cert_sha256=None,
@@ -174,6 +177,8 @@ def stingy_connect(url: str, ca_file: str) -> _StingyClientSession:
         headers=(),
         keepalive=True,
     )
+    session.window = window
+    return session
 
 
 class RawSession:
@@ -228,11 +233,14 @@ class RawSession:
 
 
 @asynccontextmanager
-async def stuck_subscriber(relay: RelayProcess, call: Call) -> AsyncIterator[list[Any]]:
-    """A ``caller`` session subscribed to ``downlink`` that never reads what it is
-    sent, so never grants more credit than its first :data:`STINGY_WINDOW`; it still
-    acknowledges packets, so the connection stays up. Yields the streams it holds."""
-    async with stingy_connect(relay.url, relay.ca_file) as conn:
+async def stuck_subscriber(
+    relay: RelayProcess, call: Call, window: int = STINGY_WINDOW
+) -> AsyncIterator[list[Any]]:
+    """A ``caller`` session subscribed to ``downlink`` that never reads the data
+    streams it is sent, so never grants them more than its first ``window`` of
+    credit; it still acknowledges packets, so the connection stays up. Yields the
+    streams it holds."""
+    async with stingy_connect(relay.url, relay.ca_file, window) as conn:
         raw = RawSession(conn, call.caller)
         await raw.setup()
         answer = await raw.subscribe(call.sid, "downlink")
@@ -346,6 +354,31 @@ async def test_a_subscriber_that_never_grants_credit_costs_the_relay_a_bounded_b
     assert stuck.stats["sessions_dropping"] == 1
     assert (control.warnings, stuck.warnings) == (0, 1)  # logged once
     assert stuck.stats["sessions"] == 3
+
+
+@ONE_BACKEND
+async def test_a_stuck_subscriber_loses_the_groups_older_than_the_age_limit(
+    relay: RelayProcess,
+) -> None:
+    call = relay.calls[0]
+    frames = 150  # 3 s of 20 ms audio frames: far below the byte limit
+    async with (
+        relay.client(call.server) as publisher,
+        stuck_subscriber(relay, call, window=2048),
+    ):
+        publication = await publisher.publish_audio(call.sid, "downlink")
+        await publication.wait_subscribed()
+        for seq in range(frames):
+            await publication.write(frame(seq, 80))
+            await anyio.sleep(0.02)
+        stats = await relay.stats()
+    # What it was sent more than SUBSCRIBER_BACKLOG_AGE ago (but the first few,
+    # which fitted its window) was dropped; at most that age of frames is kept.
+    assert stats["groups_dropped"] >= frames // 10, stats
+    assert stats["sessions_dropping"] == 1
+    per_group = 80 + 64 + GROUP_OVERHEAD  # frame, headers, stream
+    kept = SUBSCRIBER_BACKLOG_AGE / 0.02 + 1
+    assert stats["backlog_bytes"] <= kept * per_group, stats
 
 
 # -- tokens and grants -----------------------------------------------------------------------
