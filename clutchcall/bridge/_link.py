@@ -7,13 +7,26 @@ stop-sendings, datagrams) goes to the transport in order: at once, from
 :meth:`MoqtLink.kick`, as long as nothing has to wait (the usual case: an audio
 frame is a new short stream); otherwise a writer task takes over until the
 backlog is gone. The relay (server side) and the clients share it.
+
+With a :class:`BacklogLimit` (the relay gives one to every session), what the
+link sends as whole streams (each object the relay forwards is a group on a
+stream of its own) is accounted from the moment the link takes it from the
+session until the peer has acknowledged all of it. A peer that stops taking
+data (it grants no flow-control credit, or acknowledges nothing) so holds at
+most ``max_bytes`` of such groups for at most ``max_age``: past either, the link
+drops the oldest ones (reset with DELIVERY_TIMEOUT if already handed to the
+transport, else never sent), counts them in :attr:`MoqtLink.groups_dropped` and
+logs once per episode. Control messages cannot be dropped: a peer that lets more
+than ``max_control_bytes`` of them pile up has its session closed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,14 +44,74 @@ logger = logging.getLogger(__name__)
 EventHandler = Callable[[list[moqt.Event]], None]
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError)
 
+GROUP_OVERHEAD = 1024
+"""Bytes a group is counted for on top of its data: roughly what the transport
+keeps for each stream it has not finished (aioquic's stream state and buffers)."""
+
+
+@dataclass(frozen=True)
+class BacklogLimit:
+    """How much a peer that does not take its data may make the link hold."""
+
+    #: Groups (data plus :data:`GROUP_OVERHEAD` each) not yet acknowledged by the
+    #: peer; past this the oldest are dropped.
+    max_bytes: int
+    #: Seconds since the link took a group from the session; an older group still
+    #: unacknowledged is dropped.
+    max_age: float
+    #: Control-stream bytes waiting to be handed to the transport; past this the
+    #: session is closed (control messages cannot be dropped).
+    max_control_bytes: int
+
+
+@dataclass(eq=False, slots=True)
+class _Group:
+    """A whole-stream write the link took from the session and the peer has not
+    yet acknowledged."""
+
+    #: The session's stream key.
+    key: int
+    #: The write while it is queued in the link (None once handed over: the
+    #: transport holds the data then).
+    command: moqt.StreamWrite | None
+    #: Bytes it is counted for.
+    size: int
+    #: When the link took it (``time.monotonic()``).
+    at: float
+    #: The transport stream once handed over (-1 while still queued in the link).
+    stream_id: int = -1
+
 
 class MoqtLink:
     """Drive ``session`` over ``conn`` until the connection or the session ends."""
 
-    def __init__(self, conn: Connection, session: moqt.Session, on_events: EventHandler) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        session: moqt.Session,
+        on_events: EventHandler,
+        *,
+        backlog_limit: BacklogLimit | None = None,
+    ) -> None:
         self.conn = conn
         self.session = session
         self._on_events = on_events
+        #: May be replaced at any time (the relay scales it with a session's tracks).
+        self.backlog_limit = backlog_limit
+        #: Accounted groups, oldest first (only with a backlog limit).
+        self._groups: deque[_Group] = deque()
+        #: Those still queued in the link, by session stream key.
+        self._queued_groups: dict[int, _Group] = {}
+        self._backlog_bytes = 0
+        #: The stream key of the write the writer task is waiting to hand over.
+        self._in_flight: int | None = None
+        #: Groups dropped because the peer did not take them in time (see BacklogLimit).
+        self.groups_dropped = 0
+        #: Dropping now: set at the first drop, cleared once the peer has caught up.
+        self.dropping = False
+        self._episode_drops = 0
+        #: The peer acknowledged a group since the last drop (it is not stuck).
+        self._took_since_drop = False
         self._control: Stream | None = None
         self._wake = anyio.Event()
         #: Something was queued and not yet handed to the transport.
@@ -50,6 +123,8 @@ class MoqtLink:
         self._datagrams_out: deque[bytes] = deque()
         #: The writer (inline or the task) is at work: a kick only wakes the task.
         self._writing = False
+        #: The writer task's wait for the transport, while it waits.
+        self._write_scope: anyio.CancelScope | None = None
         self._out: dict[int, SendStream] = {}
         self._in: dict[Hashable, ReceiveStream] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -86,10 +161,26 @@ class MoqtLink:
         """Data stream writes taken from the session but not yet handed to the transport."""
         return len(self._commands)
 
+    @property
+    def streams_reading(self) -> int:
+        """Peer streams being read: opened, not yet finished or reset."""
+        return len(self._in)
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes the groups not yet acknowledged are counted for (with a backlog
+        limit; else 0)."""
+        self._forget_acknowledged()
+        return self._backlog_bytes
+
     def kick(self) -> None:
         """The session may have something to send: hand it to the transport now if
         nothing has to wait, else wake the writer task."""
         self._dirty = True
+        if self.backlog_limit is not None:
+            # Taken (and the limit applied) even while the writer waits, so that
+            # nothing piles up in the session behind it.
+            self._take()
         if self._writing or self._tg is None or self._lost or self._close_request is not None:
             self._wake.set()
         elif self._write_nowait():
@@ -138,7 +229,13 @@ class MoqtLink:
         """End the session now: queued data is dropped, the connection closed with ``code``."""
         if self.session.state is not moqt.SessionState.CLOSED:
             self.session.close(code, reason)
+        self._interrupt_writer()
         self.kick()
+
+    def _interrupt_writer(self) -> None:
+        """The session was closed: stop a write that waits for the peer."""
+        if self._write_scope is not None:
+            self._write_scope.cancel()
 
     # -- readers -----------------------------------------------------------------------
 
@@ -270,6 +367,116 @@ class MoqtLink:
         datagrams = session.datagrams_to_send()
         if datagrams:
             self._datagrams_out.extend(datagrams)
+        if self.backlog_limit is not None:
+            self._account(commands)
+
+    # -- the backlog limit -------------------------------------------------------------
+
+    def _account(self, commands: list[moqt.StreamCommand]) -> None:
+        """Count new whole-stream writes, then apply the limit."""
+        limit = self.backlog_limit
+        assert limit is not None
+        now = time.monotonic()
+        for command in commands:
+            if isinstance(command, moqt.StreamWrite) and command.open and command.end:
+                size = len(command.data) + GROUP_OVERHEAD
+                group = _Group(command.key, command, size, now)
+                self._groups.append(group)
+                self._queued_groups[command.key] = group
+                self._backlog_bytes += group.size
+        if len(self._control_out) > limit.max_control_bytes:
+            logger.warning(
+                "MoQT peer %s is not reading its control stream (%d bytes waiting); "
+                "closing the session",
+                self.conn.remote_address,
+                len(self._control_out),
+            )
+            self._control_out.clear()
+            self.session.close(moqt.SessionErrorCode.TOO_MANY_REQUESTS, "control backlog")
+            self._interrupt_writer()
+            self._wake.set()
+            return
+        unacked = self._forget_acknowledged()
+        groups = self._groups
+        if self._backlog_bytes > limit.max_bytes:
+            # Later groups may have been acknowledged while an older one waits (for
+            # a retransmission, say): count only what is left before dropping any.
+            left = deque(g for g in groups if g.stream_id < 0 or unacked(g.stream_id))
+            if len(left) < len(groups):
+                self._took_since_drop = True
+            groups = self._groups = left
+            self._backlog_bytes = sum(g.size for g in groups)
+        oldest = now - limit.max_age
+        if not groups or (self._backlog_bytes <= limit.max_bytes and groups[0].at >= oldest):
+            if (
+                self.dropping
+                and self._took_since_drop
+                and self._backlog_bytes <= limit.max_bytes // 2
+                and (not groups or groups[0].at >= now - limit.max_age / 2)
+            ):
+                self._caught_up()
+            return
+        waiting: _Group | None = None
+        while groups and (self._backlog_bytes > limit.max_bytes or groups[0].at < oldest):
+            group = groups.popleft()
+            if group.key == self._in_flight:
+                waiting = group  # the writer task holds it: it goes out as it is
+                continue
+            self._drop(group)
+        if waiting is not None:
+            groups.appendleft(waiting)
+
+    def _forget_acknowledged(self) -> Callable[[int], int]:
+        """Stop counting the oldest groups once the peer has acknowledged them."""
+        groups = self._groups
+        unacked = self.conn.unacked_bytes
+        while groups and groups[0].stream_id >= 0 and not unacked(groups[0].stream_id):
+            self._backlog_bytes -= groups.popleft().size
+            self._took_since_drop = True
+        return unacked
+
+    def _drop(self, group: _Group) -> None:
+        self._backlog_bytes -= group.size
+        if group.stream_id >= 0:
+            self.conn.reset_stream(group.stream_id, moqt.StreamResetCode.DELIVERY_TIMEOUT)
+        else:
+            del self._queued_groups[group.key]
+            assert group.command is not None
+            self._commands.remove(group.command)
+        self.groups_dropped += 1
+        self._episode_drops += 1
+        self._took_since_drop = False
+        if not self.dropping:
+            self.dropping = True
+            limit = self.backlog_limit
+            assert limit is not None
+            logger.warning(
+                "MoQT peer %s is not taking its data: dropping its oldest groups "
+                "(over %d bytes or %.1f s unacknowledged)",
+                self.conn.remote_address,
+                limit.max_bytes,
+                limit.max_age,
+            )
+
+    def _caught_up(self) -> None:
+        """The peer takes its data again: the episode of drops is over."""
+        if self.dropping:
+            self.dropping = False
+            logger.info(
+                "MoQT peer %s takes its data again (%d groups dropped meanwhile)",
+                self.conn.remote_address,
+                self._episode_drops,
+            )
+            self._episode_drops = 0
+
+    def _handed_over(self, key: int, stream_id: int) -> None:
+        group = self._queued_groups.pop(key, None)
+        if group is not None:
+            group.stream_id = stream_id
+            group.command = None
+
+    def _session_closed(self) -> bool:
+        return self.session.state is moqt.SessionState.CLOSED
 
     def _write_nowait(self) -> bool:
         """Hand everything queued to the transport without waiting; False if
@@ -279,6 +486,8 @@ class MoqtLink:
         self._writing = True
         try:
             self._take()
+            if self._session_closed():  # by the backlog limit
+                return False
             if self._control_out:
                 if self._control is None:
                     return False
@@ -289,9 +498,10 @@ class MoqtLink:
                 self._control_out.clear()
             commands = self._commands
             while commands:
-                if not self._apply_nowait(commands[0]):
+                command = commands.popleft()
+                if not self._apply_nowait(command):
+                    commands.appendleft(command)
                     return False
-                commands.popleft()
             self._send_datagrams()
             return True
         except _BROKEN:
@@ -312,21 +522,28 @@ class MoqtLink:
                         await self._close_for(session.termination)
                         return
                     self._take()
+                    if self._session_closed() and not self._lost:
+                        continue  # closed by the backlog limit: close the connection
                     if not (self._control_out or self._commands or self._datagrams_out):
                         break
+                    # Cancelled if the session is closed meanwhile (the peer may
+                    # never make room for what is being written).
+                    scope = self._write_scope = anyio.CancelScope()
                     try:
-                        if self._control_out:
-                            data = bytes(self._control_out)
-                            self._control_out.clear()
-                            if self._control is not None:
-                                await self._control.send(data)
-                        while self._commands:
-                            await self._apply(self._commands.popleft())
-                        self._send_datagrams()
+                        with scope:
+                            if self._control_out:
+                                data = bytes(self._control_out)
+                                self._control_out.clear()
+                                if self._control is not None:
+                                    await self._control.send(data)
+                            while self._commands:
+                                await self._apply(self._commands.popleft())
+                            self._send_datagrams()
                     except _BROKEN:
                         self._connection_lost()
                         return
             finally:
+                self._write_scope = None
                 self._writing = False
             self._mark_idle()
             if self._close_request is not None and not self._lost:
@@ -359,9 +576,11 @@ class MoqtLink:
             if command.open and command.end and len(command.data) <= SEND_CHUNK:
                 # A whole stream in one write (an audio frame): no stream object.
                 try:
-                    self.conn.send_uni_stream_nowait(command.data)
+                    stream_id = self.conn.send_uni_stream_nowait(command.data)
                 except anyio.WouldBlock:
                     return False
+                if self._queued_groups:
+                    self._handed_over(command.key, stream_id)
                 return True
             if command.open and stream is None:
                 try:
@@ -369,6 +588,8 @@ class MoqtLink:
                 except anyio.WouldBlock:
                     return False
                 self._out[command.key] = stream
+                if self._queued_groups:
+                    self._handed_over(command.key, stream.stream_id)
             if stream is None:
                 return True
             try:
@@ -398,11 +619,14 @@ class MoqtLink:
         # Only a stream write waits: for the peer to allow another stream, or for
         # room in the stream's backlog.
         assert isinstance(command, moqt.StreamWrite)
+        self._in_flight = command.key
         try:
             stream = self._out.get(command.key)
             if stream is None:
                 stream = await self.conn.open_uni_stream()
                 self._out[command.key] = stream
+                if self._queued_groups:
+                    self._handed_over(command.key, stream.stream_id)
             if command.data:
                 await stream.send(command.data)
             if command.end:
@@ -410,6 +634,8 @@ class MoqtLink:
                 stream.send_eof_nowait()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             self._stream_failed(command.key, exc)
+        finally:
+            self._in_flight = None
 
     def _stream_failed(self, key: int, exc: BaseException) -> None:
         """A write to outgoing stream ``key`` failed: the peer stopped it (tell the

@@ -12,11 +12,12 @@ A valid token grants its call and role to the session. PUBLISH_NAMESPACE and
 SUBSCRIBE may carry a token of their own (the AUTHORIZATION_TOKEN parameter),
 checked the same way, which adds its grant: so one session can carry the audio
 of many calls (a client multiplexing its bridges); a bad token there refuses
-only that request. Grants bound what the client may do: only namespaces
-``("voice", <sid>)`` of granted calls (else PUBLISH_NAMESPACE_ERROR /
-SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes ``uplink`` and publishes
-``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the other track is refused
-with UNAUTHORIZED; the relay only ever subscribes the track a role may publish).
+only that request, and a refused request grants nothing. Grants bound what the
+client may do: only namespaces ``("voice", <sid>)`` of granted calls (else
+PUBLISH_NAMESPACE_ERROR / SUBSCRIBE_ERROR UNAUTHORIZED); a ``server`` subscribes
+``uplink`` and publishes ``downlink``, a ``caller`` the reverse (a SUBSCRIBE to the
+other track is refused with UNAUTHORIZED; the relay only ever subscribes the track
+a role may publish).
 
 Routing: the relay is the origin of every call's two tracks. It accepts a
 subscription at once, even before anyone publishes (late joiners and reconnects
@@ -32,11 +33,21 @@ softphone joining a call whose simulated callee also speaks), the most recent
 one is heard, simulated callees only when nobody else publishes. When a call
 ends, its subscribers get PUBLISH_DONE (TRACK_ENDED), the relay unsubscribes
 from its publishers, and sessions left with no live call are closed.
+
+Slow subscribers: each session holds at most :data:`SUBSCRIBER_BACKLOG_BYTES` (per
+track it subscribes to) of forwarded objects it has not acknowledged, none older
+than :data:`SUBSCRIBER_BACKLOG_AGE`. A subscriber that falls further behind (it stopped
+reading, grants no flow-control credit, or its path is too slow) loses its oldest
+groups: streams already sent are reset (DELIVERY_TIMEOUT), the others never
+leave. The drops are counted (:meth:`Relay.stats`) and logged once per episode;
+the publisher and the other subscribers do not notice. A session that leaves
+more than :data:`CONTROL_BACKLOG_BYTES` of control messages unread is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -46,7 +57,7 @@ import anyio
 import anyio.abc
 
 from .. import moqt, transport
-from ..bridge._link import MoqtLink
+from ..bridge._link import BacklogLimit, MoqtLink
 from ..moqt.wire import NeedMoreData, Reader
 from ..transport import Connection, ConnectionKind
 from . import tokens
@@ -63,6 +74,29 @@ HANDSHAKE_TIMEOUT = transport.server.HANDSHAKE_TIMEOUT
 
 SWEEP_INTERVAL = 0.1
 """How often sessions of ended calls are looked for."""
+
+SUBSCRIBER_BACKLOG_BYTES = 2 << 20
+"""Per track a session subscribes to, the most it may hold of forwarded objects
+it has not acknowledged yet (each counted with its stream's overhead, see
+:data:`~clutchcall.bridge._link.GROUP_OVERHEAD`); past it the relay drops that
+session's oldest groups. A call's audio (50 frames a second) counts for about
+60 KB a second, so this is far more than any track holds for
+:data:`SUBSCRIBER_BACKLOG_AGE`; it bounds a publisher that sends much more."""
+
+SUBSCRIBER_BACKLOG_AGE = 2.0
+"""Seconds a forwarded object may wait for a session to take it (acknowledge all
+of it); an older one is dropped: audio that late is of no use to anyone."""
+
+CONTROL_BACKLOG_BYTES = 256 << 10
+"""Control messages a session may leave waiting (beyond what the transport holds
+for its control stream) before the relay closes it with TOO_MANY_REQUESTS: a
+session that keeps sending requests but never reads the answers."""
+
+BACKLOG_LIMIT = BacklogLimit(
+    max_bytes=SUBSCRIBER_BACKLOG_BYTES,
+    max_age=SUBSCRIBER_BACKLOG_AGE,
+    max_control_bytes=CONTROL_BACKLOG_BYTES,
+)
 
 USE_VALUE = 0x3
 _CODES = moqt.SessionErrorCode
@@ -136,6 +170,11 @@ class Relay:
         self._by_call: dict[str, set[_Peer]] = {}
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
+        #: How far a session may fall behind (see the module docstring); its
+        #: ``max_bytes`` is per track the session subscribes to.
+        self.backlog_limit = BACKLOG_LIMIT
+        #: Groups dropped by sessions that have ended.
+        self._dropped_before = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -221,6 +260,20 @@ class Relay:
             if peer.claims is not None and peer.implementation not in exclude
         ]
 
+    def stats(self) -> RelayStats:
+        """Counters of the relay's sessions and tracks (for monitoring and tests)."""
+        live = [peer.link for peer in self._peers if peer.link is not None]
+        return RelayStats(
+            sessions=len(self._peers),
+            tracks=len(self._tracks),
+            subscriptions=sum(len(track.subscribers) for track in self._tracks.values()),
+            grants=sum(len(peer.grants) for peer in self._peers),
+            peer_streams=sum(link.streams_reading for link in live),
+            backlog_bytes=sum(link.backlog_bytes for link in live),
+            groups_dropped=self._dropped_before + sum(link.groups_dropped for link in live),
+            sessions_dropping=sum(1 for link in live if link.dropping),
+        )
+
     # -- one session -------------------------------------------------------------------
 
     async def _handle(self, conn: Connection) -> None:
@@ -230,7 +283,12 @@ class Relay:
             implementation="clutchcall-dev-relay",
         )
         peer = _Peer(session)
-        link = MoqtLink(conn, session, lambda events: self._on_events(peer, events))
+        link = MoqtLink(
+            conn,
+            session,
+            lambda events: self._on_events(peer, events),
+            backlog_limit=self.backlog_limit,
+        )
         peer.link = link
         self._peers.add(peer)
         try:
@@ -246,6 +304,7 @@ class Relay:
                 tg.cancel_scope.cancel()
         finally:
             self._drop_peer(peer)
+            self._dropped_before += link.groups_dropped
 
     def _on_events(self, peer: _Peer, events: list[moqt.Event]) -> None:
         for event in events:
@@ -262,6 +321,7 @@ class Relay:
                 track = self._tracks.get(key) if key else None
                 if track is not None:
                     track.subscribers.pop(peer, None)
+                self._resize_backlog(peer)
             elif isinstance(event, moqt.ObjectReceived):
                 self._forward(peer, event)
             elif isinstance(event, moqt.SubscribeRejected | moqt.PublishDoneReceived):
@@ -331,7 +391,8 @@ class Relay:
         allowed: Callable[[tokens.BridgeClaims], bool],
     ) -> tokens.BridgeClaims | _Refusal:
         """The grant that covers a request on ``namespace``: the request's own token
-        if it carries one, else one the session already holds."""
+        if it carries one (held by the session from then on, unless the request is
+        refused), else one the session already holds."""
         raw = _token_parameter(parameters)
         if raw is not None:
             claims = self._check_token(raw)
@@ -339,9 +400,10 @@ class Relay:
                 return claims
             if namespace != moqt.voice_namespace(claims.call_sid):
                 return _Refusal(_CODES.UNAUTHORIZED, "this token does not cover that namespace")
-            self._grant(peer, claims)
             if not allowed(claims):
+                # Refused: the token grants nothing, not even for later requests.
                 return _Refusal(_CODES.UNAUTHORIZED, f"a {claims.role} token may not do that")
+            self._grant(peer, claims)
             return claims
         held = [c for (sid, _), c in peer.grants.items() if namespace == moqt.voice_namespace(sid)]
         if not held:
@@ -390,6 +452,14 @@ class Relay:
         peer.session.accept_subscribe(event.request_id, largest=largest)
         peer.downstream[event.request_id] = key
         track.subscribers[peer] = event.request_id
+        self._resize_backlog(peer)
+
+    def _resize_backlog(self, peer: _Peer) -> None:
+        """A session may hold the backlog limit's bytes once per track it subscribes to."""
+        if peer.link is not None:
+            limit = self.backlog_limit
+            tracks = max(1, len(peer.downstream))
+            peer.link.backlog_limit = dataclasses.replace(limit, max_bytes=limit.max_bytes * tracks)
 
     def _forward(self, peer: _Peer, event: moqt.ObjectReceived) -> None:
         key = peer.upstream.get(event.request_id)
@@ -508,6 +578,7 @@ class Relay:
                     session.publish_done(
                         request_id, moqt.PublishDoneCode.TRACK_ENDED, "the call ended"
                     )
+        self._resize_backlog(peer)
         for request_id, key in list(peer.upstream.items()):
             if key[0] in ended:
                 self._drop_upstream(peer, request_id, unsubscribe=True)
@@ -516,6 +587,28 @@ class Relay:
             if not track.publishers and not track.subscribers:
                 del self._tracks[key]
         peer.kick()
+
+
+@dataclass(frozen=True)
+class RelayStats:
+    """What :meth:`Relay.stats` reports."""
+
+    #: Sessions connected (authenticated or not yet).
+    sessions: int
+    #: Tracks the relay knows (with a publisher or a subscriber).
+    tracks: int
+    #: Subscriptions to them, over all sessions.
+    subscriptions: int
+    #: (call, role) grants held, over all sessions.
+    grants: int
+    #: Streams opened by clients that the relay is reading (not yet finished or reset).
+    peer_streams: int
+    #: Forwarded objects not yet acknowledged, as counted against the backlog limit.
+    backlog_bytes: int
+    #: Groups dropped for subscribers that fell behind, since the relay started.
+    groups_dropped: int
+    #: Sessions dropping groups right now.
+    sessions_dropping: int
 
 
 @dataclass(frozen=True)

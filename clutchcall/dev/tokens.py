@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 
 PREFIX = "cct1"
@@ -45,8 +46,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode unpadded base64url strictly: only its alphabet, and only the one
+    spelling :func:`_b64` produces (``urlsafe_b64decode`` skips other characters
+    and ignores the unused low bits of the last one, so a token with junk
+    appended, or a variant of a genuine one, would decode the same)."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical base64url spelling")
+    return data
 
 
 def mint(secret: bytes, claims: BridgeClaims) -> str:

@@ -94,6 +94,15 @@ class FlowControlledQuicConnection(QuicConnection):
         finally:
             receiver.highest_offset = highest
 
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """As aioquic's, but the stream's data is freed at once: aioquic keeps it
+        until the peer acknowledges the reset, although none of it is sent again,
+        so a peer that acknowledges nothing could make resets pile up."""
+        super().reset_stream(stream_id, error_code)
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.sender._reset_error_code is not None:
+            stream.sender._buffer.clear()
+
     def send_buffer_size(self, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged by the peer."""
         stream = self._streams.get(stream_id)

@@ -392,6 +392,17 @@ class Connection:
         self._send_stream_data(stream_id, data, end_stream=True)
         return stream_id
 
+    def unacked_bytes(self, stream_id: int) -> int:
+        """Bytes written to local stream ``stream_id`` that the peer has not yet
+        acknowledged (0 once it is finished or reset, or for an unknown stream)."""
+        return self._quic.send_buffer_size(stream_id)
+
+    def reset_stream(self, stream_id: int, code: int = 0) -> None:
+        """Abort local stream ``stream_id`` (RESET_STREAM with ``code``); what it had
+        not sent yet is dropped. For streams without a :class:`SendStream`, such as
+        those :meth:`send_uni_stream_nowait` sent; a no-op once the stream is done."""
+        self._reset_stream(stream_id, code)
+
     async def accept_stream(self) -> Stream | ReceiveStream:
         """Wait for the next stream opened by the peer."""
         await anyio.lowlevel.checkpoint()

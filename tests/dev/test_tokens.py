@@ -1,0 +1,50 @@
+"""Bridge tokens: what verifies, and that nothing else does (decoding is strict)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clutchcall.dev import tokens
+
+SECRET = b"s" * 32
+CLAIMS = tokens.BridgeClaims("org_a", "CA" + "1" * 32, "server", 2_000_000_000.0)
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def token() -> str:
+    return tokens.mint(SECRET, CLAIMS)
+
+
+def test_a_minted_token_verifies() -> None:
+    assert tokens.verify(SECRET, token(), now=0) == CLAIMS
+
+
+@pytest.mark.parametrize("junk", ["!!", "=", "==", "\n", " ", "$x", "\x00", "é"])
+def test_junk_after_the_signature_is_refused(junk: str) -> None:
+    with pytest.raises(tokens.TokenError, match="malformed"):
+        tokens.verify(SECRET, token() + junk, now=0)
+
+
+@pytest.mark.parametrize("junk", ["!", "=", "\n", " "])
+def test_junk_in_the_claims_is_refused(junk: str) -> None:
+    prefix, body, signature = token().split(".")
+    with pytest.raises(tokens.TokenError, match="malformed"):
+        tokens.verify(SECRET, f"{prefix}.{body}{junk}.{signature}", now=0)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_a_signature_spelled_differently_is_refused(bits: int) -> None:
+    """32 bytes take 43 base64 characters, the last one with 2 bits to spare:
+    changing those decodes to the same bytes, but is not the token minted."""
+    genuine = token()
+    last = ALPHABET.index(genuine[-1])
+    variant = genuine[:-1] + ALPHABET[last ^ bits]
+    with pytest.raises(tokens.TokenError, match="malformed"):
+        tokens.verify(SECRET, variant, now=0)
+
+
+def test_a_forged_or_expired_token_is_refused() -> None:
+    with pytest.raises(tokens.TokenError, match="signature"):
+        tokens.verify(b"another secret", token(), now=0)
+    with pytest.raises(tokens.TokenError, match="expired"):
+        tokens.verify(SECRET, token(), now=CLAIMS.expires_at)
