@@ -39,6 +39,8 @@ UNASYNC_WORDS: dict[str, str] = {
     "AsyncCall": "Call",
     "AsyncCalls": "Calls",
     "AsyncAgents": "Agents",
+    "AsyncCallsWithRawResponse": "CallsWithRawResponse",
+    "AsyncAgentsWithRawResponse": "AgentsWithRawResponse",
     "AsyncAudioBridges": "AudioBridges",
     "AsyncAudioBridge": "AudioBridge",
     "AsyncRetryTransport": "RetryTransport",
