@@ -27,9 +27,16 @@ _UNPARSED: Any = object()
 class APIResponse(Generic[T]):
     """One request's final HTTP response, read in full, and the result it parses to."""
 
-    def __init__(self, http_response: httpx.Response, parse: Callable[[], T]) -> None:
+    def __init__(
+        self,
+        http_response: httpx.Response,
+        parse: Callable[[], T],
+        *,
+        elapsed: datetime.timedelta,
+    ) -> None:
         self._http_response = http_response
         self._parse = parse
+        self._elapsed = elapsed
         self._parsed: T = _UNPARSED
 
     def parse(self) -> T:
@@ -66,7 +73,7 @@ class APIResponse(Generic[T]):
     @property
     def elapsed(self) -> datetime.timedelta:
         """From sending the request to the end of the body, retries included."""
-        return self._http_response.elapsed
+        return self._elapsed
 
     @property
     def retries_taken(self) -> int:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -467,6 +469,7 @@ class Voice:
         extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
         if options.timeout is not None:
             extra["timeout"] = httpx.Timeout(options.timeout)
+        started = time.monotonic()
         try:
             with translate_errors(method, f"{self.base_url}{request['url']}"):
                 response = self._http.request(**request, **extra)
@@ -474,9 +477,10 @@ class Voice:
             if self._http.is_closed:  # closed by another task meanwhile
                 raise closed_error(self) from None
             raise
+        elapsed = datetime.timedelta(seconds=time.monotonic() - started)
         if response.status_code >= 400:
             raise status_error(response)
-        return APIResponse(response, lambda: wrap(parse_response(response, model)))
+        return APIResponse(response, lambda: wrap(parse_response(response, model)), elapsed=elapsed)
 
     def with_options(
         self,
