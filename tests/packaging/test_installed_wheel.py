@@ -35,18 +35,31 @@ class Installed:
     wheel: Path
 
 
-def run(args: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(a) for a in args],
         capture_output=True,
         text=True,
         check=False,
-        **kwargs,  # type: ignore[call-overload]
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
     )
 
 
-def checked(args: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    done = run(args, **kwargs)
+def checked(
+    args: list[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    done = run(args, cwd=cwd, env=env, timeout=180)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
