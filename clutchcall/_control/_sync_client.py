@@ -374,6 +374,13 @@ class Voice:
     :class:`~clutchcall.APIResponseValidationError`; an error status raises its
     :class:`~clutchcall.APIStatusError` subclass whatever its body. Both quote the
     status, the request id and the start of the body, never the API key.
+
+    Each request method also takes ``timeout=`` and ``max_retries=`` for that one
+    request, and ``calls.with_raw_response`` / ``agents.with_raw_response`` return
+    the HTTP response around each result. ``CLUTCHCALL_LOG=debug`` (or ``info``)
+    makes the ``clutchcall`` loggers write to stderr; at DEBUG each HTTP attempt is
+    one line. A request after :meth:`close` raises
+    :class:`~clutchcall.errors.ClientClosedError`.
     """
 
     def __init__(
