@@ -11,7 +11,7 @@ COVERAGE := --cov=clutchcall.moqt --cov-report=term:skip-covered --cov-fail-unde
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[audio,dev,trio,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,9 @@
-"""Command line: ``clutchcall dev`` runs the local dev engine."""
+"""Command line: ``clutchcall dev`` runs the local dev engine.
+
+The dev engine is imported only when asked for: ``clutchcall --version`` and
+``clutchcall --help`` work with the base install, and ``clutchcall dev`` without
+the ``dev`` extra says how to get it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,24 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .dev import DEFAULT_API_KEY, DEFAULT_ORG_ID, Engine, EngineError
+from . import __version__
+from .errors import MissingExtraError
+
+#: ``clutchcall dev``'s defaults (the same as ``clutchcall.dev.Engine``'s, which
+#: the base install cannot import).
+DEFAULT_API_KEY = "cc_dev_local_key"
+DEFAULT_ORG_ID = "org_dev"
 
 FAILURE_POLL_SECONDS = 0.2
 """How often ``clutchcall dev`` checks that every part of the engine still runs."""
 
 
 def _dev(args: argparse.Namespace) -> int:
+    try:
+        from .dev import Engine, EngineError
+    except MissingExtraError as exc:
+        print(f"clutchcall dev: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -57,7 +73,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clutchcall", description="ClutchCall SDK tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="command")
     dev = commands.add_parser(
         "dev",
         help="run the local dev engine",
@@ -86,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--api-key", default=DEFAULT_API_KEY, help="API key the engine accepts")
     dev.add_argument("--org-id", default=DEFAULT_ORG_ID, help="org of that API key")
     args = parser.parse_args(argv)
+    if args.command is None:  # nothing asked: say what there is
+        parser.print_help()
+        return 0
     if args.time_scale <= 0:
         parser.error("--time-scale must be positive")
     return _dev(args)

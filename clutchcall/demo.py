@@ -5,6 +5,8 @@
 2. A call answered by an AI agent: play a WAV into the uplink as the caller, record
    the agent's side to ``out/agent-side.wav``, hand the call to another agent
    midway, hang up, and report what each side heard.
+
+It runs the dev engine, so it needs the ``dev`` extra: ``pip install 'clutchcall[dev]'``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from ._extras import raise_missing_extra
+
+try:
+    import numpy as np
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, feature="clutchcall.demo", extra="dev")
 
 from . import CallStatus, Voice
 from .audio import AudioPlayer, AudioSource, synth_prompt, synth_silence, write_wav

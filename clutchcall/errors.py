@@ -5,6 +5,8 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
     ClutchCallError
     ├── ConfigurationError          a required setting is missing or malformed
     ├── InvalidArgumentError        a call was made with bad arguments (also a ValueError)
+    ├── ClientClosedError           a client was used after close() (also a RuntimeError)
+    ├── MissingExtraError           an optional part needs an extra (also an ImportError)
     └── APIError                    the control plane could not serve a request
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
         │   └── APITimeoutError     the request timed out
@@ -36,12 +38,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ClutchCallError",
     "ConfigurationError",
     "ConflictError",
     "FieldError",
     "InternalServerError",
     "InvalidArgumentError",
+    "MissingExtraError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -60,6 +64,19 @@ class ConfigurationError(ClutchCallError):
 
 class InvalidArgumentError(ClutchCallError, ValueError):
     """A method was called with arguments it cannot accept; nothing was sent."""
+
+
+class ClientClosedError(ClutchCallError, RuntimeError):
+    """The client was used after ``close()``; nothing was sent. Make a new client."""
+
+
+class MissingExtraError(ClutchCallError, ImportError):
+    """An optional part of the SDK was imported without the extra that installs its
+    dependencies; ``extra`` names it (``pip install 'clutchcall[<extra>]'``)."""
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class APIError(ClutchCallError):

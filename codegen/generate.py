@@ -1,7 +1,10 @@
 """Regenerate (or check) everything in this repo that is derived from a source.
 
 1. ``generated/clutchcall_api`` from ``openapi.yaml`` with openapi-python-client,
-   configured by ``codegen/config.yaml``.
+   configured by ``codegen/config.yaml``, plus its ``py.typed`` marker (PEP 561):
+   the generator writes that marker only with its project metadata, which
+   ``--meta none`` leaves out, and without it type checkers treat every model
+   (``CallStatus``, ``Call.status``...) in a user's project as ``Any``.
 2. The synchronous facade modules from their asynchronous originals, in the
    style of httpcore's unasync: each ``clutchcall/**/_async_*.py`` file has a
    ``_sync_*.py`` twin produced by token substitution, so sync and async logic
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"
 CONFIG = ROOT / "codegen" / "config.yaml"
 GENERATED = ROOT / "generated" / "clutchcall_api"
+PY_TYPED = "py.typed"
 ASYNC_SOURCES = ROOT / "clutchcall"
 
 # Whole-word substitutions turning async code into its blocking twin.
@@ -35,6 +39,8 @@ UNASYNC_WORDS: dict[str, str] = {
     "AsyncCall": "Call",
     "AsyncCalls": "Calls",
     "AsyncAgents": "Agents",
+    "AsyncCallsWithRawResponse": "CallsWithRawResponse",
+    "AsyncAgentsWithRawResponse": "AgentsWithRawResponse",
     "AsyncAudioBridges": "AudioBridges",
     "AsyncAudioBridge": "AudioBridge",
     "AsyncRetryTransport": "RetryTransport",
@@ -120,6 +126,8 @@ def generate_client(dest: Path) -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"openapi-python-client failed with exit code {result.returncode}")
+    # The package is typed: say so to type checkers (PEP 561), as --meta none does not.
+    (dest / PY_TYPED).write_text("", encoding="utf-8")
 
 
 def tree_differences(left: Path, right: Path) -> list[str]:

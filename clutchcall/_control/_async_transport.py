@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import httpx
 
+from ..errors import APIError, ClientClosedError
+from ._base import REQUEST_OPTIONS, RequestOptions
 from ._limits import Deadline, async_deadline, async_read_capped
+from ._logs import log_exchange
+from ._raw import RETRIES_TAKEN
 from ._responses import encoded_body_error, too_large_error
 from ._retry import RetryPolicy, async_sleep, log_retry
 
@@ -18,7 +25,12 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
     here, never past ``max_response_bytes``: a longer one raises
     :class:`~clutchcall.errors.ResponseTooLargeError` (or, for an error status, that
     status's error) without reading the rest, so memory stays bounded whatever the
-    server sends. The response handed on holds the whole body.
+    server sends. The response handed on holds the whole body, and records in its
+    extensions how many retries it took.
+
+    A request may carry :class:`RequestOptions` (a method's ``timeout=`` and
+    ``max_retries=``) that override the client's for that request alone. Each
+    attempt is logged at DEBUG on ``clutchcall.http``.
     """
 
     def __init__(
@@ -35,23 +47,39 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         self._max_response_bytes = max_response_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout, policy = self._timeout, self._policy
+        options = request.extensions.get(REQUEST_OPTIONS)
+        if isinstance(options, RequestOptions):
+            if options.timeout is not None:
+                timeout = options.timeout
+            if options.max_retries is not None:
+                policy = dataclasses.replace(policy, max_retries=options.max_retries)
         attempt = 0
         while True:
-            last = attempt >= self._policy.max_retries
+            last = attempt >= policy.max_retries
+            started = time.monotonic()
+            response: httpx.Response | None = None
             try:
-                with async_deadline(self._timeout, request) as deadline:
+                with async_deadline(timeout, request) as deadline:
                     response = await self._inner.handle_async_request(request)
-                    if last or not self._policy.should_retry_status(request, response.status_code):
+                    if last or not policy.should_retry_status(request, response.status_code):
                         limit = self._max_response_bytes
-                        return await read_body(request, response, deadline, limit)
+                        result = await read_body(request, response, deadline, limit, attempt)
+                        log_exchange(request, response, started)
+                        return result
                     await response.aclose()
-                delay = self._policy.delay(attempt, response.headers.get("retry-after"))
+                log_exchange(request, response, started, outcome="retrying")
+                delay = policy.delay(attempt, response.headers.get("retry-after"))
                 reason = f"status {response.status_code}"
             except httpx.TransportError as exc:
-                if last or not self._policy.should_retry_error(request, exc):
+                log_exchange(request, response, started, outcome=f"failed: {type(exc).__name__}")
+                if last or not policy.should_retry_error(request, exc):
                     raise
-                delay = self._policy.backoff(attempt)
+                delay = policy.backoff(attempt)
                 reason = type(exc).__name__
+            except APIError as exc:  # a body too large, or encoded although not asked for
+                log_exchange(request, response, started, outcome=f"failed: {type(exc).__name__}")
+                raise
             log_retry(request, reason, attempt, delay)
             await async_sleep(delay)
             attempt += 1
@@ -61,7 +89,11 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
 
 
 async def read_body(
-    request: httpx.Request, response: httpx.Response, deadline: Deadline, limit: int
+    request: httpx.Request,
+    response: httpx.Response,
+    deadline: Deadline,
+    limit: int,
+    retries_taken: int = 0,
 ) -> httpx.Response:
     """``response`` with its whole body read (at most ``limit`` bytes), connection released."""
     response.request = request
@@ -82,7 +114,7 @@ async def read_body(
         headers=response.headers,
         content=body,
         request=request,
-        extensions=response.extensions,
+        extensions={**response.extensions, RETRIES_TAKEN: retries_taken},
     )
 
 
@@ -94,4 +126,8 @@ class AsyncClientTransport(httpx.AsyncBaseTransport):
         self._client = client
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._client.is_closed:
+            raise ClientClosedError(
+                "the http_client given to this client has been closed; nothing was sent"
+            )
         return await self._client.send(request, stream=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +18,41 @@ from clutchcall_api.models import CallStatus, EndReason
 from clutchcall_api.types import Unset
 
 from .. import __version__
-from ..errors import APIConnectionError, APITimeoutError, InvalidArgumentError
-from ._config import ClientConfig
+from ..errors import APIConnectionError, APITimeoutError, ClientClosedError, InvalidArgumentError
+from ._config import ClientConfig, is_positive_seconds, is_retry_count
 
 USER_AGENT = f"clutchcall-python/{__version__}"
 ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
+#: A call sid, as ``openapi.yaml`` defines it (``CallSid``).
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+#: Request extension carrying one request's :class:`RequestOptions` to the retry transport.
+REQUEST_OPTIONS = "clutchcall.request_options"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """Per-request overrides of the client's ``timeout`` and ``max_retries`` (None: keep)."""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+
+
+def request_options(timeout: float | None, max_retries: int | None) -> RequestOptions:
+    """Check a method's ``timeout=`` / ``max_retries=`` arguments."""
+    if timeout is not None and not is_positive_seconds(timeout):
+        raise InvalidArgumentError(
+            f"timeout must be a positive number of seconds, got {_show(timeout)}"
+        )
+    if max_retries is not None and not is_retry_count(max_retries):
+        raise InvalidArgumentError(f"max_retries must be an integer >= 0, got {_show(max_retries)}")
+    return RequestOptions(None if timeout is None else float(timeout), max_retries)
+
+
+def closed_error(client: object) -> ClientClosedError:
+    return ClientClosedError(
+        f"this {type(client).__name__} has been closed and cannot send requests; "
+        "make a new client (or use it as a context manager around its whole use)"
+    )
 
 
 def client_kwargs(config: ClientConfig) -> dict[str, Any]:
@@ -45,10 +77,21 @@ def new_idempotency_key() -> str:
     return f"cc-{uuid.uuid4().hex}"
 
 
-def require_sid(sid: object) -> str:
-    if not isinstance(sid, str) or not sid.strip():
-        raise InvalidArgumentError(f"sid must be a non-empty string, got {sid!r}")
+def require_sid(sid: object, name: str = "sid") -> str:
+    """``sid`` if it is a call sid (``CA`` and 32 lowercase hex digits); the error names
+    the argument ``name``. Nothing that cannot be a sid is ever sent."""
+    if not isinstance(sid, str) or not CALL_SID.fullmatch(sid):
+        raise InvalidArgumentError(
+            f"{name} must be a call sid ('CA' and 32 lowercase hex digits, as originate "
+            f"returns it), got {_show(sid)}"
+        )
     return sid
+
+
+def _show(value: object) -> str:
+    """``repr(value)``, cut short: an argument can be anything, of any size."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def transfer_target(to: str | None, agent: str | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import ssl
@@ -42,6 +43,21 @@ class ClientConfig:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     #: Audio bridges to one relay share a QUIC connection (per role and event loop).
     share_bridge_connections: bool = True
+
+
+def is_positive_seconds(value: object) -> bool:
+    """A usable timeout: a finite number of seconds above zero (not a bool)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def is_retry_count(value: object) -> bool:
+    """A usable ``max_retries``: an integer >= 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _pick(value: str | None, env: str) -> str | None:
@@ -91,14 +107,14 @@ def resolve_config(
             f"relay_url must be a moqt://host:port or https://host:port/path URL, got {relay!r}"
         )
     resolved_timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-    if isinstance(resolved_timeout, bool) or not resolved_timeout > 0:
+    if not is_positive_seconds(resolved_timeout):
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not isinstance(share_bridge_connections, bool):
         raise ConfigurationError(
             f"share_bridge_connections must be True or False, got {share_bridge_connections!r}"
         )
     retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+    if not is_retry_count(retries):
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     max_bytes = DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:

@@ -111,8 +111,11 @@ def status_error(response: httpx.Response, *, note: str | None = None) -> APISta
     if note:
         message = f"{message} ({note})"
     errors = _field_errors(problem.get("errors"))
-    if errors:
-        message += ": " + "; ".join(f"{e.field}: {e.message}" for e in errors)
+    # Field errors the detail does not already spell out (a server's detail often
+    # joins them into one sentence already; they are not repeated).
+    unsaid = [e for e in errors if e.message and e.message not in message]
+    if unsaid:
+        message += ": " + "; ".join(f"{e.field}: {e.message}" for e in unsaid)
     return status_error_class(status)(
         redact(message, response),
         status_code=status,

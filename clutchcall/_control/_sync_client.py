@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -31,10 +34,14 @@ from clutchcall_api.types import UNSET
 from ..bridge import AudioBridges
 from ..errors import InvalidArgumentError
 from ._base import (
+    REQUEST_OPTIONS,
     BridgeToken,
     CallFields,
+    RequestOptions,
     client_kwargs,
+    closed_error,
     new_idempotency_key,
+    request_options,
     require_sid,
     ssl_verify,
     transfer_target,
@@ -42,42 +49,71 @@ from ._base import (
 )
 from ._config import ClientConfig, Verify, resolve_config
 from ._limits import sync_http_transport
-from ._responses import parse_response
+from ._logs import setup_logging
+from ._raw import APIResponse
+from ._responses import parse_response, status_error
 from ._retry import RetryPolicy
 from ._sync_transport import ClientTransport, RetryTransport
 
 M = TypeVar("M")
+R = TypeVar("R")
 
 
 class Call(CallFields):
     """A call: a snapshot of its state plus the operations that change it.
 
     The fields reflect the last response seen; :meth:`refresh` fetches them again.
+    ``timeout`` and ``max_retries`` override the client's for that one request.
     """
 
     def __init__(self, calls: Calls, model: CallModel) -> None:
         self._calls = calls
         self._model = model
 
-    def refresh(self) -> Call:
+    def refresh(self, *, timeout: float | None = None, max_retries: int | None = None) -> Call:
         """Fetch the call's current state into this handle; returns the handle."""
-        self._model = self._calls._get_model(self.sid)
+        raw = self._calls.with_raw_response
+        response = raw.get(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = response.parse()._model
         return self
 
-    def transfer(self, to: str | None = None, *, agent: str | None = None) -> None:
+    def transfer(
+        self,
+        to: str | None = None,
+        *,
+        agent: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         """Forward to a number (``to``, or a bare string) or hand to an agent (``agent=``)."""
-        self._model = self._calls._transfer_model(self.sid, to, agent)
+        raw = self._calls.with_raw_response
+        response = raw.transfer(self.sid, to, agent=agent, timeout=timeout, max_retries=max_retries)
+        self._model = response.parse()._model
 
-    def hangup(self) -> None:
+    def hangup(self, *, timeout: float | None = None, max_retries: int | None = None) -> None:
         """End the call and drop both of its audio tracks."""
-        self._model = self._calls._hangup_model(self.sid)
+        raw = self._calls.with_raw_response
+        response = raw.hangup(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = response.parse()._model
 
 
 class Calls:
-    """Control plane: originate calls and read their state (``voice.calls``)."""
+    """Control plane: originate calls and read their state (``voice.calls``).
+
+    Every method takes ``timeout`` (seconds, per attempt) and ``max_retries``,
+    overriding the client's for that one request. :attr:`with_raw_response` has the
+    same methods, returning the HTTP response around the result.
+    """
 
     def __init__(self, voice: Voice) -> None:
         self._voice = voice
+        self._raw = CallsWithRawResponse(self)
+
+    @property
+    def with_raw_response(self) -> CallsWithRawResponse:
+        """The same methods, returning an :class:`~clutchcall.APIResponse` (headers,
+        request id, elapsed time...) whose ``parse()`` gives the usual result."""
+        return self._raw
 
     def originate(
         self,
@@ -88,12 +124,99 @@ class Calls:
         agent: str | None = None,
         ring_timeout_sec: int | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Call:
         """Place an outbound call; returns as soon as it is dialing.
 
         Retries reuse one ``Idempotency-Key`` (generated unless given), so a retried
         request never places a second call.
         """
+        response = self._raw.originate(
+            to=to,
+            from_=from_,
+            trunk_id=trunk_id,
+            agent=agent,
+            ring_timeout_sec=ring_timeout_sec,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        return response.parse()
+
+    def get(
+        self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> Call:
+        """The current state of a call (poll this to follow its lifecycle)."""
+        response = self._raw.get(sid, timeout=timeout, max_retries=max_retries)
+        return response.parse()
+
+    def transfer(
+        self,
+        sid: str,
+        to: str | None = None,
+        *,
+        agent: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Call:
+        """Transfer the call ``sid``; see :meth:`Call.transfer`."""
+        response = self._raw.transfer(
+            sid, to, agent=agent, timeout=timeout, max_retries=max_retries
+        )
+        return response.parse()
+
+    def hangup(
+        self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> Call:
+        """Hang up the call ``sid``; returns its final state."""
+        response = self._raw.hangup(sid, timeout=timeout, max_retries=max_retries)
+        return response.parse()
+
+    def create_bridge_token(
+        self,
+        sid: str,
+        role: str = "server",
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> BridgeToken:
+        """A short-lived token for joining the call's audio tracks on the relay.
+
+        ``role="server"`` subscribes uplink and publishes downlink; ``"caller"`` the
+        reverse. The audio bridge fetches these itself; use this with the raw
+        ``MoqtClient``.
+        """
+        response = self._raw.create_bridge_token(
+            sid, role, timeout=timeout, max_retries=max_retries
+        )
+        return response.parse()
+
+
+class CallsWithRawResponse:
+    """``voice.calls.with_raw_response``: each method of ``voice.calls``, returning the
+    :class:`~clutchcall.APIResponse` it came in (``.parse()`` gives the usual result)."""
+
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
+
+    def _call(self, model: CallModel) -> Call:
+        return Call(self._calls, model)
+
+    def originate(
+        self,
+        *,
+        to: str,
+        from_: str,
+        trunk_id: str,
+        agent: str | None = None,
+        ring_timeout_sec: int | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> APIResponse[Call]:
+        """:meth:`Calls.originate`, with its HTTP response."""
+        options = request_options(timeout, max_retries)
         if ring_timeout_sec is not None and (
             isinstance(ring_timeout_sec, bool) or not isinstance(ring_timeout_sec, int)
         ):
@@ -108,70 +231,124 @@ class Calls:
             ring_timeout_sec=UNSET if ring_timeout_sec is None else ring_timeout_sec,
         )
         key = idempotency_key or new_idempotency_key()
-        v = self._voice
+        v = self._calls._voice
         request = originate_call._get_kwargs(v.org_id, body=body, idempotency_key=key)
-        return Call(self, v._send(request, CallModel))
+        return v._send(request, options, CallModel, self._call)
 
-    def get(self, sid: str) -> Call:
-        """The current state of a call (poll this to follow its lifecycle)."""
-        return Call(self, self._get_model(sid))
+    def get(
+        self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> APIResponse[Call]:
+        """:meth:`Calls.get`, with its HTTP response."""
+        options = request_options(timeout, max_retries)
+        v = self._calls._voice
+        request = get_call._get_kwargs(v.org_id, require_sid(sid))
+        return v._send(request, options, CallModel, self._call)
 
-    def transfer(self, sid: str, to: str | None = None, *, agent: str | None = None) -> Call:
-        """Transfer the call ``sid``; see :meth:`Call.transfer`."""
-        return Call(self, self._transfer_model(sid, to, agent))
+    def transfer(
+        self,
+        sid: str,
+        to: str | None = None,
+        *,
+        agent: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> APIResponse[Call]:
+        """:meth:`Calls.transfer`, with its HTTP response."""
+        options = request_options(timeout, max_retries)
+        sid = require_sid(sid)
+        kind, value = transfer_target(to, agent)
+        body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
+        v = self._calls._voice
+        request = transfer_call._get_kwargs(v.org_id, sid, body=body)
+        return v._send(request, options, CallModel, self._call)
 
-    def hangup(self, sid: str) -> Call:
-        """Hang up the call ``sid``; returns its final state."""
-        return Call(self, self._hangup_model(sid))
+    def hangup(
+        self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> APIResponse[Call]:
+        """:meth:`Calls.hangup`, with its HTTP response."""
+        options = request_options(timeout, max_retries)
+        v = self._calls._voice
+        request = hangup_call._get_kwargs(v.org_id, require_sid(sid))
+        return v._send(request, options, CallModel, self._call)
 
-    def create_bridge_token(self, sid: str, role: str = "server") -> BridgeToken:
-        """A short-lived token for joining the call's audio tracks on the relay.
-
-        ``role="server"`` subscribes uplink and publishes downlink; ``"caller"`` the
-        reverse. The audio bridge fetches these itself; use this with the raw
-        ``MoqtClient``.
-        """
-        v = self._voice
+    def create_bridge_token(
+        self,
+        sid: str,
+        role: str = "server",
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> APIResponse[BridgeToken]:
+        """:meth:`Calls.create_bridge_token`, with its HTTP response."""
+        options = request_options(timeout, max_retries)
         sid = require_sid(sid)
         try:
             body = BridgeTokenRequest(role=BridgeRole(role))
         except ValueError:
             raise InvalidArgumentError(f"role must be 'server' or 'caller', got {role!r}") from None
+        v = self._calls._voice
         request = create_bridge_token._get_kwargs(v.org_id, sid, body=body)
-        return BridgeToken(v._send(request, BridgeTokenModel))
-
-    def _get_model(self, sid: str) -> CallModel:
-        v = self._voice
-        sid = require_sid(sid)
-        return v._send(get_call._get_kwargs(v.org_id, sid), CallModel)
-
-    def _transfer_model(self, sid: str, to: str | None, agent: str | None) -> CallModel:
-        v = self._voice
-        sid = require_sid(sid)
-        kind, value = transfer_target(to, agent)
-        body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
-        return v._send(transfer_call._get_kwargs(v.org_id, sid, body=body), CallModel)
-
-    def _hangup_model(self, sid: str) -> CallModel:
-        v = self._voice
-        sid = require_sid(sid)
-        return v._send(hangup_call._get_kwargs(v.org_id, sid), CallModel)
+        return v._send(request, options, BridgeTokenModel, BridgeToken)
 
 
 class Agents:
-    """Server-side AI agents on live calls (``voice.agents``)."""
+    """Server-side AI agents on live calls (``voice.agents``).
+
+    ``timeout`` and ``max_retries`` override the client's for one request;
+    :attr:`with_raw_response` returns the HTTP response around the result.
+    """
 
     def __init__(self, voice: Voice) -> None:
         self._voice = voice
+        self._raw = AgentsWithRawResponse(self)
 
-    def attach(self, call_sid: str, agent: str) -> None:
+    @property
+    def with_raw_response(self) -> AgentsWithRawResponse:
+        """The same methods, returning an :class:`~clutchcall.APIResponse`."""
+        return self._raw
+
+    def attach(
+        self,
+        call_sid: str,
+        agent: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         """Bind ``agent`` to the call, replacing any agent already on it."""
-        v = self._voice
-        sid = require_sid(call_sid)
+        response = self._raw.attach(call_sid, agent, timeout=timeout, max_retries=max_retries)
+        response.parse()
+
+
+class AgentsWithRawResponse:
+    """``voice.agents.with_raw_response``: each method of ``voice.agents``, returning the
+    :class:`~clutchcall.APIResponse` it came in."""
+
+    def __init__(self, agents: Agents) -> None:
+        self._agents = agents
+
+    def attach(
+        self,
+        call_sid: str,
+        agent: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> APIResponse[None]:
+        """:meth:`Agents.attach`, with its HTTP response (``parse()`` checks the
+        body, the call the agent joined, and returns None)."""
+        options = request_options(timeout, max_retries)
+        sid = require_sid(call_sid, "call_sid")
         if not isinstance(agent, str) or not agent:
             raise InvalidArgumentError(f"agent must be a non-empty agent id, got {agent!r}")
         body = AttachAgentRequest(agent=agent)
-        v._send(attach_agent._get_kwargs(v.org_id, sid, body=body), CallModel)
+        v = self._agents._voice
+        request = attach_agent._get_kwargs(v.org_id, sid, body=body)
+        return v._send(request, options, CallModel, _discard)
+
+
+def _discard(model: object) -> None:
+    return None
 
 
 class Voice:
@@ -197,6 +374,13 @@ class Voice:
     :class:`~clutchcall.APIResponseValidationError`; an error status raises its
     :class:`~clutchcall.APIStatusError` subclass whatever its body. Both quote the
     status, the request id and the start of the body, never the API key.
+
+    Each request method also takes ``timeout=`` and ``max_retries=`` for that one
+    request, and ``calls.with_raw_response`` / ``agents.with_raw_response`` return
+    the HTTP response around each result. ``CLUTCHCALL_LOG=debug`` (or ``info``)
+    makes the ``clutchcall`` loggers write to stderr; at DEBUG each HTTP attempt is
+    one line. A request after :meth:`close` raises
+    :class:`~clutchcall.errors.ClientClosedError`.
     """
 
     def __init__(
@@ -229,6 +413,7 @@ class Voice:
         self._setup(config, http_client)
 
     def _setup(self, config: ClientConfig, http_client: httpx.Client | None) -> None:
+        setup_logging()
         self._config = config
         self._user_http_client = http_client
         inner: httpx.BaseTransport
@@ -271,27 +456,53 @@ class Voice:
     def max_response_bytes(self) -> int:
         return self._config.max_response_bytes
 
-    def _send(self, request: dict[str, Any], model: type[M]) -> M:
-        """Send a request built by the generated client; parse and check its answer.
+    def _send(
+        self,
+        request: dict[str, Any],
+        options: RequestOptions,
+        model: type[M],
+        wrap: Callable[[M], R],
+    ) -> APIResponse[R]:
+        """Send a request built by the generated client; an error status raises its
+        error, a success comes back with its body parsed (as ``model``, then ``wrap``)
+        on demand.
 
         The generated ``*_detailed`` functions are not used: they parse bodies on
         trust and raise whatever the parsing hits.
         """
+        if self._http.is_closed:
+            raise closed_error(self)
         method = str(request["method"]).upper()
-        with translate_errors(method, f"{self.base_url}{request['url']}"):
-            response = self._http.request(**request)
-        return parse_response(response, model)
+        extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
+        if options.timeout is not None:
+            extra["timeout"] = httpx.Timeout(options.timeout)
+        started = time.monotonic()
+        try:
+            with translate_errors(method, f"{self.base_url}{request['url']}"):
+                response = self._http.request(**request, **extra)
+        except RuntimeError:
+            if self._http.is_closed:  # closed by another task meanwhile
+                raise closed_error(self) from None
+            raise
+        elapsed = datetime.timedelta(seconds=time.monotonic() - started)
+        if response.status_code >= 400:
+            raise status_error(response)
+        return APIResponse(response, lambda: wrap(parse_response(response, model)), elapsed=elapsed)
 
     def with_options(
         self,
         *,
+        base_url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         max_response_bytes: int | None = None,
     ) -> Voice:
-        """A new client with the same settings but these overrides; close it when done."""
+        """A new client with the same settings but these overrides; close it when done.
+
+        For one request only, pass ``timeout=`` / ``max_retries=`` to the method instead.
+        """
         config = resolve_config(
-            base_url=self._config.base_url,
+            base_url=self._config.base_url if base_url is None else base_url,
             api_key=self._config.api_key,
             org_id=self._config.org_id,
             relay_host=self._config.relay_host,
@@ -312,7 +523,8 @@ class Voice:
 
     def close(self) -> None:
         """Close every audio bridge, then release the connection pool (a
-        caller-supplied ``http_client`` stays open)."""
+        caller-supplied ``http_client`` stays open). Requests made afterwards raise
+        :class:`~clutchcall.errors.ClientClosedError`."""
         try:
             self.audio_bridge.close()
         finally:

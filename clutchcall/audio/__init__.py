@@ -24,9 +24,21 @@ Record what arrives into a WAV file::
     with AudioPlayer.to_wav("downlink.wav", codec="opus") as player:
         caller = v.audio_bridge.attach_caller(sid, codec="opus", on_downlink=player.on_frame)
         player.run_blocking(duration=10.0)   # or: await player.run() in a task group
+
+It needs the ``audio`` extra (PyAV and numpy): ``pip install 'clutchcall[audio]'``;
+without it, importing this package raises :class:`~clutchcall.errors.MissingExtraError`
+(an ``ImportError``) saying so.
 """
 
 from __future__ import annotations
+
+from .._extras import raise_missing_extra
+
+try:  # PyAV and numpy come with the 'audio' extra, not with the base install.
+    import av  # noqa: F401
+    import numpy  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise_missing_extra(exc, feature="clutchcall.audio", extra="audio")
 
 from . import g711
 from .codecs import (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from control_helpers import (
@@ -90,7 +92,8 @@ def test_hangup_before_answer_cancels(voice: Voice) -> None:
 def test_ended_calls_refuse_transfer_hangup_and_agents(voice: Voice) -> None:
     call = voice.calls.originate(to=DEST, from_=CALLER_ID, trunk_id=TRUNK)
     call.hangup()
-    for action in (call.hangup, lambda: call.transfer("+15557654321")):
+    actions: list[Callable[[], None]] = [call.hangup, lambda: call.transfer("+15557654321")]
+    for action in actions:
         with pytest.raises(ConflictError) as info:
             action()
         assert info.value.status_code == 409 and info.value.code == "call_ended"
@@ -157,7 +160,7 @@ def test_unknown_agent_is_not_found(voice: Voice) -> None:
     ],
 )
 def test_transfer_arguments_are_checked_before_any_request(
-    voice: Voice, engine: Engine, kwargs: dict[str, str], message: str
+    voice: Voice, engine: Engine, kwargs: dict[str, Any], message: str
 ) -> None:
     call = voice.calls.originate(to=DEST, from_=CALLER_ID, trunk_id=TRUNK)
     with pytest.raises(InvalidArgumentError, match=message):

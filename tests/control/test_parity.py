@@ -7,12 +7,42 @@ import inspect
 import pytest
 
 import clutchcall
+from clutchcall._control import _async_client, _sync_client
 
 PAIRS = [
     (clutchcall.Voice, clutchcall.AsyncVoice),
     (clutchcall.Calls, clutchcall.AsyncCalls),
     (clutchcall.Call, clutchcall.AsyncCall),
     (clutchcall.Agents, clutchcall.AsyncAgents),
+    (_sync_client.CallsWithRawResponse, _async_client.AsyncCallsWithRawResponse),
+    (_sync_client.AgentsWithRawResponse, _async_client.AsyncAgentsWithRawResponse),
+]
+#: Every method that sends a request, on the plain and the raw-response classes.
+REQUEST_METHODS = [
+    *(
+        (cls, name)
+        for cls in (clutchcall.Calls, clutchcall.AsyncCalls)
+        for name in ("originate", "get", "transfer", "hangup", "create_bridge_token")
+    ),
+    *(
+        (cls, name)
+        for cls in (_sync_client.CallsWithRawResponse, _async_client.AsyncCallsWithRawResponse)
+        for name in ("originate", "get", "transfer", "hangup", "create_bridge_token")
+    ),
+    *(
+        (cls, "attach")
+        for cls in (
+            clutchcall.Agents,
+            clutchcall.AsyncAgents,
+            _sync_client.AgentsWithRawResponse,
+            _async_client.AsyncAgentsWithRawResponse,
+        )
+    ),
+    *(
+        (cls, name)
+        for cls in (clutchcall.Call, clutchcall.AsyncCall)
+        for name in ("refresh", "transfer", "hangup")
+    ),
 ]
 
 
@@ -40,6 +70,37 @@ def test_async_methods_are_coroutines(sync_cls: type, async_cls: type) -> None:
     for name, member in public(async_cls).items():
         if inspect.isfunction(member) and name not in ("with_options", "to_dict"):
             assert inspect.iscoroutinefunction(member), f"{async_cls.__name__}.{name}"
+
+
+@pytest.mark.parametrize(("cls", "name"), REQUEST_METHODS)
+def test_every_request_method_takes_timeout_and_max_retries_by_keyword(
+    cls: type, name: str
+) -> None:
+    params = inspect.signature(getattr(cls, name)).parameters
+    for option in ("timeout", "max_retries"):
+        assert params[option].kind is inspect.Parameter.KEYWORD_ONLY, (cls, name, option)
+        assert params[option].default is None
+
+
+@pytest.mark.parametrize(
+    ("plain", "raw"),
+    [
+        (clutchcall.Calls, _sync_client.CallsWithRawResponse),
+        (clutchcall.AsyncCalls, _async_client.AsyncCallsWithRawResponse),
+        (clutchcall.Agents, _sync_client.AgentsWithRawResponse),
+        (clutchcall.AsyncAgents, _async_client.AsyncAgentsWithRawResponse),
+    ],
+)
+def test_with_raw_response_has_every_method_with_the_same_signature(plain: type, raw: type) -> None:
+    assert isinstance(vars(plain)["with_raw_response"], property)
+    methods = {n for n, m in public(plain).items() if inspect.isfunction(m)}
+    assert methods and methods == {n for n, m in public(raw).items() if inspect.isfunction(m)}
+    for name in methods:
+        want = inspect.signature(getattr(plain, name)).parameters
+        got = inspect.signature(getattr(raw, name)).parameters
+        assert [(p.name, p.kind, p.default) for p in want.values()] == [
+            (p.name, p.kind, p.default) for p in got.values()
+        ], name
 
 
 def test_documented_names_exist() -> None:
