@@ -55,6 +55,11 @@ class MoqtLink:
         self._tg: anyio.abc.TaskGroup | None = None
         self._lost = False
         self._close_request: tuple[int, str] | None = None
+        #: When set (a dict), the QUIC stream ID of each outgoing data stream, by the
+        #: session's stream key, as the stream is opened: the owner can then ask the
+        #: connection whether the peer acknowledged it. The owner removes what it no
+        #: longer needs; None (the default) records nothing.
+        self.stream_ids: dict[int, int] | None = None
         #: Set once the connection is gone (closed by either side or lost).
         self.finished = anyio.Event()
 
@@ -359,16 +364,18 @@ class MoqtLink:
             if command.open and command.end and len(command.data) <= SEND_CHUNK:
                 # A whole stream in one write (an audio frame): no stream object.
                 try:
-                    self.conn.send_uni_stream_nowait(command.data)
+                    stream_id = self.conn.send_uni_stream_nowait(command.data)
                 except anyio.WouldBlock:
                     return False
+                if self.stream_ids is not None:
+                    self.stream_ids[command.key] = stream_id
                 return True
             if command.open and stream is None:
                 try:
                     stream = self.conn.open_uni_stream_nowait()
                 except anyio.WouldBlock:
                     return False
-                self._out[command.key] = stream
+                self._opened(command.key, stream)
             if stream is None:
                 return True
             try:
@@ -402,7 +409,7 @@ class MoqtLink:
             stream = self._out.get(command.key)
             if stream is None:
                 stream = await self.conn.open_uni_stream()
-                self._out[command.key] = stream
+                self._opened(command.key, stream)
             if command.data:
                 await stream.send(command.data)
             if command.end:
@@ -410,6 +417,11 @@ class MoqtLink:
                 stream.send_eof_nowait()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             self._stream_failed(command.key, exc)
+
+    def _opened(self, key: int, stream: SendStream) -> None:
+        self._out[key] = stream
+        if self.stream_ids is not None:
+            self.stream_ids[key] = stream.stream_id
 
     def _stream_failed(self, key: int, exc: BaseException) -> None:
         """A write to outgoing stream ``key`` failed: the peer stopped it (tell the

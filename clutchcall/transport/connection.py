@@ -255,6 +255,8 @@ class Connection:
         self._wakeup_event = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
         self._transmit_count = 0
+        #: A transmit pass is handing datagrams to the socket.
+        self._transmitting = False
         self._progress = Signal()
         self._handshake_done = anyio.Event()
         self._session_done = anyio.Event()
@@ -389,6 +391,16 @@ class Connection:
             stream_id = quic.get_next_available_stream_id(is_unidirectional=True)
         self._send_stream_data(stream_id, data, end_stream=True)
         return stream_id
+
+    def send_pending(self, stream_id: int) -> bool:
+        """Whether data or the end written to local stream ``stream_id`` still waits
+        for the peer's acknowledgement.
+
+        False once the peer acknowledged all of it, and for a stream that was reset.
+        Still answers after the connection ended: what the peer never acknowledged
+        stays pending, so the owner can tell what may not have arrived.
+        """
+        return self._quic.send_pending(stream_id)
 
     async def accept_stream(self) -> Stream | ReceiveStream:
         """Wait for the next stream opened by the peer."""
@@ -572,7 +584,9 @@ class Connection:
 
     async def wait_close_sent(self) -> None:
         """Wait until a requested CONNECTION_CLOSE has been handed to the socket."""
-        while self._quic.close_pending and not self._ended:
+        # aioquic builds the close before the transmit pass hands it to the socket
+        # (which may wait): that pass has to end too.
+        while (self._quic.close_pending or self._transmitting) and not self._ended:
             await self._progress.wait()
 
     async def wait_terminated(self) -> None:
@@ -687,10 +701,13 @@ class Connection:
             await self._progress.wait()
 
     async def _wait_sent(self, stream_id: int | None = None) -> None:
-        """Wait until queued stream data (of one or all streams) is acknowledged."""
+        """Wait until queued stream data (of one or all streams) is acknowledged;
+        all streams include those written without a stream object
+        (:meth:`send_uni_stream_nowait`)."""
+        quic = self._quic
         while self._lost is None:
-            ids = [stream_id] if stream_id is not None else list(self._streams)
-            if not any(self._quic.send_buffer_size(i) for i in ids):
+            ids = [stream_id] if stream_id is not None else list(quic._streams)
+            if not any(quic.send_pending(i) for i in ids):
                 return
             await self._progress.wait()
 
@@ -739,13 +756,17 @@ class Connection:
         # Hand the datagrams to the socket without a scheduling round per datagram;
         # once the socket would block, the rest wait their turn in order.
         send_nowait = self._send_nowait
-        for data, addr in datagrams:
-            try:
-                if send_nowait is None or not send_nowait(data, addr):
-                    send_nowait = None
-                    await self._send(data, addr)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                logger.debug("could not send a datagram to %r", addr, exc_info=True)
+        self._transmitting = True
+        try:
+            for data, addr in datagrams:
+                try:
+                    if send_nowait is None or not send_nowait(data, addr):
+                        send_nowait = None
+                        await self._send(data, addr)
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    logger.debug("could not send a datagram to %r", addr, exc_info=True)
+        finally:
+            self._transmitting = False
         self._transmit_count += 1
         self._progress.notify()
 
