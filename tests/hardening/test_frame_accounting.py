@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -254,9 +254,8 @@ async def test_every_frame_is_delivered_once_or_counted_dropped(
 
 
 def twice(received: list[int]) -> str:
-    seen: set[int] = set()
-    again = [seq for seq in received if seq in seen or seen.add(seq)]
-    return f"frames that reached the relay twice: {again}"
+    counts = Counter(received)
+    return f"frames that reached the relay twice: {[s for s, n in counts.items() if n > 1]}"
 
 
 async def settled(publication: AudioPublication, written: int) -> None:
