@@ -67,10 +67,16 @@ AUTH_REQUEST_CODES = frozenset({0x1, 0x10, 0x12})
 #: Data stream writes waiting in the link beyond which new frames are queued instead.
 MAX_LINK_BACKLOG = 64
 #: Frames of one publication handed to a session and not yet acknowledged by the
-#: relay, beyond which new frames wait in the outage queue instead: a path that
-#: stopped answering (a link that died) is not handed more than this, since what it
-#: holds is sent again on the next session or dropped.
-MAX_IN_FLIGHT = 64
+#: relay, beyond which new frames wait in the outage queue instead (where they age
+#: out): 5 s of 20 ms frames, the default idle timeout, so that what is sent during
+#: an outage the connection survives is retransmitted, while a path that died is
+#: not fed without bound.
+MAX_IN_FLIGHT = 256
+#: How long closing a track waits for the relay to acknowledge its last frames
+#: (those it has not acknowledged by then are counted as dropped), and how often
+#: it looks.
+CLOSE_LINGER = 1.0
+ACK_POLL_INTERVAL = 0.005
 #: The publisher priority of every audio object (that of ``moqt.AudioPublisher``).
 PUBLISHER_PRIORITY = 0
 #: Frames held back while waiting for an earlier group that was overtaken (a lost
@@ -410,6 +416,9 @@ class AudioPublication:
             for key in keys:
                 del stream_ids[key]
             self._count_out(data)
+        if not in_flight:
+            self._in_flight_conn = None
+            conn.senders.discard(self)
 
     def _session_ended(self, conn: _Conn, requeue: bool) -> None:
         """Settle the frames handed to ``conn``, which has ended: those the relay
@@ -417,14 +426,19 @@ class AudioPublication:
         order, with their age) or, with ``requeue`` False, are dropped."""
         if self._in_flight_conn is not conn:
             return
+        stream_ids = conn.link.stream_ids if conn.link is not None else None
         lost: list[tuple[float, bytes, int]] = []
         for keys, queued_at, data, timestamp in self._in_flight:
             if conn.delivered(keys):
                 self._count_out(data)
             else:
                 lost.append((queued_at, data, timestamp))
+            if stream_ids is not None:
+                for key in keys:
+                    stream_ids.pop(key, None)
         self._in_flight.clear()
         self._in_flight_conn = None
+        conn.senders.discard(self)
         if not lost:
             return
         if requeue:
@@ -449,9 +463,21 @@ class AudioPublication:
         conn = client._conn
         if conn is not None and conn.setup_done:
             client._withdraw(conn, self)
-        # What the session holds is settled when it ends (dropped if not acknowledged).
         self._drop(len(self._queue))
         self._queue.clear()
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Closing: wait (at most ``CLOSE_LINGER``) for the relay to acknowledge the
+        frames in flight; those it has not by then are counted as dropped."""
+        with anyio.move_on_after(CLOSE_LINGER):
+            while (conn := self._in_flight_conn) is not None:
+                self._retire(conn)
+                if self._in_flight_conn is not None:
+                    await anyio.sleep(ACK_POLL_INTERVAL)
+        conn = self._in_flight_conn
+        if conn is not None:
+            self._session_ended(conn, requeue=False)
 
 
 class AudioSubscription:
@@ -1118,9 +1144,8 @@ class MoqtClient:
         publication's queue for the next session (dropped if the client or the
         track is closing). Acknowledgements are all in by now, so none is counted
         twice or lost from the count."""
-        for publication in conn.senders:
+        for publication in list(conn.senders):
             publication._session_ended(conn, not self._closing and not publication._closed)
-        conn.senders.clear()
 
     def _setup_failure(self, session: moqt.Session) -> BridgeError:
         termination = session.termination

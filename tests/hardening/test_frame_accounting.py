@@ -33,7 +33,7 @@ from lossy_proxy import LossyProxy
 
 from clutchcall import AsyncAudioBridge, moqt, transport
 from clutchcall.bridge import MoqtClient
-from clutchcall.bridge._client import AudioPublication
+from clutchcall.bridge._client import MAX_IN_FLIGHT, AudioPublication
 from clutchcall.bridge._link import MoqtLink
 from clutchcall.dev import Engine
 
@@ -159,18 +159,30 @@ async def relay() -> AsyncIterator[CountingRelay]:
 
 
 class Talker:
-    """Writes numbered frames every ``INTERVAL`` through ``write``."""
+    """Writes numbered frames every ``INTERVAL`` through ``write``; with
+    ``publication``, notes the most frames it ever had in flight."""
 
-    def __init__(self, write: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self, write: Callable[[bytes], Any], publication: AudioPublication | None = None
+    ) -> None:
         self._write = write
+        self._publication = publication
         self.written = 0
+        self.most_in_flight = 0
 
     async def talk_for(self, seconds: float) -> None:
         with anyio.move_on_after(seconds):
             while True:
-                await self._write(frame(self.written))
-                self.written += 1
+                await self.burst(1)
                 await anyio.sleep(INTERVAL)
+
+    async def burst(self, frames: int) -> None:
+        for _ in range(frames):
+            await self._write(frame(self.written))
+            self.written += 1
+            if self._publication is not None:
+                in_flight = self._publication.in_flight
+                self.most_in_flight = max(self.most_in_flight, in_flight)
 
 
 class Disruptor:
@@ -206,6 +218,7 @@ class Disruptor:
             proxy.cut_to_relay = True
             await talker.talk_for(0.1)  # what arrived before the cut is acknowledged
             proxy.cut_to_client = True
+            await talker.burst(MAX_IN_FLIGHT + 50)  # more than a dead path is handed
             # The client's idle timeout ends the connection; it redials through the
             # proxy, which forwards again once the first attempt has failed.
             await talker.talk_for(IDLE_TIMEOUT + 0.2)
@@ -235,7 +248,7 @@ async def test_every_frame_is_delivered_once_or_counted_dropped(
         async with client, anyio.create_task_group() as tg:
             publication = await client.publish_audio("CAaccounting", "downlink")
             await publication.wait_subscribed()
-            talker = Talker(publication.write)
+            talker = Talker(publication.write, publication)
             disrupt = Disruptor(relay, tg, talker, lambda: client.stats.reconnects, proxy)
             with anyio.fail_after(40):
                 for _ in range(ITERATIONS[kind]):
@@ -247,10 +260,41 @@ async def test_every_frame_is_delivered_once_or_counted_dropped(
             tg.cancel_scope.cancel()
     received = relay.received[b"downlink"]
     assert client.stats.reconnects == ITERATIONS[kind]
-    assert stats.dropped > 0 or kind != "link_drop"  # a link drop loses what was in flight
+    if kind == "link_drop":
+        # A dead path takes frames up to the bound, then they age in the queue.
+        assert talker.most_in_flight == MAX_IN_FLIGHT
+        assert stats.dropped > 0
+    assert talker.most_in_flight <= MAX_IN_FLIGHT
     assert len(set(received)) == len(received), twice(received)
     assert stats.frames_out == len(received), (stats, len(received), talker.written)
     assert stats.frames_out + stats.dropped == talker.written
+
+
+@pytest.mark.parametrize("closing", ["client", "track"])
+async def test_frames_in_flight_when_closing_are_accounted_for(
+    closing: str, relay: CountingRelay
+) -> None:
+    """The client (or only the track) closes right after a burst of frames: those
+    still queued or unacknowledged are settled before the close returns."""
+    client = MoqtClient(relay.url, cert_sha256=relay.certificate.fingerprint)
+    with anyio.fail_after(20):
+        async with client:
+            publication = await client.publish_audio("CAclosing", "uplink")
+            await publication.wait_subscribed()
+            for seq in range(200):
+                publication.write_nowait(frame(seq))
+            assert publication.queued + publication.in_flight > 0
+            if closing == "track":
+                await publication.aclose()
+                stats = publication.stats
+        if closing == "client":
+            stats = publication.stats
+    received = relay.received[b"uplink"]
+    assert publication.queued == publication.in_flight == 0
+    assert len(set(received)) == len(received), twice(received)
+    assert stats.frames_out == len(received) > 0
+    assert stats.frames_out + stats.dropped == 200
+    assert publication.stats == stats
 
 
 def twice(received: list[int]) -> str:
