@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 TRACKS = (b"uplink", b"downlink")
 INTERVAL = 0.002
 IDLE_TIMEOUT = 0.5  # the client's, for the link drops
+QUIC, WEBTRANSPORT = "moqt://127.0.0.1:{}", "https://127.0.0.1:{}/"
 
 
 def frame(seq: int) -> bytes:
@@ -231,15 +232,24 @@ class Disruptor:
 ITERATIONS = {"goaway": 8, "restart": 5, "link_drop": 3}
 
 
-@pytest.mark.parametrize("kind", ["goaway", "restart", "link_drop"])
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [
+        pytest.param("goaway", QUIC, id="goaway"),
+        pytest.param("restart", QUIC, id="restart"),
+        pytest.param("link_drop", QUIC, id="link_drop"),
+        pytest.param("goaway", WEBTRANSPORT, id="goaway-webtransport"),
+        pytest.param("restart", WEBTRANSPORT, id="restart-webtransport"),
+    ],
+)
 async def test_every_frame_is_delivered_once_or_counted_dropped(
-    kind: str, relay: CountingRelay
+    kind: str, url: str, relay: CountingRelay
 ) -> None:
     rng = random.Random(kind)
     proxy = CuttableProxy(("127.0.0.1", relay.port))
     with proxy:
         client = MoqtClient(
-            f"moqt://127.0.0.1:{proxy.port}",
+            url.format(proxy.port),
             cert_sha256=relay.certificate.fingerprint,
             idle_timeout=IDLE_TIMEOUT,
             connect_timeout=2.0,
