@@ -6,7 +6,19 @@ restarts or sends GOAWAY, it redials with jittered exponential backoff, sets up
 again (with a fresh token if the relay refused the old one) and replays every
 PUBLISH_NAMESPACE and SUBSCRIBE. Frames written during an outage wait in a small
 bounded queue; frames older than ``max_queue_age`` or beyond ``queue_frames`` are
-dropped and counted in :attr:`MoqtClient.stats`::
+dropped and counted in :attr:`MoqtClient.stats`.
+
+Every frame written is counted once: ``frames_out`` when the relay has
+acknowledged it (its QUIC stream), or ``dropped``. A frame handed to a session
+that ends before the relay acknowledged it (a relay restart, a link that died)
+goes back to the front of the queue and is sent on the next session, or dropped
+like any stale frame; a session the client ends itself (GOAWAY, closing) first
+waits for the acknowledgements. So once nothing is :attr:`AudioPublication.queued`
+or :attr:`AudioPublication.in_flight`, frames written = ``frames_out + dropped``
+and ``frames_out`` = frames that reached the relay, none twice. A relay that
+closes the connection without acknowledging what it received (ours acknowledge
+it in the closing packet), or a path that dies between a frame's arrival and its
+acknowledgement, can make such a frame arrive twice or count as dropped::
 
     async with MoqtClient("moqt://127.0.0.1:4443", token=token.token) as client:
         uplink = await client.publish_audio(call_sid, "uplink")
