@@ -362,7 +362,7 @@ class AudioPublication:
                 self._drop(1)
                 continue
             try:
-                keys = self._send(session, publisher, data, timestamp)
+                keys = self._send(session, link, publisher, data, timestamp)
             except moqt.MoqtUsageError:  # the session closed under us: keep it for later
                 keys = None
             if keys is None:
@@ -382,6 +382,7 @@ class AudioPublication:
     def _send(
         self,
         session: moqt.Session,
+        link: MoqtLink,
         publisher: moqt.AudioPublisher,
         data: bytes,
         timestamp: int,
@@ -415,7 +416,13 @@ class AudioPublication:
             )
             if key is not None:
                 keys.append(key)
-        return tuple(keys) if keys else None
+        if not keys:
+            return None
+        stream_ids = link.stream_ids
+        if stream_ids is not None:
+            for key in keys:
+                stream_ids[key] = None  # the link fills in its QUIC stream ID
+        return tuple(keys)
 
     def _retire(self, conn: _Conn) -> None:
         """Count the oldest frames in flight that the relay acknowledged as out."""

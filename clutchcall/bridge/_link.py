@@ -55,11 +55,11 @@ class MoqtLink:
         self._tg: anyio.abc.TaskGroup | None = None
         self._lost = False
         self._close_request: tuple[int, str] | None = None
-        #: When set (a dict), the QUIC stream ID of each outgoing data stream, by the
-        #: session's stream key, as the stream is opened: the owner can then ask the
-        #: connection whether the peer acknowledged it. The owner removes what it no
-        #: longer needs; None (the default) records nothing.
-        self.stream_ids: dict[int, int] | None = None
+        #: When set (a dict), the owner enters the session stream keys it wants to
+        #: follow (value None) and the link fills in each one's QUIC stream ID as the
+        #: stream is opened: the owner can then ask the connection whether the peer
+        #: acknowledged it. The owner removes what it no longer needs.
+        self.stream_ids: dict[int, int | None] | None = None
         #: Set once the connection is gone (closed by either side or lost).
         self.finished = anyio.Event()
 
@@ -367,8 +367,7 @@ class MoqtLink:
                     stream_id = self.conn.send_uni_stream_nowait(command.data)
                 except anyio.WouldBlock:
                     return False
-                if self.stream_ids is not None:
-                    self.stream_ids[command.key] = stream_id
+                self._record(command.key, stream_id)
                 return True
             if command.open and stream is None:
                 try:
@@ -420,8 +419,12 @@ class MoqtLink:
 
     def _opened(self, key: int, stream: SendStream) -> None:
         self._out[key] = stream
-        if self.stream_ids is not None:
-            self.stream_ids[key] = stream.stream_id
+        self._record(key, stream.stream_id)
+
+    def _record(self, key: int, stream_id: int) -> None:
+        stream_ids = self.stream_ids
+        if stream_ids is not None and key in stream_ids:
+            stream_ids[key] = stream_id
 
     def _stream_failed(self, key: int, exc: BaseException) -> None:
         """A write to outgoing stream ``key`` failed: the peer stopped it (tell the

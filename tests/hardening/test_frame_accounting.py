@@ -181,9 +181,9 @@ class Talker:
         for _ in range(frames):
             await self._write(frame(self.written))
             self.written += 1
-            if self._publication is not None:
-                in_flight = self._publication.in_flight
-                self.most_in_flight = max(self.most_in_flight, in_flight)
+        if self._publication is not None:
+            in_flight = self._publication.in_flight
+            self.most_in_flight = max(self.most_in_flight, in_flight)
 
 
 class Disruptor:
@@ -195,12 +195,14 @@ class Disruptor:
         tg: anyio.abc.TaskGroup,
         talker: Talker,
         reconnects: Callable[[], int],
+        connected: Callable[[], bool],
         proxy: CuttableProxy | None = None,
     ) -> None:
         self.relay = relay
         self.tg = tg
         self.talker = talker
         self.reconnects = reconnects
+        self.connected = connected
         self.proxy = proxy
 
     async def __call__(self, kind: str) -> None:
@@ -217,12 +219,15 @@ class Disruptor:
             proxy = self.proxy
             assert proxy is not None
             proxy.cut_to_relay = True
+            await talker.burst(MAX_IN_FLIGHT + 50)  # more than a dead path is handed
             await talker.talk_for(0.1)  # what arrived before the cut is acknowledged
             proxy.cut_to_client = True
-            await talker.burst(MAX_IN_FLIGHT + 50)  # more than a dead path is handed
-            # The client's idle timeout ends the connection; it redials through the
-            # proxy, which forwards again once the first attempt has failed.
-            await talker.talk_for(IDLE_TIMEOUT + 0.2)
+            # The client's idle timeout ends the connection (the path comes back
+            # only then: what the old one retransmitted meanwhile could arrive with
+            # no one left to hear the acknowledgement); it redials through the proxy.
+            with anyio.fail_after(5):
+                while self.connected():
+                    await talker.talk_for(0.05)
             proxy.cut_to_relay = proxy.cut_to_client = False
         with anyio.fail_after(10):
             while self.reconnects() == before:
@@ -259,7 +264,9 @@ async def test_every_frame_is_delivered_once_or_counted_dropped(
             publication = await client.publish_audio("CAaccounting", "downlink")
             await publication.wait_subscribed()
             talker = Talker(publication.write, publication)
-            disrupt = Disruptor(relay, tg, talker, lambda: client.stats.reconnects, proxy)
+            disrupt = Disruptor(
+                relay, tg, talker, lambda: client.stats.reconnects, lambda: client.connected, proxy
+            )
             with anyio.fail_after(40):
                 for _ in range(ITERATIONS[kind]):
                     await talker.talk_for(rng.uniform(0.03, 0.08))
@@ -337,7 +344,9 @@ async def test_a_bridge_accounts_for_every_frame_through_goaway_and_restarts(
                     bridge = await voice.audio_bridge.attach_caller(sid)
                     talker = Talker(bridge.publish_uplink)
                 async with bridge:
-                    disrupt = Disruptor(relay, tg, talker, lambda: bridge.stats.reconnects)
+                    disrupt = Disruptor(
+                        relay, tg, talker, lambda: bridge.stats.reconnects, lambda: bridge.connected
+                    )
                     for kind in ["goaway", "restart"] * 3:
                         await talker.talk_for(0.05)
                         await disrupt(kind)
