@@ -518,7 +518,10 @@ class AsyncAudioBridge:
 
     @property
     def stats(self) -> AudioStats:
-        """Frames and bytes in and out, frames dropped, reconnects."""
+        """Frames and bytes in and out, frames dropped, reconnects. A published frame
+        is out once the relay acknowledged it; every frame published ends up out or
+        dropped (frames the relay had not acknowledged when a session ended are sent
+        again on the next one, or dropped when stale)."""
         return self._core.stats
 
     @property

@@ -6,7 +6,19 @@ restarts or sends GOAWAY, it redials with jittered exponential backoff, sets up
 again (with a fresh token if the relay refused the old one) and replays every
 PUBLISH_NAMESPACE and SUBSCRIBE. Frames written during an outage wait in a small
 bounded queue; frames older than ``max_queue_age`` or beyond ``queue_frames`` are
-dropped and counted in :attr:`MoqtClient.stats`::
+dropped and counted in :attr:`MoqtClient.stats`.
+
+Every frame written is counted once: ``frames_out`` when the relay has
+acknowledged it (its QUIC stream), or ``dropped``. A frame handed to a session
+that ends before the relay acknowledged it (a relay restart, a link that died)
+goes back to the front of the queue and is sent on the next session, or dropped
+like any stale frame; a session the client ends itself (GOAWAY, closing) first
+waits for the acknowledgements. So once nothing is :attr:`AudioPublication.queued`
+or :attr:`AudioPublication.in_flight`, frames written = ``frames_out + dropped``
+and ``frames_out`` = frames that reached the relay, none twice. A relay that
+closes the connection without acknowledging what it received (ours acknowledge
+it in the closing packet), or a path that dies between a frame's arrival and its
+acknowledgement, can make such a frame arrive twice or count as dropped::
 
     async with MoqtClient("moqt://127.0.0.1:4443", token=token.token) as client:
         uplink = await client.publish_audio(call_sid, "uplink")
@@ -23,7 +35,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import anyio
@@ -66,6 +78,19 @@ AUTH_CLOSE_CODES = frozenset(
 AUTH_REQUEST_CODES = frozenset({0x1, 0x10, 0x12})
 #: Data stream writes waiting in the link beyond which new frames are queued instead.
 MAX_LINK_BACKLOG = 64
+#: Frames of one publication handed to a session and not yet acknowledged by the
+#: relay, beyond which new frames wait in the outage queue instead (where they age
+#: out): 5 s of 20 ms frames, the default idle timeout, so that what is sent during
+#: an outage the connection survives is retransmitted, while a path that died is
+#: not fed without bound.
+MAX_IN_FLIGHT = 256
+#: How long closing a track waits for the relay to acknowledge its last frames
+#: (those it has not acknowledged by then are counted as dropped), and how often
+#: it looks.
+CLOSE_LINGER = 1.0
+ACK_POLL_INTERVAL = 0.005
+#: The publisher priority of every audio object (that of ``moqt.AudioPublisher``).
+PUBLISHER_PRIORITY = 0
 #: Frames held back while waiting for an earlier group that was overtaken (a lost
 #: packet is retransmitted after a round trip or two; 12 frames is 240 ms of audio).
 REORDER_WINDOW = 12
@@ -91,10 +116,13 @@ class AudioStats:
 
     frames_in: int = 0
     bytes_in: int = 0
+    #: Frames the relay acknowledged (a frame is counted once it has arrived there).
     frames_out: int = 0
     bytes_out: int = 0
-    #: Frames dropped: stale or overflowing in the outage queue, overflowing a
-    #: receive buffer, or written after the call ended.
+    #: Frames dropped: stale or overflowing in the outage queue (frames a session
+    #: ended without the relay acknowledging go back to that queue), still queued
+    #: when the track or the client closed, overflowing a receive buffer, or written
+    #: after the call ended.
     dropped: int = 0
     #: Sessions set up again after the first one (link loss, relay restart, GOAWAY).
     reconnects: int = 0
@@ -144,6 +172,11 @@ class _Conn:
     link: MoqtLink | None = None
     setup_done: bool = False
     goaway: bool = False
+    #: The client is closing this session: no more frames are handed to it.
+    closing: bool = False
+    #: Publications that handed frames to this session; what the relay did not
+    #: acknowledge is settled when it ends.
+    senders: set[AudioPublication] = field(default_factory=set)
     publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher] = field(
         default_factory=dict
     )
@@ -151,6 +184,19 @@ class _Conn:
     subscribers: dict[int, tuple[AudioSubscription, moqt.AudioSubscriber]] = field(
         default_factory=dict
     )
+
+    def delivered(self, keys: tuple[int, ...]) -> bool:
+        """Whether the relay acknowledged every stream of one frame (by stream key)."""
+        link = self.link
+        if link is None or link.stream_ids is None:
+            return False
+        stream_ids = link.stream_ids
+        conn = link.conn
+        for key in keys:
+            stream_id = stream_ids.get(key)
+            if stream_id is None or conn.send_pending(stream_id):
+                return False
+        return True
 
 
 class AudioPublication:
@@ -174,7 +220,12 @@ class AudioPublication:
         #: Read each time the track is (re)started, so it may be replaced.
         self.token = token
         self._counters = _Counters()
+        #: Frames waiting for a session: (queued at, frame, timestamp).
         self._queue: deque[tuple[float, bytes, int]] = deque()
+        #: Frames handed to the session ``_in_flight_conn``, oldest first, until the
+        #: relay acknowledges them: (stream keys, queued at, frame, timestamp).
+        self._in_flight: deque[tuple[tuple[int, ...], float, bytes, int]] = deque()
+        self._in_flight_conn: _Conn | None = None
         self._next_group = 0
         self._closed = False
         #: Why the relay refused this track on the current session, if it did.
@@ -182,8 +233,17 @@ class AudioPublication:
 
     @property
     def stats(self) -> AudioStats:
-        """This track's frames and bytes out and frames dropped."""
-        return self._counters.snapshot()
+        """This track's frames and bytes out (acknowledged by the relay) and frames
+        dropped. Every frame written is counted once, as out or dropped, once it is
+        no longer :attr:`queued` or :attr:`in_flight`."""
+        # Counters first: a frame retired meanwhile is then missed, never counted twice.
+        snapshot = self._counters.snapshot()
+        frames, size = self._acknowledged()
+        if not frames:
+            return snapshot
+        return replace(
+            snapshot, frames_out=snapshot.frames_out + frames, bytes_out=snapshot.bytes_out + size
+        )
 
     @property
     def subscribers(self) -> int:
@@ -195,6 +255,26 @@ class AudioPublication:
     def queued(self) -> int:
         """Frames waiting for the session to come back."""
         return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Frames handed to the session that the relay has not acknowledged yet."""
+        return len(self._in_flight) - self._acknowledged()[0]
+
+    def _acknowledged(self) -> tuple[int, int]:
+        """Frames (and bytes) in flight that the relay has acknowledged already.
+
+        Reads only, so that stats can be taken from another thread (a sync bridge).
+        """
+        conn = self._in_flight_conn
+        if conn is None:
+            return 0, 0
+        frames = size = 0
+        for keys, _, data, _ in list(self._in_flight):
+            if conn.delivered(keys):
+                frames += 1
+                size += len(data)
+        return frames, size
 
     def _publisher(self) -> moqt.AudioPublisher | None:
         conn = self._client._conn
@@ -236,40 +316,154 @@ class AudioPublication:
         self._queue.append((time.monotonic(), bytes(frame), timestamp))
         self._flush()
 
+    def _drop(self, frames: int) -> None:
+        self._client._counters.dropped += frames
+        self._counters.dropped += frames
+
+    def _count_out(self, data: bytes) -> None:
+        counters = self._client._counters
+        mine = self._counters
+        counters.frames_out += 1
+        counters.bytes_out += len(data)
+        mine.frames_out += 1
+        mine.bytes_out += len(data)
+
     def _flush(self) -> None:
         client = self._client
-        limit = client._queue_frames
-        while len(self._queue) > limit:
-            self._queue.popleft()
-            client._counters.dropped += 1
-            self._counters.dropped += 1
+        queue = self._queue
+        overflow = len(queue) - client._queue_frames
+        if overflow > 0:
+            for _ in range(overflow):
+                queue.popleft()
+            self._drop(overflow)
         publisher = self._publisher()
         conn = client._conn
-        if publisher is None or conn is None or conn.link is None or not publisher.subscriptions:
+        if (
+            publisher is None
+            or conn is None
+            or conn.link is None
+            or not publisher.subscriptions
+            or conn.goaway
+            or conn.closing
+        ):
             return
+        link = conn.link
+        in_flight = self._in_flight
+        if in_flight:
+            if self._in_flight_conn is not conn:
+                return  # the previous session is not settled yet
+            self._retire(conn)
         oldest = time.monotonic() - client._max_queue_age
-        counters = client._counters
-        mine = self._counters
+        session = conn.session
         sent = False
-        while self._queue and conn.link.backlog < MAX_LINK_BACKLOG:
-            queued_at, data, timestamp = self._queue.popleft()
+        while queue and link.backlog < MAX_LINK_BACKLOG and len(in_flight) < MAX_IN_FLIGHT:
+            queued_at, data, timestamp = queue.popleft()
             if queued_at < oldest:
-                counters.dropped += 1
-                mine.dropped += 1
+                self._drop(1)
                 continue
             try:
-                publisher.send_frame(data, timestamp)
+                keys = self._send(session, link, publisher, data, timestamp)
             except moqt.MoqtUsageError:  # the session closed under us: keep it for later
-                self._queue.appendleft((queued_at, data, timestamp))
-                return
+                keys = None
+            if keys is None:
+                queue.appendleft((queued_at, data, timestamp))
+                break
             self._next_group += 1
-            counters.frames_out += 1
-            counters.bytes_out += len(data)
-            mine.frames_out += 1
-            mine.bytes_out += len(data)
             sent = True
+            if keys:
+                in_flight.append((keys, queued_at, data, timestamp))
+                self._in_flight_conn = conn
+                conn.senders.add(self)
+            else:  # datagrams: nothing is acknowledged, handing them over is all
+                self._count_out(data)
         if sent:
-            conn.link.kick()
+            link.kick()
+
+    def _send(
+        self,
+        session: moqt.Session,
+        link: MoqtLink,
+        publisher: moqt.AudioPublisher,
+        data: bytes,
+        timestamp: int,
+    ) -> tuple[int, ...] | None:
+        """Hand one frame to the session, as the next group, for every subscription.
+
+        Returns the keys of the streams that carry it (empty for datagrams), or None
+        if no subscription forwards objects (nothing was sent).
+        """
+        group = self._next_group
+        if self.use_datagrams:
+            forwarded = False
+            for request_id in publisher.subscriptions:
+                forwarded |= session.send_datagram(
+                    request_id,
+                    group,
+                    data,
+                    timestamp_us=timestamp,
+                    publisher_priority=PUBLISHER_PRIORITY,
+                    end_of_group=True,
+                )
+            return () if forwarded else None
+        keys = []
+        for request_id in publisher.subscriptions:
+            key = session.send_object(
+                request_id,
+                group,
+                data,
+                timestamp_us=timestamp,
+                publisher_priority=PUBLISHER_PRIORITY,
+            )
+            if key is not None:
+                keys.append(key)
+        if not keys:
+            return None
+        stream_ids = link.stream_ids
+        if stream_ids is not None:
+            for key in keys:
+                stream_ids[key] = None  # the link fills in its QUIC stream ID
+        return tuple(keys)
+
+    def _retire(self, conn: _Conn) -> None:
+        """Count the oldest frames in flight that the relay acknowledged as out."""
+        in_flight = self._in_flight
+        link = conn.link
+        assert link is not None and link.stream_ids is not None
+        stream_ids = link.stream_ids
+        while in_flight and conn.delivered(in_flight[0][0]):
+            keys, _, data, _ = in_flight.popleft()
+            for key in keys:
+                del stream_ids[key]
+            self._count_out(data)
+        if not in_flight:
+            self._in_flight_conn = None
+            conn.senders.discard(self)
+
+    def _session_ended(self, conn: _Conn, requeue: bool) -> None:
+        """Settle the frames handed to ``conn``, which has ended: those the relay
+        acknowledged are out, the others go back to the front of the queue (in
+        order, with their age) or, with ``requeue`` False, are dropped."""
+        if self._in_flight_conn is not conn:
+            return
+        stream_ids = conn.link.stream_ids if conn.link is not None else None
+        lost: list[tuple[float, bytes, int]] = []
+        for keys, queued_at, data, timestamp in self._in_flight:
+            if conn.delivered(keys):
+                self._count_out(data)
+            else:
+                lost.append((queued_at, data, timestamp))
+            if stream_ids is not None:
+                for key in keys:
+                    stream_ids.pop(key, None)
+        self._in_flight.clear()
+        self._in_flight_conn = None
+        conn.senders.discard(self)
+        if not lost:
+            return
+        if requeue:
+            self._queue.extendleft(reversed(lost))
+        else:
+            self._drop(len(lost))
 
     async def wait_subscribed(self) -> None:
         """Wait until the relay subscribes to this track (or the client ends)."""
@@ -288,7 +482,21 @@ class AudioPublication:
         conn = client._conn
         if conn is not None and conn.setup_done:
             client._withdraw(conn, self)
+        self._drop(len(self._queue))
         self._queue.clear()
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Closing: wait (at most ``CLOSE_LINGER``) for the relay to acknowledge the
+        frames in flight; those it has not by then are counted as dropped."""
+        with anyio.move_on_after(CLOSE_LINGER):
+            while (conn := self._in_flight_conn) is not None:
+                self._retire(conn)
+                if self._in_flight_conn is not None:
+                    await anyio.sleep(ACK_POLL_INTERVAL)
+        conn = self._in_flight_conn
+        if conn is not None:
+            self._session_ended(conn, requeue=False)
 
 
 class AudioSubscription:
@@ -549,7 +757,19 @@ class MoqtClient:
 
     @property
     def stats(self) -> AudioStats:
-        return self._counters.snapshot()
+        """Counters of all tracks (frames out: acknowledged by the relay)."""
+        snapshot = self._counters.snapshot()
+        conn = self._conn
+        if conn is None or not conn.senders:
+            return snapshot
+        frames = size = 0
+        for publication in list(conn.senders):
+            acknowledged, acknowledged_bytes = publication._acknowledged()
+            frames += acknowledged
+            size += acknowledged_bytes
+        return replace(
+            snapshot, frames_out=snapshot.frames_out + frames, bytes_out=snapshot.bytes_out + size
+        )
 
     @property
     def connected(self) -> bool:
@@ -805,6 +1025,9 @@ class MoqtClient:
         finally:
             self._ended = True
             self._conn = None
+            for publication in self._publications.values():
+                publication._drop(len(publication._queue))
+                publication._queue.clear()
             for subscription in self._subscriptions.values():
                 subscription._arrived.notify()
             assert self._done is not None
@@ -902,6 +1125,7 @@ class MoqtClient:
             ) as conn:
                 control = await conn.open_bidi_stream()
                 link = MoqtLink(conn, session, lambda events: self._on_events(conn_state, events))
+                link.stream_ids = {}  # which frames the relay acknowledged, see _settle
                 conn_state.link = link
                 self._conn = conn_state
                 failure: BridgeError | None = None
@@ -919,6 +1143,7 @@ class MoqtClient:
                     else:
                         await wait_any(link.finished, self._wake)
                         if not link.finished.is_set():  # closing
+                            conn_state.closing = True
                             self._finish_tracks(conn_state)
                             link.close(moqt.SessionErrorCode.NO_ERROR, "closing")
                             with anyio.move_on_after(2.0):
@@ -928,8 +1153,18 @@ class MoqtClient:
                     raise failure
         finally:
             self._conn = None
+            self._settle(conn_state)
             self._changed.notify()
         return conn_state.goaway
+
+    def _settle(self, conn: _Conn) -> None:
+        """The session ``conn`` ended and its connection is closed: each frame handed
+        to it was acknowledged by the relay (out), or was not and goes back to its
+        publication's queue for the next session (dropped if the client or the
+        track is closing). Acknowledgements are all in by now, so none is counted
+        twice or lost from the count."""
+        for publication in list(conn.senders):
+            publication._session_ended(conn, not self._closing and not publication._closed)
 
     def _setup_failure(self, session: moqt.Session) -> BridgeError:
         termination = session.termination

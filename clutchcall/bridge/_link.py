@@ -130,6 +130,11 @@ class MoqtLink:
         self._tg: anyio.abc.TaskGroup | None = None
         self._lost = False
         self._close_request: tuple[int, str] | None = None
+        #: When set (a dict), the owner enters the session stream keys it wants to
+        #: follow (value None) and the link fills in each one's QUIC stream ID as the
+        #: stream is opened: the owner can then ask the connection whether the peer
+        #: acknowledged it. The owner removes what it no longer needs.
+        self.stream_ids: dict[int, int | None] | None = None
         #: Set once the connection is gone (closed by either side or lost).
         self.finished = anyio.Event()
 
@@ -579,17 +584,14 @@ class MoqtLink:
                     stream_id = self.conn.send_uni_stream_nowait(command.data)
                 except anyio.WouldBlock:
                     return False
-                if self._queued_groups:
-                    self._handed_over(command.key, stream_id)
+                self._record(command.key, stream_id)
                 return True
             if command.open and stream is None:
                 try:
                     stream = self.conn.open_uni_stream_nowait()
                 except anyio.WouldBlock:
                     return False
-                self._out[command.key] = stream
-                if self._queued_groups:
-                    self._handed_over(command.key, stream.stream_id)
+                self._opened(command.key, stream)
             if stream is None:
                 return True
             try:
@@ -624,9 +626,7 @@ class MoqtLink:
             stream = self._out.get(command.key)
             if stream is None:
                 stream = await self.conn.open_uni_stream()
-                self._out[command.key] = stream
-                if self._queued_groups:
-                    self._handed_over(command.key, stream.stream_id)
+                self._opened(command.key, stream)
             if command.data:
                 await stream.send(command.data)
             if command.end:
@@ -636,6 +636,18 @@ class MoqtLink:
             self._stream_failed(command.key, exc)
         finally:
             self._in_flight = None
+
+    def _opened(self, key: int, stream: SendStream) -> None:
+        self._out[key] = stream
+        self._record(key, stream.stream_id)
+
+    def _record(self, key: int, stream_id: int) -> None:
+        """Outgoing stream ``key`` went to the transport as ``stream_id``."""
+        stream_ids = self.stream_ids
+        if stream_ids is not None and key in stream_ids:
+            stream_ids[key] = stream_id
+        if self._queued_groups:
+            self._handed_over(key, stream_id)
 
     def _stream_failed(self, key: int, exc: BaseException) -> None:
         """A write to outgoing stream ``key`` failed: the peer stopped it (tell the

@@ -130,6 +130,7 @@ class AudioBridge:
 
     @property
     def stats(self) -> AudioStats:
+        """As :attr:`AsyncAudioBridge.stats` (safe to read from any thread)."""
         return self._core.stats
 
     @property

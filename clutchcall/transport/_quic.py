@@ -6,9 +6,16 @@ not read buffer without limit. :class:`FlowControlledQuicConnection` instead
 grants credit for data the application has *consumed*: the peer may have at most
 one window of unread data per stream and one connection window in total.
 
-This overrides two private hooks of aioquic, which is pinned to 1.7.2; the
-transport tests prove the behaviour (a reader that stops reading stalls the
-sender instead of growing memory).
+It also closes with an acknowledgement: the packet carrying CONNECTION_CLOSE
+first acknowledges every packet received, and nothing that arrives once the close
+was asked for is processed. aioquic acknowledges after a short delay and sends
+only the close frame, so a peer could not tell the data processed in the last
+moments from the data never received; now what it sees acknowledged is exactly
+what arrived (a publisher settles its frames by that).
+
+This overrides private hooks of aioquic, which is pinned to 1.7.2; the transport
+tests prove the flow control (a reader that stops reading stalls the sender
+instead of growing memory), the frame-accounting tests the close.
 """
 
 from __future__ import annotations
@@ -17,8 +24,16 @@ import os
 import ssl
 from typing import Any
 
+from aioquic import tls
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import (
+    ACK_FRAME_CAPACITY,
+    TRANSPORT_CLOSE_FRAME_CAPACITY,
+    NetworkAddress,
+    QuicConnection,
+    QuicConnectionState,
+)
+from aioquic.quic.packet import QuicFrameType, push_ack_frame
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
@@ -112,6 +127,58 @@ class FlowControlledQuicConnection(QuicConnection):
         if sender.is_finished or sender._reset_error_code is not None:
             return 0
         return sender._buffer_stop - sender._buffer_start
+
+    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> None:
+        # Once a close is asked for, nothing more is processed, so that the
+        # acknowledgement sent with the close covers exactly what was (aioquic
+        # itself ignores what arrives once the close has been sent).
+        if self._close_pending:
+            return
+        super().receive_datagram(data, addr, now)
+
+    def _write_connection_close_frame(
+        self,
+        builder: QuicPacketBuilder,
+        epoch: tls.Epoch,
+        error_code: int,
+        frame_type: int | None,
+        reason_phrase: str,
+    ) -> None:
+        if epoch == tls.Epoch.ONE_RTT:
+            self._write_closing_ack(builder, reason_phrase)
+        super()._write_connection_close_frame(
+            builder=builder,
+            epoch=epoch,
+            error_code=error_code,
+            frame_type=frame_type,
+            reason_phrase=reason_phrase,
+        )
+
+    def _write_closing_ack(self, builder: QuicPacketBuilder, reason_phrase: str) -> None:
+        """Acknowledge every application packet received, ahead of the close frame
+        (whose room is kept: older ranges that do not fit are left out)."""
+        space = self._spaces[tls.Epoch.ONE_RTT]
+        if len(space.ack_queue) == 0:
+            return
+        close_size = TRANSPORT_CLOSE_FRAME_CAPACITY + len(reason_phrase.encode("utf8"))
+        if builder.remaining_buffer_space < ACK_FRAME_CAPACITY + close_size:
+            return
+        buf = builder.start_frame(QuicFrameType.ACK, capacity=ACK_FRAME_CAPACITY)
+        push_ack_frame(buf, space.ack_queue, 0, builder.remaining_buffer_space - close_size)
+        space.ack_at = None
+
+    def send_pending(self, stream_id: int) -> bool:
+        """Whether data or the FIN written to a stream awaits acknowledgement (False
+        for a stream that was reset, finished and discarded, or never opened)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return False
+        sender = stream.sender
+        if sender.is_finished or sender._reset_error_code is not None:
+            return False
+        return sender._buffer_stop > sender._buffer_start or (
+            sender._buffer_fin is not None and not sender._acked_fin
+        )
 
     def can_open_stream(self, *, unidirectional: bool) -> bool:
         """Whether the peer's stream limit allows one more local stream right now."""

@@ -403,6 +403,16 @@ class Connection:
         those :meth:`send_uni_stream_nowait` sent; a no-op once the stream is done."""
         self._reset_stream(stream_id, code)
 
+    def send_pending(self, stream_id: int) -> bool:
+        """Whether data or the end written to local stream ``stream_id`` still waits
+        for the peer's acknowledgement.
+
+        False once the peer acknowledged all of it, and for a stream that was reset.
+        Still answers after the connection ended: what the peer never acknowledged
+        stays pending, so the owner can tell what may not have arrived.
+        """
+        return self._quic.send_pending(stream_id)
+
     async def accept_stream(self) -> Stream | ReceiveStream:
         """Wait for the next stream opened by the peer."""
         await anyio.lowlevel.checkpoint()
@@ -702,10 +712,13 @@ class Connection:
             await self._progress.wait()
 
     async def _wait_sent(self, stream_id: int | None = None) -> None:
-        """Wait until queued stream data (of one or all streams) is acknowledged."""
+        """Wait until queued stream data (of one or all streams) is acknowledged;
+        all streams include those written without a stream object
+        (:meth:`send_uni_stream_nowait`)."""
+        quic = self._quic
         while self._lost is None:
-            ids = [stream_id] if stream_id is not None else list(self._streams)
-            if not any(self._quic.send_buffer_size(i) for i in ids):
+            ids = [stream_id] if stream_id is not None else list(quic._streams)
+            if not any(quic.send_pending(i) for i in ids):
                 return
             await self._progress.wait()
 
