@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev",
         help="run the local dev engine",
         description="Run the dev engine on localhost and print one JSON line "
-        "(base_url, relay_url, api_key, org_id, relay_ca_file) once it is ready. "
+        "(base_url, relay_url, api_key, org_id, relay_ca_file, softphone_url) once it is "
+        "ready; open softphone_url in a browser to talk into calls. "
         "Stop it with Ctrl-C.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -34,6 +34,7 @@ from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
 from .relay import Relay
+from .softphone import softphone_routes
 
 if TYPE_CHECKING:
     from .._control._async_client import AsyncVoice
@@ -159,7 +160,7 @@ class Engine:
             raise
         media_route = Route("/_dev/calls/{sid}/media", self._media_endpoint, methods=["GET"])
         config = uvicorn.Config(
-            build_app(self.store, self.faults, extra_routes=[media_route]),
+            build_app(self.store, self.faults, extra_routes=[media_route, *softphone_routes(self)]),
             log_level="error",
             access_log=False,
             lifespan="off",
@@ -213,6 +214,7 @@ class Engine:
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
             others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
+            callers_present=lambda sid: relay.sessions(sid, exclude=members, role="caller") > 0,
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
@@ -354,6 +356,11 @@ class Engine:
         return None if self._relay is None else self._relay.webtransport_url
 
     @property
+    def softphone_url(self) -> str:
+        """The browser softphone page (see :mod:`clutchcall.dev.softphone`)."""
+        return f"{self.base_url}/softphone"
+
+    @property
     def relay_ca_file(self) -> str | None:
         """PEM file of the relay's self-signed certificate: pass it as ``verify=``."""
         return None if self._cert_dir is None else str(self._cert_dir / "cert.pem")
@@ -370,6 +377,7 @@ class Engine:
             "api_key": self.api_key,
             "org_id": self.org_id,
             "relay_ca_file": self.relay_ca_file,
+            "softphone_url": self.softphone_url,
         }
 
     def voice(self, **options: Any) -> Voice:
