@@ -2,7 +2,7 @@
 // Everything goes through the page's backend (/softphone/api: a page token bound to
 // one call, never the API key) and the relay, with the module a page of yours uses.
 
-import { audioBridge, captureMicrophone, dbfs, OpusPlayer } from "./index.js";
+import { audioBridge, captureMicrophone, dbfs, OpusPlayer } from "./clutchcall.js";
 
 const ECHO_NUMBER = "+15005550004";
 const POLL_MS = 500;
@@ -219,21 +219,27 @@ async function begin(request) {
   }
 }
 
+/** Show a fresh snapshot of the call; end the media once the call is over. @param {any} call */
+async function applyCall(call) {
+  const previous = state.call;
+  if (previous !== null && ENDED.has(previous.status)) return;
+  if (call.status !== previous?.status) log(`status: ${call.status}${call.endReason ? ` (${call.endReason})` : ""}`);
+  if (call.agent !== previous?.agent) log(`agent: ${call.agent ?? "none"}`);
+  state.call = call;
+  state.status = call.status;
+  showCall();
+  if (ENDED.has(call.status)) {
+    await stopMedia();
+    log("call over");
+    setInCall(false);
+    $("call-panel").hidden = false;
+  }
+}
+
 async function poll() {
   if (state.pageToken !== null && state.call !== null && !ENDED.has(state.call.status)) {
     try {
-      const call = await api("call");
-      if (call.status !== state.call.status) log(`status: ${call.status}${call.endReason ? ` (${call.endReason})` : ""}`);
-      if (call.agent !== state.call.agent) log(`agent: ${call.agent ?? "none"}`);
-      state.call = call;
-      state.status = call.status;
-      showCall();
-      if (ENDED.has(call.status)) {
-        await stopMedia();
-        log("call over");
-        setInCall(false);
-        $("call-panel").hidden = false;
-      }
+      await applyCall(await api("call"));
     } catch (error) {
       log(`status poll failed: ${error instanceof Error ? error.message : error}`);
     }
@@ -263,9 +269,8 @@ async function init() {
   });
   $("hangup").addEventListener("click", async () => {
     try {
-      state.call = await api("hangup", { method: "POST", body: {} });
-      showCall();
-      log("hung up");
+      log("hanging up");
+      await applyCall(await api("hangup", { method: "POST", body: {} }));
     } catch (error) {
       log(`hang up failed: ${error instanceof Error ? error.message : error}`);
     }
@@ -273,8 +278,7 @@ async function init() {
   $("transfer").addEventListener("click", async () => {
     const agent = /** @type {HTMLSelectElement} */ ($("transfer-agent")).value;
     try {
-      state.call = await api("transfer", { method: "POST", body: { agent } });
-      showCall();
+      await applyCall(await api("transfer", { method: "POST", body: { agent } }));
       log(`transferred to ${agent}`);
     } catch (error) {
       log(`transfer failed: ${error instanceof Error ? error.message : error}`);
