@@ -87,7 +87,7 @@ def test_authorization_token_vectors(vector: dict[str, Any]) -> None:
 )
 def test_message_vectors(vector: dict[str, Any]) -> None:
     message = _message(vector)
-    assert message.TYPE == vector["type"]
+    assert vector["type"] == message.TYPE
     assert m.encode_message(message).hex() == vector["hex"]
     decoded = m.ControlStreamParser().feed(bytes.fromhex(vector["hex"]))
     assert decoded == [message]
