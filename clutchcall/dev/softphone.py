@@ -144,7 +144,11 @@ class Softphone:
 
     async def _static(self, request: Request) -> Response:
         name = request.path_params["name"]
-        return self._file(name, CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "text/plain"))
+        response = self._file(name, CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "text/plain"))
+        # Public files: a page on another origin may import the modules from here
+        # (module scripts and worklets are fetched in CORS mode).
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
     @staticmethod
     def _file(name: str, media_type: str) -> Response:

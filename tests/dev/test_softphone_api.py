@@ -45,4 +45,7 @@ def test_page_requests_need_the_page_token_and_the_same_origin(engine: Engine) -
         )
         assert http.get("/softphone/eslint.config.js").status_code == 404
         assert http.get("/softphone/node_modules").status_code == 404
-        assert http.get("/softphone/wire.js").headers["content-type"].startswith("text/javascript")
+        module = http.get("/softphone/clutchcall.js")
+        assert module.headers["content-type"].startswith("text/javascript")
+        assert module.headers["access-control-allow-origin"] == "*"
+        assert "attachCaller" in module.text

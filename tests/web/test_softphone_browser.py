@@ -121,7 +121,7 @@ def browser(mic_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             executable_path=str(CHROMIUM),
             headless=True,
             args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic_wav}"],
-            viewport={"width": 1100, "height": 900},
+            viewport={"width": 1000, "height": 740},
         )
         try:
             yield context
