@@ -419,3 +419,24 @@ def test_player_underrun_plays_silence_not_glitches(page: Any) -> None:
     # ...and no click: no step between samples beyond what a 0.3-amplitude 440 Hz sine
     # (0.017 per sample) plus codec noise makes, at underruns and restarts included.
     assert float(np.max(np.abs(np.diff(played)))) < 0.06
+
+
+def test_bridge_redials_and_replays_its_tracks_when_the_relay_restarts(
+    page: Any, web_engine: Engine
+) -> None:
+    state = dial(page, ECHO_NUMBER)
+    web_engine.stop_relay()
+    time.sleep(0.3)
+    web_engine.start_relay()  # same port, same certificate: the page's hash still holds
+    reconnected = wait_for(
+        lambda: (page_state(page)["bridge"] or {}).get("reconnects", 0) >= 1, 15, "a redial"
+    )
+    assert reconnected
+    # The echo comes back on the new session: both tracks were replayed.
+    after = page_state(page)["framesIn"]
+    wait_for(lambda: page_state(page)["framesIn"] >= after + 25, 10, "audio after the redial")
+    played = _samples(page.evaluate(RECORD_JS, 1300))
+    assert dominant_frequency(played) == pytest.approx(MIC_TONE, abs=5)
+    assert page_state(page)["error"] is None
+    page.click("#hangup")
+    assert state["callSid"]
