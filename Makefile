@@ -41,7 +41,7 @@ lint: $(STAMP) weblint
 	$(BIN)/mypy
 
 weblint: $(NODE_STAMP)
-	cd $(WEB) && node_modules/.bin/tsc -p tsconfig.json
+	cd $(WEB) && node_modules/.bin/tsc -p tsconfig.json --checkJs --noEmit
 	$(WEB)/node_modules/.bin/eslint -c $(WEB)/eslint.config.js $(WEB) tests/web
 
 format: $(STAMP)
