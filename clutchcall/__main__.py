@@ -79,9 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev",
         help="run the local dev engine",
         description="Run the dev engine on localhost and print one JSON line "
-        "(base_url, relay_url, api_key, org_id, relay_ca_file) once it is ready. "
-        "Stop it with Ctrl-C. If a part of the engine dies (its relay, say), it "
-        "says why on stderr and exits with status 1.",
+        "(base_url, relay_url, api_key, org_id, relay_ca_file, softphone_url) once it is "
+        "ready; open softphone_url in a browser to talk into calls. Stop it with Ctrl-C. "
+        "If a part of the engine dies (its relay, say), it says why on stderr and exits "
+        "with status 1.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8765, help="HTTP port, 0 for any (default 8765)")

@@ -10,7 +10,14 @@ each call's tracks under that call's token):
   payload (:func:`speech_frame`) on ``uplink`` every 20 ms in real time, with
   timestamps ``seq * 20_000`` microseconds;
 - the echo callee (+15005550004) sends each downlink frame straight back on
-  ``uplink``, payload and timestamp unchanged.
+  ``uplink``, payload and timestamp unchanged. When a client holds the call in
+  the ``caller`` role (a browser softphone, ``attach_caller``), that client *is*
+  the far end's voice, so the echo turns around: the callee joins as the
+  ``server`` role instead and sends each ``uplink`` frame back on ``downlink``
+  (payload and timestamp unchanged), so the caller hears itself. Only one
+  direction runs at a time (both would feed each other in a loop); the callee
+  switches when callers come or go. Its ``downlink`` yields to any other
+  publisher of that track (an agent, a server bridge), as its ``uplink`` does.
 
 It leaves when the call ends, or when nobody else has been on the call's
 media for :data:`IDLE_LEAVE_SECONDS`. :class:`MediaCounters` are what the far
@@ -109,16 +116,31 @@ class Callees:
         relay_url: Callable[[], str],
         cert_sha256: str,
         others_present: Callable[[str], bool],
+        callers_present: Callable[[str], bool] = lambda sid: False,
     ) -> None:
         self.store = store
         self._others_present = others_present
+        self._callers_present = callers_present
         self._lock = threading.Lock()
         self._media: dict[str, MediaCounters] = {}
         self._running: dict[str, anyio.CancelScope] = {}
+        #: Whether each running echo callee loops uplink back to a caller.
+        self._looping: dict[str, bool] = {}
         self._last_seen: dict[str, float] = {}
         self._pool = MemberPool(
             store,
             "caller",
+            relay_url=relay_url,
+            cert_sha256=cert_sha256,
+            implementation=CALLEE_IMPLEMENTATION,
+            queue_frames=10,
+            max_queue_age=0.2,
+        )
+        #: The echo callee's other side: it answers a caller-role client in the
+        #: server role, on a connection of its own.
+        self._loop_pool = MemberPool(
+            store,
+            "server",
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=CALLEE_IMPLEMENTATION,
@@ -159,20 +181,27 @@ class Callees:
             live = call.status(now) == "in_progress" and call.callee in (*SPEAKING, Callee.ECHO)
             idle = wall - self._last_seen.get(call.sid, 0.0) > IDLE_LEAVE_SECONDS
             running = self._running.get(call.sid)
+            loop = call.callee is Callee.ECHO and self._callers_present(call.sid)
             if live and not idle and running is None:
                 scope = anyio.CancelScope()
                 self._running[call.sid] = scope
-                tg.start_soon(self._callee, call, scope)
-            elif running is not None and (not live or idle):
-                running.cancel()
+                self._looping[call.sid] = loop
+                tg.start_soon(self._callee, call, scope, loop)
+            elif running is not None and (
+                not live or idle or (call.callee is Callee.ECHO and self._looping[call.sid] != loop)
+            ):
+                running.cancel()  # restarted in the right direction at the next scan
             if call.ending(now) is not None and running is None:
                 self._last_seen.pop(call.sid, None)
 
-    async def _callee(self, call: CallRecord, scope: anyio.CancelScope) -> None:
+    async def _callee(self, call: CallRecord, scope: anyio.CancelScope, loop: bool) -> None:
         with self._lock:
             media = self._media.setdefault(call.sid, MediaCounters(call.sid))
         try:
             with scope:
+                if loop:
+                    await self._loop_back(call, media)
+                    return
                 async with self._pool.join(call) as member:
                     downlink = await member.subscribe(tokens.DOWNLINK)
                     uplink = await member.publish(tokens.UPLINK)
@@ -204,6 +233,26 @@ class Callees:
             with media.lock:
                 media.joined = False
             self._running.pop(call.sid, None)
+            self._looping.pop(call.sid, None)
+
+    async def _loop_back(self, call: CallRecord, media: MediaCounters) -> None:
+        """The echo callee facing a caller-role client: each uplink frame goes back
+        on downlink (counted as received on uplink and sent on downlink)."""
+        async with self._loop_pool.join(call) as member:
+            uplink = await member.subscribe(tokens.UPLINK)
+            downlink = await member.publish(tokens.DOWNLINK)
+            with media.lock:
+                media.joined = True
+
+            def echo(frame: AudioFrame) -> None:
+                downlink.write_nowait(frame.data, frame.timestamp_us)
+                with media.lock:
+                    media.uplink.add(frame.data, frame.timestamp_us)
+                    media.downlink.add(frame.data, frame.timestamp_us)
+
+            uplink.on_frame = echo
+            async for _ in uplink:
+                pass
 
     @staticmethod
     def _count_downlink(media: MediaCounters, frame: AudioFrame) -> None:

@@ -38,6 +38,7 @@ from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
 from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay
+from .softphone import softphone_routes
 
 if TYPE_CHECKING:
     from .._control._async_client import AsyncVoice
@@ -196,7 +197,11 @@ class Engine:
         fault_route = Route("/_dev/relay/fail", self._fail_relay_endpoint, methods=["POST"])
         config = uvicorn.Config(
             _FailedGuard(
-                build_app(self.store, self.faults, extra_routes=[media_route, fault_route]),
+                build_app(
+                    self.store,
+                    self.faults,
+                    extra_routes=[media_route, fault_route, *softphone_routes(self)],
+                ),
                 lambda: self._failure,
             ),
             log_level="error",
@@ -256,6 +261,7 @@ class Engine:
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
             others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
+            callers_present=lambda sid: relay.sessions(sid, exclude=members, role="caller") > 0,
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
@@ -470,6 +476,11 @@ class Engine:
         return None if self._relay is None else self._relay.webtransport_url
 
     @property
+    def softphone_url(self) -> str:
+        """The browser softphone page (see :mod:`clutchcall.dev.softphone`)."""
+        return f"{self.base_url}/softphone"
+
+    @property
     def relay_ca_file(self) -> str | None:
         """PEM file of the relay's self-signed certificate: pass it as ``verify=``."""
         return None if self._cert_dir is None else str(self._cert_dir / "cert.pem")
@@ -488,6 +499,7 @@ class Engine:
             "api_key": self.api_key,
             "org_id": self.org_id,
             "relay_ca_file": self.relay_ca_file,
+            "softphone_url": self.softphone_url,
         }
 
     def voice(self, **options: Any) -> Voice:

@@ -239,14 +239,24 @@ class Relay:
         return count
 
     def sessions(
-        self, call_sid: str | None = None, *, exclude: str | tuple[str, ...] | None = None
+        self,
+        call_sid: str | None = None,
+        *,
+        exclude: str | tuple[str, ...] | None = None,
+        role: str | None = None,
     ) -> int:
-        """Authenticated sessions (of one call, if given; not counting clients whose
-        MOQT_IMPLEMENTATION is ``exclude``, or one of them)."""
+        """Authenticated sessions (of one call, if given, and holding that call in
+        ``role``, if given; not counting clients whose MOQT_IMPLEMENTATION is
+        ``exclude``, or one of them)."""
         skip = (exclude,) if isinstance(exclude, str) else (exclude or ())
         if call_sid is not None:
             peers = self._by_call.get(call_sid, ())
-            return sum(1 for peer in peers if peer.implementation not in skip)
+            return sum(
+                1
+                for peer in peers
+                if peer.implementation not in skip
+                and (role is None or (call_sid, role) in peer.grants)
+            )
         return sum(
             1 for peer in self._peers if peer.claims is not None and peer.implementation not in skip
         )

@@ -136,7 +136,17 @@ def test_cli_prints_one_ready_line_and_stops_on_sigterm() -> None:
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        assert set(info) == {"base_url", "relay_url", "api_key", "org_id", "relay_ca_file"}
+        assert set(info) == {
+            "base_url",
+            "relay_url",
+            "api_key",
+            "org_id",
+            "relay_ca_file",
+            "softphone_url",
+        }
+        page = httpx.get(info["softphone_url"])
+        assert page.status_code == 200
+        assert "clutchcall softphone" in page.text
         response = httpx.get(
             f"{info['base_url']}/v1/orgs/{info['org_id']}/calls/CA{'0' * 32}",
             headers={"Authorization": f"Bearer {info['api_key']}"},
