@@ -21,9 +21,9 @@ from clutchcall import (
     ConflictError,
     NotFoundError,
 )
+from clutchcall.bridge import MoqtClient
 from clutchcall.dev import Engine, tokens
 from clutchcall.moqt import (
-    MoqtClient,
     PublishNamespaceErrorCode,
     SessionErrorCode,
     SubscribeErrorCode,
