@@ -17,16 +17,16 @@ _EXPORTS: dict[str, str] = {
     "AudioCodec": "clutchcall_api.models",
     "CallStatus": "clutchcall_api.models",
     "EndReason": "clutchcall_api.models",
-    "AsyncAgents": "clutchcall._control._async_client",
-    "AsyncCall": "clutchcall._control._async_client",
-    "AsyncCalls": "clutchcall._control._async_client",
-    "AsyncVoice": "clutchcall._control._async_client",
-    "Agents": "clutchcall._control._sync_client",
-    "Call": "clutchcall._control._sync_client",
-    "Calls": "clutchcall._control._sync_client",
-    "Voice": "clutchcall._control._sync_client",
-    "APIResponse": "clutchcall._control._raw",
-    "BridgeToken": "clutchcall._control._base",
+    "AsyncAgents": "clutchcall._control",
+    "AsyncCall": "clutchcall._control",
+    "AsyncCalls": "clutchcall._control",
+    "AsyncVoice": "clutchcall._control",
+    "Agents": "clutchcall._control",
+    "Call": "clutchcall._control",
+    "Calls": "clutchcall._control",
+    "Voice": "clutchcall._control",
+    "APIResponse": "clutchcall._control",
+    "BridgeToken": "clutchcall._control",
     "AsyncAudioBridge": "clutchcall.bridge",
     "AsyncAudioBridges": "clutchcall.bridge",
     "AudioBridge": "clutchcall.bridge",
@@ -121,10 +121,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from clutchcall_api.models import AudioCodec, CallStatus, EndReason
 
-    from ._control._async_client import AsyncAgents, AsyncCall, AsyncCalls, AsyncVoice
-    from ._control._base import BridgeToken
-    from ._control._raw import APIResponse
-    from ._control._sync_client import Agents, Call, Calls, Voice
+    from ._control import (
+        Agents,
+        APIResponse,
+        AsyncAgents,
+        AsyncCall,
+        AsyncCalls,
+        AsyncVoice,
+        BridgeToken,
+        Call,
+        Calls,
+        Voice,
+    )
     from .bridge import AsyncAudioBridge, AsyncAudioBridges, AudioBridge, AudioBridges
     from .errors import (
         APIConnectionError,

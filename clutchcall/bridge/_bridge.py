@@ -1,6 +1,6 @@
 """The audio bridge on :class:`~clutchcall.AsyncVoice`: ``voice.audio_bridge``.
 
-A bridge is one :class:`~clutchcall.bridge.MoqtClient` session on the relay for
+A bridge is one :class:`~clutchcall.moqnet.MoqtClient` session on the relay for
 one call and one side: ``attach`` is the server side (subscribe ``uplink``,
 publish ``downlink``), ``attach_caller`` the caller side (the reverse). Received
 frames go, one at a time and in order, to the current callback and to every
@@ -41,18 +41,17 @@ import anyio
 import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
-from ..errors import InvalidArgumentError
-from ._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
-from ._client import (
+from ..errors import BridgeClosedError, InvalidArgumentError
+from ..moqnet import (
     AudioFrame,
     AudioPublication,
     AudioStats,
     AudioSubscription,
     MoqtClient,
+    SharedClient,
 )
-from ._link import Signal
-from ._shared import SharedClient
-from .errors import BridgeClosedError
+from ..moqnet._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
+from ..moqnet.link import Signal
 
 if TYPE_CHECKING:
     from .._control._async_client import AsyncVoice

@@ -25,9 +25,9 @@ import anyio.to_thread
 from anyio.from_thread import BlockingPortal
 from clutchcall_api.models import AudioCodec
 
+from ..errors import BridgeClosedError
+from ..moqnet import AudioFrame, AudioStats
 from ._bridge import BridgeCore, BridgeRegistry, FrameCallback, FrameIterator
-from ._client import AudioFrame, AudioStats
-from .errors import BridgeClosedError
 
 if TYPE_CHECKING:
     from .._control._base import BridgeToken

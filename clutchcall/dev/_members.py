@@ -1,6 +1,6 @@
 """How the engine's own call members (simulated callees, agents) join the relay.
 
-All members of one kind share one :class:`~clutchcall.bridge.MoqtClient` (one QUIC
+All members of one kind share one :class:`~clutchcall.moqnet.MoqtClient` (one QUIC
 connection and MoQT session): each call's tracks carry a bridge token of their
 own, minted by the engine, the way an SDK client multiplexes its bridges. A busy
 engine so pays one connection's packets and timers for its members, not one per
@@ -16,9 +16,8 @@ from typing import Any
 
 import anyio
 
-from ..bridge._client import AudioPublication, AudioSubscription, MoqtClient
-from ..bridge._shared import SharedClient
-from ..bridge.errors import BridgeClosedError
+from ..errors import BridgeClosedError
+from ..moqnet import AudioPublication, AudioSubscription, MoqtClient, SharedClient
 from . import tokens
 from ._state import CallRecord, Store
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioPublication, AudioSubscription
+from ..moqnet import AudioPublication, AudioSubscription
 from . import tokens
 from ._members import MemberPool
 from ._state import CallRecord, Store

@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioFrame
+from ..moqnet import AudioFrame
 from . import tokens
 from ._members import MemberPool
 from ._state import Callee, CallRecord, Store

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..bridge._client import AudioFrame
+from ..moqnet import AudioFrame
 from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import GuardedH11Protocol, Problem, build_app, problem_response
@@ -41,8 +41,7 @@ from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay
 from .softphone import softphone_routes
 
 if TYPE_CHECKING:
-    from .._control._async_client import AsyncVoice
-    from .._control._sync_client import Voice
+    from .. import AsyncVoice, Voice
 
 DEFAULT_ORG_ID = "org_dev"
 DEFAULT_API_KEY = "cc_dev_local_key"
@@ -504,14 +503,14 @@ class Engine:
 
     def voice(self, **options: Any) -> Voice:
         """A :class:`~clutchcall.Voice` client for this engine (close it when done)."""
-        from .._control._sync_client import Voice
+        from .. import Voice
 
         self._check()
         return Voice(**{**self._client_options(), **options})
 
     def async_voice(self, **options: Any) -> AsyncVoice:
         """An :class:`~clutchcall.AsyncVoice` client for this engine."""
-        from .._control._async_client import AsyncVoice
+        from .. import AsyncVoice
 
         self._check()
         return AsyncVoice(**{**self._client_options(), **options})

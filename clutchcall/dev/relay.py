@@ -57,7 +57,7 @@ import anyio
 import anyio.abc
 
 from .. import moqt, transport
-from ..bridge._link import BacklogLimit, MoqtLink
+from ..moqnet import BacklogLimit, MoqtLink
 from ..moqt.wire import NeedMoreData, Reader
 from ..transport import Connection, ConnectionKind
 from . import tokens
@@ -78,7 +78,7 @@ SWEEP_INTERVAL = 0.1
 SUBSCRIBER_BACKLOG_BYTES = 2 << 20
 """Per track a session subscribes to, the most it may hold of forwarded objects
 it has not acknowledged yet (each counted with its stream's overhead, see
-:data:`~clutchcall.bridge._link.GROUP_OVERHEAD`); past it the relay drops that
+:data:`~clutchcall.moqnet.GROUP_OVERHEAD`); past it the relay drops that
 session's oldest groups. A call's audio (50 frames a second) counts for about
 60 KB a second, so this is far more than any track holds for
 :data:`SUBSCRIBER_BACKLOG_AGE`; it bounds a publisher that sends much more."""

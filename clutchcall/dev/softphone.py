@@ -55,7 +55,7 @@ from ..errors import APIStatusError, ClutchCallError, InvalidArgumentError
 from ._state import MAGIC_NUMBERS
 
 if TYPE_CHECKING:
-    from .._control._async_client import AsyncCall, AsyncVoice
+    from .. import AsyncCall, AsyncVoice
     from .engine import Engine
 
 #: Seconds a page token stays valid.

@@ -21,8 +21,8 @@ from clutchcall import (
     ConflictError,
     NotFoundError,
 )
-from clutchcall.bridge import MoqtClient
 from clutchcall.dev import Engine, tokens
+from clutchcall.moqnet import MoqtClient
 from clutchcall.moqt import (
     PublishNamespaceErrorCode,
     SessionErrorCode,

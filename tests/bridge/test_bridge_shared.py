@@ -13,8 +13,8 @@ from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
 from bridge_helpers import ANSWERS, ECHO, answered_call, callee_joined, seq_of, until
 
 from clutchcall import AsyncAudioBridge, AsyncVoice, BridgeAuthError
-from clutchcall.bridge import MoqtClient
 from clutchcall.dev import Engine, tokens
+from clutchcall.moqnet import MoqtClient
 from clutchcall.moqt import PublishNamespaceErrorCode, SubscribeErrorCode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._client import MoqtClient
+from .client import MoqtClient
 
 M = TypeVar("M")
 

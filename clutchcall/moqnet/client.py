@@ -42,18 +42,20 @@ import anyio
 import anyio.lowlevel
 
 from .. import moqt, transport
-from ..errors import APIConnectionError, APIStatusError, InternalServerError, RateLimitError
-from ..transport import ConnectionKind
-from ..transport._quic import Verify
-from ._background import spawn
-from ._link import MoqtLink, Signal, wait_any
-from .errors import (
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
     BridgeAuthError,
     BridgeClosedError,
     BridgeConnectError,
     BridgeError,
     BridgeTrackError,
+    InternalServerError,
+    RateLimitError,
 )
+from ..transport import ConnectionKind, Verify
+from ._background import spawn
+from .link import MoqtLink, Signal, wait_any
 
 logger = logging.getLogger(__name__)
 # Backoff jitter from a private generator: the application's global `random` state is
