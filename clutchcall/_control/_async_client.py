@@ -29,7 +29,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
-from ..bridge import AsyncAudioBridges
+from ..bridge import AsyncAudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
 from ._async_transport import AsyncClientTransport, AsyncRetryTransport
 from ._base import (
@@ -432,7 +432,15 @@ class AsyncVoice:
         self._http = httpx.AsyncClient(transport=transport, **client_kwargs(config))
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)
-        self.audio_bridge = AsyncAudioBridges(self)
+        self.audio_bridge = AsyncAudioBridges(
+            BridgeSettings(
+                relay_url=config.relay_url,
+                relay_host=config.relay_host,
+                verify=config.verify,
+                share_connections=config.share_bridge_connections,
+            ),
+            self.calls.create_bridge_token,
+        )
 
     @property
     def base_url(self) -> str:

@@ -31,7 +31,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
-from ..bridge import AudioBridges
+from ..bridge import AudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
 from ._base import (
     REQUEST_OPTIONS,
@@ -430,7 +430,15 @@ class Voice:
         self._http = httpx.Client(transport=transport, **client_kwargs(config))
         self.calls = Calls(self)
         self.agents = Agents(self)
-        self.audio_bridge = AudioBridges(self)
+        self.audio_bridge = AudioBridges(
+            BridgeSettings(
+                relay_url=config.relay_url,
+                relay_host=config.relay_host,
+                verify=config.verify,
+                share_connections=config.share_bridge_connections,
+            ),
+            self.calls.create_bridge_token,
+        )
 
     @property
     def base_url(self) -> str:

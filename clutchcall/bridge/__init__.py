@@ -25,7 +25,14 @@ from ..moqnet import (
     MoqtClient,
     monotonic_us,
 )
-from ._bridge import AsyncAudioBridge, AsyncAudioBridges, FrameCallback, FrameIterator
+from ._bridge import (
+    AsyncAudioBridge,
+    AsyncAudioBridges,
+    BridgeGrant,
+    BridgeSettings,
+    FrameCallback,
+    FrameIterator,
+)
 from ._sync import AudioBridge, AudioBridges
 
 __all__ = [
@@ -41,6 +48,8 @@ __all__ = [
     "BridgeClosedError",
     "BridgeConnectError",
     "BridgeError",
+    "BridgeGrant",
+    "BridgeSettings",
     "BridgeTrackError",
     "FrameCallback",
     "FrameIterator",

@@ -33,9 +33,11 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -52,27 +54,47 @@ from ..moqnet import (
 )
 from ..moqnet._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ..moqnet.link import Signal
-
-if TYPE_CHECKING:
-    from .._control._async_client import AsyncVoice
-    from .._control._base import BridgeToken
-    from .._control._config import ClientConfig
+from ..moqt import VoiceRole, VoiceTrack
+from ..transport import Verify
 
 logger = logging.getLogger(__name__)
 
 #: ``callback(frame, timestamp_us)``; may return an awaitable (it is awaited).
 FrameCallback = Callable[[bytes, int], Any]
-MintToken = Callable[[str, str], Awaitable["BridgeToken"]]
 
 DEFAULT_RELAY_PORT = 443
 TOKEN_REFRESH_MARGIN = 30.0
 ITERATOR_BUFFER_FRAMES = 500
 
-ROLE_TRACKS = {"server": ("uplink", "downlink"), "caller": ("downlink", "uplink")}
+
+class BridgeGrant(Protocol):
+    """A bridge token, as the bridges use it (:class:`clutchcall.BridgeToken` is one)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
+
+    @property
+    def relay_url(self) -> str | None: ...
 
 
-class _Config(Protocol):
-    _config: ClientConfig
+#: ``mint(call_sid, role)``: a new bridge token for that call and role (the client's
+#: ``calls.create_bridge_token``).
+MintToken = Callable[[str, VoiceRole], Awaitable[BridgeGrant]]
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """What the bridges of one client take from its settings."""
+
+    #: The relay to dial (None: the URL a bridge token names, else ``relay_host``).
+    relay_url: str | None
+    relay_host: str
+    verify: Verify = True
+    #: Bridges to one relay share a QUIC connection (per role and event loop).
+    share_connections: bool = True
 
 
 def _check_options(codec: AudioCodec | str, sample_rate: int, channels: int, frame_ms: int) -> str:
@@ -140,7 +162,7 @@ class BridgeCore:
         self,
         owner: BridgeRegistry,
         call_sid: str,
-        role: str,
+        role: VoiceRole,
         *,
         codec: str,
         sample_rate: int,
@@ -148,20 +170,21 @@ class BridgeCore:
         frame_ms: int,
         callback: FrameCallback | None,
         mint: MintToken,
-        config: ClientConfig,
+        settings: BridgeSettings,
     ) -> None:
         self.owner = owner
         self.call_sid = call_sid
         self.role = role
-        self.receive_track, self.send_track = ROLE_TRACKS[role]
+        self.receive_track = role.subscribes
+        self.send_track = role.publishes
         self.codec = codec
         self.sample_rate = sample_rate
         self.channels = channels
         self.frame_ms = frame_ms
         self.callback = callback
         self._mint = mint
-        self._config = config
-        self._token: BridgeToken | None = None
+        self._settings = settings
+        self._token: BridgeGrant | None = None
         self.client: MoqtClient | None = None
         self._pool: SharedClient[BridgeCore] | None = None
         self._reconnects_at_join = 0
@@ -190,11 +213,11 @@ class BridgeCore:
             or token.expires_at.timestamp() - time.time() < TOKEN_REFRESH_MARGIN
         ):
             token = self._token = await self._mint(self.call_sid, self.role)
-        config = self._config
+        settings = self._settings
         url = (
-            config.relay_url
+            settings.relay_url
             or token.relay_url
-            or f"moqt://{config.relay_host}:{DEFAULT_RELAY_PORT}"
+            or f"moqt://{settings.relay_host}:{DEFAULT_RELAY_PORT}"
         )
         return url, token.token
 
@@ -202,7 +225,7 @@ class BridgeCore:
         self._call_soon = threadsafe_caller()
         track_token: str | None = None
         pool: SharedClient[BridgeCore] | None = None
-        if self._config.share_bridge_connections:
+        if self._settings.share_connections:
             url, token = await self._credentials(False)
             pool = self.owner._pool_for(self, url)
         if pool is not None:
@@ -211,7 +234,7 @@ class BridgeCore:
             self._pool = pool
             self._reconnects_at_join = client.stats.reconnects
         else:
-            client = MoqtClient(credentials=self._credentials, verify=self._config.verify)
+            client = MoqtClient(credentials=self._credentials, verify=self._settings.verify)
         self.client = client
         try:
             if pool is None:
@@ -220,8 +243,7 @@ class BridgeCore:
                 self.call_sid, self.receive_track, token=track_token
             )
             self._subscription.on_frame = self._on_frame
-            # The subscription's own wake-up (its end included) wakes the dispatcher.
-            self._work = self._subscription._arrived
+            self._subscription.on_end = self._work.notify
             self._publication = await client.publish_audio(
                 self.call_sid, self.send_track, token=track_token
             )
@@ -342,7 +364,7 @@ class BridgeCore:
 
     # -- operations --------------------------------------------------------------------
 
-    def publish(self, track: str, frame: bytes, timestamp_us: int | None) -> None:
+    def publish(self, track: VoiceTrack, frame: bytes, timestamp_us: int | None) -> None:
         if track != self.send_track:
             raise InvalidArgumentError(
                 f"a {self.role}-side bridge publishes {self.send_track}, not {track}"
@@ -356,20 +378,20 @@ class BridgeCore:
             return
         publication.write_nowait(frame, timestamp_us)
 
-    def set_callback(self, track: str, callback: FrameCallback | None) -> None:
+    def set_callback(self, track: VoiceTrack, callback: FrameCallback | None) -> None:
         self._check_receive(track)
         _check_callback(callback, f"on_{track}")
         self.callback = callback
         self._work.notify()
 
-    def iterate(self, track: str) -> FrameIterator:
+    def iterate(self, track: VoiceTrack) -> FrameIterator:
         self._check_receive(track)
         iterator = FrameIterator(self)
         self._iterators.add(iterator)
         self._work.notify()
         return iterator
 
-    def _check_receive(self, track: str) -> None:
+    def _check_receive(self, track: VoiceTrack) -> None:
         if track != self.receive_track:
             raise InvalidArgumentError(
                 f"a {self.role}-side bridge receives {self.receive_track}, not {track}"
@@ -398,8 +420,8 @@ class BridgeCore:
 class BridgeRegistry:
     """The bridges of one client (``voice.audio_bridge``), closed with the client."""
 
-    def __init__(self, config: _Config, mint: MintToken) -> None:
-        self._voice_config = config
+    def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
+        self._settings = settings
         self._mint = mint
         self._cores: set[BridgeCore] = set()
         self._pools: dict[tuple[str, str, int], SharedClient[BridgeCore]] = {}
@@ -410,7 +432,7 @@ class BridgeRegistry:
         key = (url, core.role, loop_id())  # a shared client serves one loop only
         pool = self._pools.get(key)
         if pool is None:
-            pool = SharedClient(partial(self._pool_credentials, url), verify=core._config.verify)
+            pool = SharedClient(partial(self._pool_credentials, url), verify=self._settings.verify)
             self._pools[key] = pool
         if any(c.call_sid == core.call_sid for c in pool.members):
             return None
@@ -441,7 +463,7 @@ class BridgeRegistry:
     async def open(
         self,
         call_sid: str,
-        role: str,
+        role: VoiceRole,
         *,
         codec: AudioCodec | str,
         sample_rate: int,
@@ -452,7 +474,7 @@ class BridgeRegistry:
         if not isinstance(call_sid, str) or not call_sid.strip():
             raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
         codec_name = _check_options(codec, sample_rate, channels, frame_ms)
-        _check_callback(callback, "on_uplink" if role == "server" else "on_downlink")
+        _check_callback(callback, f"on_{role.subscribes}")
         core = BridgeCore(
             self,
             call_sid,
@@ -463,7 +485,7 @@ class BridgeRegistry:
             frame_ms=frame_ms,
             callback=callback,
             mint=self._mint,
-            config=self._voice_config._config,
+            settings=self._settings,
         )
         await core.start()
         return core
@@ -495,7 +517,7 @@ class AsyncAudioBridge:
         return self._core.call_sid
 
     @property
-    def role(self) -> str:
+    def role(self) -> VoiceRole:
         """``"server"`` (attach) or ``"caller"`` (attach_caller)."""
         return self._core.role
 
@@ -544,28 +566,28 @@ class AsyncAudioBridge:
         point but not a scheduling point, so that frame-paced loops stay cheap.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
-        self._core.publish("downlink", frame, timestamp_us)
+        self._core.publish(VoiceTrack.DOWNLINK, frame, timestamp_us)
 
     async def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Caller side: send one encoded mic frame to the cloud (as :meth:`publish_downlink`)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
-        self._core.publish("uplink", frame, timestamp_us)
+        self._core.publish(VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
         """Swap the consumer of caller audio; ``callback(frame, timestamp_us)``."""
-        self._core.set_callback("uplink", callback)
+        self._core.set_callback(VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
         """Caller side: swap the consumer of cloud audio."""
-        self._core.set_callback("downlink", callback)
+        self._core.set_callback(VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> FrameIterator:
         """``async for frame in bridge.uplink()``: caller frames from now on."""
-        return self._core.iterate("uplink")
+        return self._core.iterate(VoiceTrack.UPLINK)
 
     def downlink(self) -> FrameIterator:
         """Caller side: ``async for frame in bridge.downlink()``."""
-        return self._core.iterate("downlink")
+        return self._core.iterate(VoiceTrack.DOWNLINK)
 
     async def aclose(self) -> None:
         """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session."""
@@ -600,15 +622,14 @@ class AsyncAudioBridge:
 
 
 class AsyncAudioBridges:
-    """``voice.audio_bridge`` on :class:`~clutchcall.AsyncVoice`."""
+    """``voice.audio_bridge`` on :class:`~clutchcall.AsyncVoice`.
 
-    def __init__(self, voice: AsyncVoice) -> None:
-        calls = voice.calls
+    ``mint(call_sid, role)`` returns a bridge token for that call and role (the
+    client passes its ``calls.create_bridge_token``).
+    """
 
-        async def mint(call_sid: str, role: str) -> BridgeToken:
-            return await calls.create_bridge_token(call_sid, role=role)
-
-        self._registry = BridgeRegistry(voice, mint)
+    def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
+        self._registry = BridgeRegistry(settings, mint)
 
     async def attach(
         self,
@@ -630,7 +651,7 @@ class AsyncAudioBridges:
         """
         core = await self._registry.open(
             call_sid,
-            "server",
+            VoiceRole.SERVER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -652,7 +673,7 @@ class AsyncAudioBridges:
         """Open the caller side (a softphone): receive downlink, publish uplink."""
         core = await self._registry.open(
             call_sid,
-            "caller",
+            VoiceRole.CALLER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,

@@ -18,7 +18,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -27,11 +27,15 @@ from clutchcall_api.models import AudioCodec
 
 from ..errors import BridgeClosedError
 from ..moqnet import AudioFrame, AudioStats
-from ._bridge import BridgeCore, BridgeRegistry, FrameCallback, FrameIterator
-
-if TYPE_CHECKING:
-    from .._control._base import BridgeToken
-    from .._control._sync_client import Voice
+from ..moqt import VoiceRole, VoiceTrack
+from ._bridge import (
+    BridgeCore,
+    BridgeGrant,
+    BridgeRegistry,
+    BridgeSettings,
+    FrameCallback,
+    FrameIterator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ class _LoopThread:
         ready = threading.Event()
         self.portal: BlockingPortal | None = None
         self.ident: int | None = None
+        #: Set once the portal is asked to stop: it takes no more calls.
+        self.stopping = False
 
         async def serve() -> None:
             async with BlockingPortal() as portal:
@@ -57,6 +63,7 @@ class _LoopThread:
             try:
                 anyio.run(serve)
             finally:
+                self.stopping = True
                 ready.set()
 
         self.thread = threading.Thread(target=main, name="clutchcall-audio-bridge", daemon=True)
@@ -70,6 +77,7 @@ class _LoopThread:
 
     def stop(self) -> None:
         portal = self.portal
+        self.stopping = True
         if portal is not None and self.thread.is_alive() and not self.in_loop():
             with contextlib.suppress(RuntimeError):  # already stopped
                 portal.call(portal.stop, True)
@@ -95,12 +103,16 @@ class AudioBridge:
 
     def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine function on the bridge thread and wait for its result."""
-        portal = self._loop.portal
+        loop = self._loop
+        portal = loop.portal
         assert portal is not None
+        if loop.stopping:
+            raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed")
         try:
             return portal.call(fn)
-        except RuntimeError as exc:
-            if not self._loop.thread.is_alive() or "not running" in str(exc):
+        except RuntimeError:
+            # The portal refuses calls once it stops (the client closed meanwhile).
+            if loop.stopping or not loop.thread.is_alive():
                 raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed") from None
             raise
 
@@ -109,7 +121,7 @@ class AudioBridge:
         return self._core.call_sid
 
     @property
-    def role(self) -> str:
+    def role(self) -> VoiceRole:
         return self._core.role
 
     @property
@@ -148,25 +160,25 @@ class AudioBridge:
 
     def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
-        self._call(self._core.publish, "downlink", frame, timestamp_us)
+        self._call(self._core.publish, VoiceTrack.DOWNLINK, frame, timestamp_us)
 
     def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Caller side: send one encoded mic frame to the cloud."""
-        self._call(self._core.publish, "uplink", frame, timestamp_us)
+        self._call(self._core.publish, VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
         """Swap the consumer of caller audio; runs on the bridge thread."""
-        self._call(self._core.set_callback, "uplink", callback)
+        self._call(self._core.set_callback, VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
-        self._call(self._core.set_callback, "downlink", callback)
+        self._call(self._core.set_callback, VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> Iterator[AudioFrame]:
         """``for frame in bridge.uplink():`` caller frames from now on."""
-        return _SyncFrames(self, self._call(self._core.iterate, "uplink"))
+        return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.UPLINK))
 
     def downlink(self) -> Iterator[AudioFrame]:
-        return _SyncFrames(self, self._call(self._core.iterate, "downlink"))
+        return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.DOWNLINK))
 
     def close(self) -> None:
         """End both tracks and the MoQT session; returns once they are gone."""
@@ -233,16 +245,19 @@ async def _next_or_none(frames: FrameIterator) -> AudioFrame | None:
 
 
 class AudioBridges:
-    """``voice.audio_bridge`` on :class:`~clutchcall.Voice`."""
+    """``voice.audio_bridge`` on :class:`~clutchcall.Voice`.
 
-    def __init__(self, voice: Voice) -> None:
-        calls = voice.calls
+    ``mint(call_sid, role)`` returns a bridge token for that call and role (the
+    client passes its ``calls.create_bridge_token``); it is called in a worker thread.
+    """
 
-        async def mint(call_sid: str, role: str) -> BridgeToken:
-            fn = functools.partial(calls.create_bridge_token, call_sid, role=role)
-            return await anyio.to_thread.run_sync(fn)
+    def __init__(
+        self, settings: BridgeSettings, mint: Callable[[str, VoiceRole], BridgeGrant]
+    ) -> None:
+        async def mint_in_thread(call_sid: str, role: VoiceRole) -> BridgeGrant:
+            return await anyio.to_thread.run_sync(functools.partial(mint, call_sid, role))
 
-        self._registry = BridgeRegistry(voice, mint)
+        self._registry = BridgeRegistry(settings, mint_in_thread)
         self._lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -254,7 +269,7 @@ class AudioBridges:
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
-    def _open(self, call_sid: str, role: str, **options: Any) -> AudioBridge:
+    def _open(self, call_sid: str, role: VoiceRole, **options: Any) -> AudioBridge:
         loop = self._loop_thread()
         if loop.in_loop():
             raise RuntimeError("attach from your own thread, not from a bridge callback")
@@ -280,7 +295,7 @@ class AudioBridges:
         """
         return self._open(
             call_sid,
-            "server",
+            VoiceRole.SERVER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -301,7 +316,7 @@ class AudioBridges:
         """Open the caller side (a softphone): receive downlink, publish uplink."""
         return self._open(
             call_sid,
-            "caller",
+            VoiceRole.CALLER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,

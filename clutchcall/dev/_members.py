@@ -18,6 +18,7 @@ import anyio
 
 from ..errors import BridgeClosedError
 from ..moqnet import AudioPublication, AudioSubscription, MoqtClient, SharedClient
+from ..moqt import VoiceRole, VoiceTrack
 from . import tokens
 from ._state import CallRecord, Store
 
@@ -35,12 +36,12 @@ class Member:
         self._token = token
         self._tracks: list[AudioSubscription | AudioPublication] = []
 
-    async def subscribe(self, track: str) -> AudioSubscription:
+    async def subscribe(self, track: VoiceTrack) -> AudioSubscription:
         subscription = await self._client.subscribe_audio(self._call_sid, track, token=self._token)
         self._tracks.append(subscription)
         return subscription
 
-    async def publish(self, track: str) -> AudioPublication:
+    async def publish(self, track: VoiceTrack) -> AudioPublication:
         publication = await self._client.publish_audio(self._call_sid, track, token=self._token)
         self._tracks.append(publication)
         return publication
@@ -56,7 +57,7 @@ class MemberPool:
     def __init__(
         self,
         store: Store,
-        role: str,
+        role: VoiceRole,
         *,
         relay_url: Callable[[], str],
         cert_sha256: str,

@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from ..moqnet import AudioPublication, AudioSubscription
-from . import tokens
+from ..moqt import VoiceRole, VoiceTrack
 from ._members import MemberPool
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
@@ -86,7 +86,7 @@ class AgentHost:
         self._running: dict[str, anyio.CancelScope] = {}
         self._pool = MemberPool(
             store,
-            "server",
+            VoiceRole.SERVER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=AGENT_IMPLEMENTATION,
@@ -133,8 +133,8 @@ class AgentHost:
         try:
             with scope:
                 async with self._pool.join(call) as member:
-                    uplink = await member.subscribe(tokens.UPLINK)
-                    downlink = await member.publish(tokens.DOWNLINK)
+                    uplink = await member.subscribe(VoiceTrack.UPLINK)
+                    downlink = await member.publish(VoiceTrack.DOWNLINK)
                     channel = _Channel(call.sid, uplink, downlink)
                     await self._serve(call, channel, record)
         except Exception:

@@ -41,7 +41,7 @@ import anyio
 import anyio.abc
 
 from ..moqnet import AudioFrame
-from . import tokens
+from ..moqt import VoiceRole, VoiceTrack
 from ._members import MemberPool
 from ._state import Callee, CallRecord, Store
 
@@ -129,7 +129,7 @@ class Callees:
         self._last_seen: dict[str, float] = {}
         self._pool = MemberPool(
             store,
-            "caller",
+            VoiceRole.CALLER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=CALLEE_IMPLEMENTATION,
@@ -140,7 +140,7 @@ class Callees:
         #: server role, on a connection of its own.
         self._loop_pool = MemberPool(
             store,
-            "server",
+            VoiceRole.SERVER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=CALLEE_IMPLEMENTATION,
@@ -203,8 +203,8 @@ class Callees:
                     await self._loop_back(call, media)
                     return
                 async with self._pool.join(call) as member:
-                    downlink = await member.subscribe(tokens.DOWNLINK)
-                    uplink = await member.publish(tokens.UPLINK)
+                    downlink = await member.subscribe(VoiceTrack.DOWNLINK)
+                    uplink = await member.publish(VoiceTrack.UPLINK)
                     with media.lock:
                         media.joined = True
                     # Frames are handled as they arrive (no scheduling round each);
@@ -239,8 +239,8 @@ class Callees:
         """The echo callee facing a caller-role client: each uplink frame goes back
         on downlink (counted as received on uplink and sent on downlink)."""
         async with self._loop_pool.join(call) as member:
-            uplink = await member.subscribe(tokens.UPLINK)
-            downlink = await member.publish(tokens.DOWNLINK)
+            uplink = await member.subscribe(VoiceTrack.UPLINK)
+            downlink = await member.publish(VoiceTrack.DOWNLINK)
             with media.lock:
                 media.joined = True
 

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..moqnet import AudioFrame
+from ..moqt import VoiceRole
 from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import GuardedH11Protocol, Problem, build_app, problem_response
@@ -260,7 +261,9 @@ class Engine:
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
             others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
-            callers_present=lambda sid: relay.sessions(sid, exclude=members, role="caller") > 0,
+            callers_present=lambda sid: (
+                relay.sessions(sid, exclude=members, role=VoiceRole.CALLER) > 0
+            ),
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(

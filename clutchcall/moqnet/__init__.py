@@ -10,7 +10,8 @@ The layer that the audio bridges (:mod:`clutchcall.bridge`) and the dev engine
 - :mod:`~clutchcall.moqnet.client`: :class:`MoqtClient`, a reconnecting client for
   a call's voice tracks on any draft-14 relay: ``publish_audio`` returns an
   :class:`AudioPublication`, ``subscribe_audio`` an :class:`AudioSubscription`
-  that yields :class:`AudioFrame` s; :class:`AudioStats` counts what went through.
+  that yields :class:`AudioFrame` s (the SDK's one frame type, defined in
+  :mod:`clutchcall.moqt.voice`); :class:`AudioStats` counts what went through.
 - :mod:`~clutchcall.moqnet.pool`: :class:`SharedClient`, one client carrying the
   tracks of many calls (its members), closed when the last member leaves.
 
@@ -23,8 +24,8 @@ The layer that the audio bridges (:mod:`clutchcall.bridge`) and the dev engine
         await uplink.write(opus_frame)
 """
 
+from ..moqt import AudioFrame
 from .client import (
-    AudioFrame,
     AudioPublication,
     AudioStats,
     AudioSubscription,

@@ -71,8 +71,12 @@ from .voice import (
     AudioFrame,
     AudioPublisher,
     AudioSubscriber,
+    SubscriberState,
+    VoiceRole,
+    VoiceTrack,
     answer_unclaimed,
     voice_namespace,
+    voice_track,
 )
 from .wire import Location, Namespace, Parameters
 
@@ -142,11 +146,15 @@ __all__ = [
     "SubscribeReceived",
     "SubscribeRejected",
     "SubscribeUpdateReceived",
+    "SubscriberState",
     "Termination",
     "UnsubscribeNamespaceReceived",
     "UnsubscribeReceived",
+    "VoiceRole",
+    "VoiceTrack",
     "answer_unclaimed",
     "authorization_token",
     "encode_subgroup_object",
     "voice_namespace",
+    "voice_track",
 ]
