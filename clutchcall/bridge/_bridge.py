@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -500,20 +500,22 @@ class BridgeRegistry:
                 tg.start_soon(core.aclose)
 
 
-class AsyncAudioBridge:
-    """One call's audio bridge (from ``await voice.audio_bridge.attach(...)``).
+class BridgeHandle:
+    """What the two bridge handles share: they read the same core.
 
-    Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
-    :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
-    :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
-    it (``await bridge.aclose()`` or ``async with``).
+    :class:`AsyncAudioBridge` and the blocking :class:`~clutchcall.AudioBridge`
+    differ only in how their methods run (awaited, or on the bridge thread).
     """
+
+    #: How a user closes this kind of bridge (named in the ResourceWarning).
+    _close_call: ClassVar[str]
 
     def __init__(self, core: BridgeCore) -> None:
         self._core = core
 
     @property
     def call_sid(self) -> str:
+        """The call this bridge carries."""
         return self._core.call_sid
 
     @property
@@ -523,6 +525,7 @@ class AsyncAudioBridge:
 
     @property
     def codec(self) -> str:
+        """The codec asked for at attach (``"opus"``, ``"pcm16"``...)."""
         return self._core.codec
 
     @property
@@ -542,11 +545,12 @@ class AsyncAudioBridge:
         """Frames and bytes in and out, frames dropped, reconnects. A published frame
         is out once the relay acknowledged it; every frame published ends up out or
         dropped (frames the relay had not acknowledged when a session ended are sent
-        again on the next one, or dropped when stale)."""
+        again on the next one, or dropped when stale). Safe to read from any thread."""
         return self._core.stats
 
     @property
     def closed(self) -> bool:
+        """The bridge was closed (by its owner or by closing the client)."""
         return self._core.closed
 
     @property
@@ -559,11 +563,41 @@ class AsyncAudioBridge:
         """No more frames will flow: closed, or the call ended."""
         return self._core.finished
 
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not core.closed and not core.finished:
+            core.close_soon()
+            warnings.warn(
+                f"audio bridge of {core.call_sid} was garbage-collected without "
+                f"{self._close_call}; closing it now",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "ended" if self.ended else "open"
+        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
+
+
+class AsyncAudioBridge(BridgeHandle):
+    """One call's audio bridge (from ``await voice.audio_bridge.attach(...)``).
+
+    Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
+    :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
+    :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
+    it (``await bridge.aclose()`` or ``async with``). Callbacks run in the event
+    loop and may return an awaitable (awaited before the next frame). Publishing
+    is a cancel point but not a scheduling point, so that frame-paced loops stay
+    cheap.
+    """
+
+    _close_call = "aclose()"
+
     async def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
 
-        Never waits for the network (the frame is queued for sending); a cancel
-        point but not a scheduling point, so that frame-paced loops stay cheap.
+        Never waits for the network: the frame is queued for sending.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._core.publish(VoiceTrack.DOWNLINK, frame, timestamp_us)
@@ -574,23 +608,26 @@ class AsyncAudioBridge:
         self._core.publish(VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
-        """Swap the consumer of caller audio; ``callback(frame, timestamp_us)``."""
+        """Swap the consumer of caller audio: ``callback(frame, timestamp_us)`` gets
+        every frame from the next one on (None: frames wait in a bounded buffer)."""
         self._core.set_callback(VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
-        """Caller side: swap the consumer of cloud audio."""
+        """Caller side: swap the consumer of cloud audio (as :meth:`on_uplink`)."""
         self._core.set_callback(VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> FrameIterator:
-        """``async for frame in bridge.uplink()``: caller frames from now on."""
+        """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
+        ``async for`` on the async bridge)."""
         return self._core.iterate(VoiceTrack.UPLINK)
 
     def downlink(self) -> FrameIterator:
-        """Caller side: ``async for frame in bridge.downlink()``."""
+        """Caller side: the cloud's frames from now on (as :meth:`uplink`)."""
         return self._core.iterate(VoiceTrack.DOWNLINK)
 
     async def aclose(self) -> None:
-        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session."""
+        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session; returns
+        once they are gone."""
         await self._core.aclose()
 
     async def __aenter__(self) -> AsyncAudioBridge:
@@ -603,22 +640,6 @@ class AsyncAudioBridge:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed and not core.finished:
-            core.close_soon()
-            warnings.warn(
-                f"audio bridge of {core.call_sid} was garbage-collected without aclose(); "
-                "closing it now",
-                ResourceWarning,
-                source=self,
-                stacklevel=1,
-            )
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "ended" if self.ended else "open"
-        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
 
 
 class AsyncAudioBridges:
@@ -645,9 +666,8 @@ class AsyncAudioBridges:
 
         Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
         ``ConflictError`` (ended call) when no bridge token can be had, and
-        :class:`~clutchcall.bridge.BridgeAuthError` /
-        :class:`~clutchcall.bridge.BridgeConnectError` if the relay refuses or
-        cannot be reached.
+        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
+        if the relay refuses or cannot be reached.
         """
         core = await self._registry.open(
             call_sid,
@@ -683,5 +703,6 @@ class AsyncAudioBridges:
         return AsyncAudioBridge(core)
 
     async def aclose(self) -> None:
-        """Close every bridge still open (``AsyncVoice.close()`` calls this)."""
+        """Close every bridge still open (the client's ``close()`` calls this); on the
+        blocking client, its bridge thread stops too."""
         await self._registry.close_all()

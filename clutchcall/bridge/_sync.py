@@ -14,7 +14,6 @@ import contextlib
 import functools
 import logging
 import threading
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
@@ -26,11 +25,12 @@ from anyio.from_thread import BlockingPortal
 from clutchcall_api.models import AudioCodec
 
 from ..errors import BridgeClosedError
-from ..moqnet import AudioFrame, AudioStats
+from ..moqnet import AudioFrame
 from ..moqt import VoiceRole, VoiceTrack
 from ._bridge import (
     BridgeCore,
     BridgeGrant,
+    BridgeHandle,
     BridgeRegistry,
     BridgeSettings,
     FrameCallback,
@@ -84,15 +84,18 @@ class _LoopThread:
             self.thread.join(timeout=10)
 
 
-class AudioBridge:
+class AudioBridge(BridgeHandle):
     """One call's audio bridge on the blocking client (``voice.audio_bridge.attach``).
 
-    Same surface as :class:`~clutchcall.AsyncAudioBridge` without ``await``;
-    ``for frame in bridge.uplink():`` blocks for each frame.
+    Same surface as :class:`~clutchcall.AsyncAudioBridge` without ``await``: its
+    methods are thread-safe, callbacks run on the client's bridge thread (keep
+    them short), and ``for frame in bridge.uplink():`` blocks for each frame.
     """
 
+    _close_call = "close()"
+
     def __init__(self, core: BridgeCore, loop: _LoopThread) -> None:
-        self._core = core
+        super().__init__(core)
         self._loop = loop
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -116,72 +119,38 @@ class AudioBridge:
                 raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed") from None
             raise
 
-    @property
-    def call_sid(self) -> str:
-        return self._core.call_sid
-
-    @property
-    def role(self) -> VoiceRole:
-        return self._core.role
-
-    @property
-    def codec(self) -> str:
-        return self._core.codec
-
-    @property
-    def sample_rate(self) -> int:
-        return self._core.sample_rate
-
-    @property
-    def channels(self) -> int:
-        return self._core.channels
-
-    @property
-    def frame_ms(self) -> int:
-        return self._core.frame_ms
-
-    @property
-    def stats(self) -> AudioStats:
-        """As :attr:`AsyncAudioBridge.stats` (safe to read from any thread)."""
-        return self._core.stats
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
-    @property
-    def connected(self) -> bool:
-        """A relay session is up right now (False while reconnecting)."""
-        return self._core.connected
-
-    @property
-    def ended(self) -> bool:
-        return self._core.finished
-
     def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
+        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
+
+        Never waits for the network: the frame is queued for sending.
+        """
         self._call(self._core.publish, VoiceTrack.DOWNLINK, frame, timestamp_us)
 
     def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Caller side: send one encoded mic frame to the cloud."""
+        """Caller side: send one encoded mic frame to the cloud (as :meth:`publish_downlink`)."""
         self._call(self._core.publish, VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
-        """Swap the consumer of caller audio; runs on the bridge thread."""
+        """Swap the consumer of caller audio: ``callback(frame, timestamp_us)`` gets
+        every frame from the next one on (None: frames wait in a bounded buffer)."""
         self._call(self._core.set_callback, VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
+        """Caller side: swap the consumer of cloud audio (as :meth:`on_uplink`)."""
         self._call(self._core.set_callback, VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> Iterator[AudioFrame]:
-        """``for frame in bridge.uplink():`` caller frames from now on."""
+        """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
+        ``async for`` on the async bridge)."""
         return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.UPLINK))
 
     def downlink(self) -> Iterator[AudioFrame]:
+        """Caller side: the cloud's frames from now on (as :meth:`uplink`)."""
         return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.DOWNLINK))
 
     def close(self) -> None:
-        """End both tracks and the MoQT session; returns once they are gone."""
+        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session; returns
+        once they are gone."""
         core = self._core
         if self._loop.in_loop():
             core.close_soon()
@@ -201,22 +170,6 @@ class AudioBridge:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed and not core.finished:
-            core.close_soon()
-            warnings.warn(
-                f"audio bridge of {core.call_sid} was garbage-collected without close(); "
-                "closing it now",
-                ResourceWarning,
-                source=self,
-                stacklevel=1,
-            )
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "ended" if self.ended else "open"
-        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
 
 
 class _SyncFrames(Iterator[AudioFrame]):
@@ -289,9 +242,10 @@ class AudioBridges:
     ) -> AudioBridge:
         """Open the server side: receive the caller (uplink), talk back (downlink).
 
-        Raises ``NotFoundError`` / ``ConflictError`` for unknown, foreign or ended
-        calls, :class:`~clutchcall.bridge.BridgeAuthError` /
-        :class:`~clutchcall.bridge.BridgeConnectError` from the relay.
+        Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
+        ``ConflictError`` (ended call) when no bridge token can be had, and
+        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
+        if the relay refuses or cannot be reached.
         """
         return self._open(
             call_sid,
@@ -325,7 +279,8 @@ class AudioBridges:
         )
 
     def close(self) -> None:
-        """Close every bridge and stop the bridge thread (``Voice.close()`` calls this)."""
+        """Close every bridge still open (the client's ``close()`` calls this); on the
+        blocking client, its bridge thread stops too."""
         with self._lock:
             loop, self._loop = self._loop, None
             finalizer, self._finalizer = self._finalizer, None
