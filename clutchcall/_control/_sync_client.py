@@ -381,6 +381,13 @@ class Voice:
     makes the ``clutchcall`` loggers write to stderr; at DEBUG each HTTP attempt is
     one line. A request after :meth:`close` raises
     :class:`~clutchcall.errors.ClientClosedError`.
+
+    Use the client as a context manager around its whole use, or call
+    :meth:`close` when done: either closes every audio bridge still open and stops
+    what they left running. The async client, while entered, runs its bridges in
+    a task group it owns (leaving cancels and joins it: no task outlives the
+    block), and otherwise in background tasks of their event loop; the blocking
+    client runs them on one background thread.
     """
 
     def __init__(
@@ -539,6 +546,7 @@ class Voice:
             self._http.close()
 
     def __enter__(self) -> Voice:
+        self.audio_bridge.__enter__()
         return self
 
     def __exit__(
@@ -547,7 +555,10 @@ class Voice:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.audio_bridge.__exit__(exc_type, exc, tb)
+        finally:
+            self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, org_id={self.org_id!r})"

@@ -33,6 +33,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
@@ -223,6 +225,7 @@ class BridgeCore:
 
     async def start(self) -> None:
         self._call_soon = threadsafe_caller()
+        task_group = self.owner.task_group()
         track_token: str | None = None
         pool: SharedClient[BridgeCore] | None = None
         if self._settings.share_connections:
@@ -238,7 +241,7 @@ class BridgeCore:
         self.client = client
         try:
             if pool is None:
-                await client.connect()
+                await client.connect(task_group=task_group)
             self._subscription = await client.subscribe_audio(
                 self.call_sid, self.receive_track, token=track_token
             )
@@ -252,7 +255,11 @@ class BridgeCore:
                 await self._release_client()
             raise
         self.owner._cores.add(self)
-        spawn(self._run, f"clutchcall-bridge-{self.call_sid}")
+        name = f"clutchcall-bridge-{self.call_sid}"
+        if task_group is not None:
+            task_group.start_soon(self._run, name=name)
+        else:
+            spawn(self._run, name)
 
     async def _release_client(self) -> None:
         """Close what this bridge holds: its tracks on a shared session, else the client."""
@@ -418,13 +425,32 @@ class BridgeCore:
 
 
 class BridgeRegistry:
-    """The bridges of one client (``voice.audio_bridge``), closed with the client."""
+    """The bridges of one client (``voice.audio_bridge``), closed with the client.
+
+    The bridges' tasks (and those of the clients they use) run in the task group
+    the registry was given with :meth:`adopt` when they start in that group's event
+    loop, else as background tasks of their event loop.
+    """
 
     def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
         self._settings = settings
         self._mint = mint
         self._cores: set[BridgeCore] = set()
         self._pools: dict[tuple[str, str, int], SharedClient[BridgeCore]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_group_loop: int | None = None
+
+    def adopt(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        """Run the work of bridges opened from now on in ``task_group`` (call this
+        in its event loop; None: in background tasks again)."""
+        self._task_group = task_group
+        self._task_group_loop = loop_id() if task_group is not None else None
+
+    def task_group(self) -> anyio.abc.TaskGroup | None:
+        """The task group for a bridge opening now (None: use background tasks)."""
+        if self._task_group is None or self._task_group_loop != loop_id():
+            return None
+        return self._task_group
 
     def _pool_for(self, core: BridgeCore, url: str) -> SharedClient[BridgeCore] | None:
         """The shared client for ``core``'s relay and role; None if it already
@@ -434,6 +460,7 @@ class BridgeRegistry:
         if pool is None:
             pool = SharedClient(partial(self._pool_credentials, url), verify=self._settings.verify)
             self._pools[key] = pool
+        pool.task_group = self.task_group()
         if any(c.call_sid == core.call_sid for c in pool.members):
             return None
         return pool
@@ -647,10 +674,49 @@ class AsyncAudioBridges:
 
     ``mint(call_sid, role)`` returns a bridge token for that call and role (the
     client passes its ``calls.create_bridge_token``).
+
+    Entered as a context manager (``async with AsyncVoice(...)`` enters it), it owns
+    a task group: every bridge opened meanwhile runs in it, and leaving closes the
+    bridges, then cancels and joins whatever is left, so no task outlives the
+    ``async with``. Without it, each bridge runs in a background task of its event
+    loop until it is closed (by ``aclose()`` or the client's ``close()``).
     """
 
     def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
         self._registry = BridgeRegistry(settings, mint)
+        self._exit_stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> AsyncAudioBridges:
+        self._depth += 1
+        if self._depth == 1:
+            stack = AsyncExitStack()
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._registry.adopt(self._task_group)
+            self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        stack, self._exit_stack = self._exit_stack, None
+        task_group, self._task_group = self._task_group, None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            self._registry.adopt(None)
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+            if stack is not None:
+                await stack.aclose()
 
     async def attach(
         self,

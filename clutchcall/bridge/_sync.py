@@ -43,9 +43,11 @@ T = TypeVar("T")
 
 
 class _LoopThread:
-    """A daemon thread running an asyncio loop with a :class:`BlockingPortal`."""
+    """A daemon thread running an asyncio loop with a :class:`BlockingPortal`; the
+    bridges' tasks run in a task group of that loop (``registry`` adopts it), which
+    stopping cancels and joins."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: BridgeRegistry) -> None:
         ready = threading.Event()
         self.portal: BlockingPortal | None = None
         self.ident: int | None = None
@@ -53,11 +55,15 @@ class _LoopThread:
         self.stopping = False
 
         async def serve() -> None:
-            async with BlockingPortal() as portal:
-                self.portal = portal
-                self.ident = threading.get_ident()
-                ready.set()
-                await portal.sleep_until_stopped()
+            async with anyio.create_task_group() as task_group:
+                async with BlockingPortal() as portal:
+                    registry.adopt(task_group)
+                    self.portal = portal
+                    self.ident = threading.get_ident()
+                    ready.set()
+                    await portal.sleep_until_stopped()
+                registry.adopt(None)
+                task_group.cancel_scope.cancel()
 
         def main() -> None:
             try:
@@ -218,7 +224,7 @@ class AudioBridges:
     def _loop_thread(self) -> _LoopThread:
         with self._lock:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = _LoopThread(self._registry)
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
@@ -277,6 +283,17 @@ class AudioBridges:
             frame_ms=frame_ms,
             callback=on_downlink,
         )
+
+    def __enter__(self) -> AudioBridges:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close every bridge still open (the client's ``close()`` calls this); on the

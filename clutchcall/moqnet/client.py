@@ -36,10 +36,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 from .. import moqt, transport
@@ -765,13 +767,23 @@ class MoqtClient:
         self._changed_signal: Signal | None = None
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
+        self._exit_stack: AsyncExitStack | None = None
         #: Called (in the loop) whenever the session is set up; ``True`` on reconnects.
         self.on_setup: Callable[[bool], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> MoqtClient:
-        await self.connect()
+        """Connect; the client's task runs in a task group of its own, which
+        ``__aexit__`` closes (so no task outlives the ``async with``)."""
+        stack = AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        try:
+            await self.connect(task_group=task_group)
+        except BaseException:
+            await stack.aclose()  # the client has ended: this joins its task
+            raise
+        self._exit_stack = stack
         return self
 
     async def __aexit__(
@@ -780,10 +792,19 @@ class MoqtClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        stack, self._exit_stack = self._exit_stack, None
+        try:
+            await self.aclose()
+        finally:
+            if stack is not None:
+                await stack.aclose()
 
-    async def connect(self) -> None:
+    async def connect(self, *, task_group: anyio.abc.TaskGroup | None = None) -> None:
         """Dial and set up the first session; raise if that fails.
+
+        The client's work runs in one task, started in ``task_group`` (it ends when
+        the client closes; cancelling the group stops it at once), or, without one,
+        as a background task of the event loop that :meth:`aclose` stops.
 
         Typed failures: :class:`BridgeAuthError` (the relay refused the token),
         :class:`BridgeConnectError` (unreachable, TLS, setup timeout), or what the
@@ -795,7 +816,10 @@ class MoqtClient:
         self._changed_signal = Signal()
         self._wake = anyio.Event()
         self._done = anyio.Event()
-        spawn(self._run, "clutchcall-moqt-client")
+        if task_group is not None:
+            task_group.start_soon(self._run, name="clutchcall-moqt-client")
+        else:
+            spawn(self._run, "clutchcall-moqt-client")
         try:
             while not self._ready_once and not self._ended:
                 await self._changed.wait()
