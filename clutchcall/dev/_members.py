@@ -9,12 +9,14 @@ call.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from ..errors import BridgeClosedError
 from ..moqnet import AudioPublication, AudioSubscription, MoqtClient, SharedClient
@@ -24,6 +26,26 @@ from ._state import CallRecord, Store
 
 #: Lifetime of the tokens the engine mints for its own members.
 MEMBER_TOKEN_SECONDS = 24 * 3600.0
+#: How often the engine's members look for calls to join or leave.
+SCAN_INTERVAL = 0.02
+
+
+class Scanner(abc.ABC):
+    """A kind of member (simulated callees, agents): :meth:`run` looks at the calls
+    every :data:`SCAN_INTERVAL` and starts the members' tasks in its task group."""
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                self._scan(tg)
+                await anyio.sleep(SCAN_INTERVAL)
+
+    @abc.abstractmethod
+    def _scan(self, tg: anyio.abc.TaskGroup) -> None:
+        """Join the calls that need a member now, in ``tg``; leave the others."""
 
 
 class Member:

@@ -22,14 +22,13 @@ import anyio.abc
 
 from ..moqnet import AudioPublication, AudioSubscription
 from ..moqt import VoiceRole, VoiceTrack
-from ._members import MemberPool
+from ._members import SCAN_INTERVAL, MemberPool, Scanner
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
 logger = logging.getLogger(__name__)
 
 AGENT_IMPLEMENTATION = "clutchcall-dev-agent"
-SCAN_INTERVAL = 0.02
 
 
 @dataclass
@@ -66,7 +65,7 @@ class _Channel:
         await anyio.lowlevel.checkpoint()
 
 
-class AgentHost:
+class AgentHost(Scanner):
     """Attaches agents to calls (runs in the relay's event loop)."""
 
     def __init__(
@@ -95,15 +94,6 @@ class AgentHost:
     def record(self, call_sid: str) -> AgentRecord | None:
         with self._lock:
             return self._records.get(call_sid)
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            while True:
-                self._scan(tg)
-                await anyio.sleep(SCAN_INTERVAL)
 
     def _scan(self, tg: anyio.abc.TaskGroup) -> None:
         now = self.store.clock()

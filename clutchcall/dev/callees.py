@@ -42,13 +42,12 @@ import anyio.abc
 
 from ..moqnet import AudioFrame
 from ..moqt import VoiceRole, VoiceTrack
-from ._members import MemberPool
+from ._members import MemberPool, Scanner
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
 
 FRAME_MS = 20
-SCAN_INTERVAL = 0.02
 IDLE_LEAVE_SECONDS = 5.0
 KEEP_FRAMES = 3000
 CALLEE_IMPLEMENTATION = "clutchcall-dev-callee"
@@ -106,7 +105,7 @@ class MediaCounters:
             return list(self.received)
 
 
-class Callees:
+class Callees(Scanner):
     """Runs the simulated callees of every live call (in the relay's event loop)."""
 
     def __init__(
@@ -160,15 +159,6 @@ class Callees:
             self._last_seen[call_sid] = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            while True:
-                self._scan(tg)
-                await anyio.sleep(SCAN_INTERVAL)
 
     def _scan(self, tg: anyio.abc.TaskGroup) -> None:
         now = self.store.clock()
