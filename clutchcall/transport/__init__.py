@@ -22,6 +22,7 @@ one UDP socket. Both sides get the same :class:`Connection`::
             print(await stream.receive())
 """
 
+from ._quic import Verify
 from .certs import SelfSignedCertificate, fingerprint_sha256, generate_self_signed
 from .client import connect, parse_url
 from .connection import Connection, ConnectionKind
@@ -57,6 +58,7 @@ __all__ = [
     "Stream",
     "StreamReset",
     "TransportError",
+    "Verify",
     "WebTransportRejected",
     "connect",
     "fingerprint_sha256",
