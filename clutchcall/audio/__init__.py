@@ -55,6 +55,7 @@ from .codecs import (
 )
 from .errors import AudioError, DecodeError, FrameSizeError, UnsupportedFormatError, WavFormatError
 from .jitter import JitterBuffer, JitterStats, Playout, PlayoutKind, PushOutcome
+from .pcm_bridge import AsyncPcmBridge, AsyncPcmStream, PcmBridge, PcmFrame, PcmStream
 from .player import AudioPlayer, PcmSink, PlayerStats
 from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
 from .resample import Resampler
@@ -62,6 +63,8 @@ from .source import AudioSource, Publish, SourceStats
 from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
 
 __all__ = [
+    "AsyncPcmBridge",
+    "AsyncPcmStream",
     "AudioCodecImpl",
     "AudioError",
     "AudioFrame",
@@ -76,8 +79,11 @@ __all__ = [
     "OpusCodec",
     "Pcm",
     "Pcm16Codec",
+    "PcmBridge",
+    "PcmFrame",
     "PcmLike",
     "PcmSink",
+    "PcmStream",
     "PlayerStats",
     "Playout",
     "PlayoutKind",
