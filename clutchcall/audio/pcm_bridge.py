@@ -339,8 +339,11 @@ class _Outbox:
         self._pending: Pcm = np.zeros((0, codec.channels), dtype=np.int16)
         self._resampler: Resampler | None = None
         self._input: tuple[int, int] = (codec.sample_rate, codec.channels)
-        self._next_deadline: float | None = None
-        self._next_timestamp_us: int | None = None
+        #: The timeline: frame k after the anchor is due at ``anchor + k * frame``
+        #: (no sum of rounded periods to drift) and stamped ``anchor_us + k * frame_us``.
+        self._anchor: float | None = None
+        self._anchor_us = 0
+        self._count = 0
 
     def _convert(self, pcm: Pcm, rate: int, channels: int) -> Pcm:
         parts: list[Pcm] = []
@@ -399,14 +402,17 @@ class _Outbox:
     def slot(self, now: float, now_us: int, first: bool) -> tuple[float, int]:
         """When the next frame is due (on the caller's clock, seconds) and its
         timestamp. ``first``: the first frame of a publish call."""
-        deadline = self._next_deadline
-        timestamp = self._next_timestamp_us
+        frame_us = self.codec.frame_us
+        anchor = self._anchor
         allowed = self._frame_s if first else MAX_CATCH_UP_S
-        if deadline is None or timestamp is None or now - deadline > allowed:
-            deadline = now
-            timestamp = now_us if timestamp is None else max(now_us, timestamp)
-        self._next_deadline = deadline + self._frame_s
-        self._next_timestamp_us = timestamp + self.codec.frame_us
+        if anchor is None or now - (anchor + self._count * self._frame_s) > allowed:
+            next_us = self._anchor_us + self._count * frame_us
+            self._anchor_us = now_us if anchor is None else max(now_us, next_us)
+            self._anchor = anchor = now
+            self._count = 0
+        deadline = anchor + self._count * self._frame_s
+        timestamp = self._anchor_us + self._count * frame_us
+        self._count += 1
         return deadline, timestamp
 
 
