@@ -25,6 +25,13 @@ Record what arrives into a WAV file::
         caller = v.audio_bridge.attach_caller(sid, codec="opus", on_downlink=player.on_frame)
         player.run_blocking(duration=10.0)   # or: await player.run() in a task group
 
+Hear a bridge as PCM and talk into it with PCM (decoded, converted, paced)::
+
+    pcm = AsyncPcmBridge(bridge)                         # PcmBridge(bridge) when blocking
+    async for frame in pcm.uplink(sample_rate=16000):    # frame.samples: int16 (n, channels)
+        ...
+    await pcm.publish_downlink(tts_pcm, sample_rate=24000, flush=True)
+
 It needs the ``audio`` extra (PyAV and numpy): ``pip install 'clutchcall[audio]'``;
 without it, importing this package raises :class:`~clutchcall.errors.MissingExtraError`
 (an ``ImportError``) saying so.

@@ -113,12 +113,14 @@ def check_attach(
     channels: int,
     frame_ms: int,
     callback: object,
-) -> None:
-    """Refuse bad ``attach`` arguments before any request or thread is started."""
+) -> tuple[str, int, int, int]:
+    """Refuse bad ``attach`` arguments before any request or thread is started;
+    returns the format with its defaults filled in (see :mod:`._format`)."""
     if not isinstance(call_sid, str) or not call_sid.strip():
         raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
-    resolve_format(codec, sample_rate, channels, frame_ms)
+    audio_format = resolve_format(codec, sample_rate, channels, frame_ms)
     _check_callback(callback, f"on_{role.subscribes}")
+    return audio_format
 
 
 class FrameIterator:
@@ -499,9 +501,8 @@ class BridgeRegistry:
         frame_ms: int,
         callback: FrameCallback | None,
     ) -> BridgeCore:
-        check_attach(call_sid, role, codec, sample_rate, channels, frame_ms, callback)
-        codec_name, sample_rate, channels, frame_ms = resolve_format(
-            codec, sample_rate, channels, frame_ms
+        codec_name, sample_rate, channels, frame_ms = check_attach(
+            call_sid, role, codec, sample_rate, channels, frame_ms, callback
         )
         core = BridgeCore(
             self,
@@ -731,13 +732,14 @@ class AsyncAudioBridges:
     ) -> AsyncAudioBridge:
         """Open the server side: receive the caller (uplink), talk back (downlink).
 
-        The format is checked first, before any request: ``codec`` ``"opus"``
-        (48000 Hz), ``"pcm16"`` (8000, 12000, 16000, 24000, 32000, 44100 or
-        48000 Hz) or ``"g711_ulaw"`` / ``"g711_alaw"`` (8000 Hz, mono);
-        ``channels`` 1 or 2; ``frame_ms`` 10, 20, 40 or 60 (and 30 except for
-        opus). ``sample_rate=None`` is 48000, or 8000 for G.711. Another
-        combination raises :class:`~clutchcall.InvalidArgumentError` naming the
-        valid choices.
+        The format is checked first, before any request, against what
+        :func:`clutchcall.audio.make_codec` can encode (listed in
+        ``clutchcall.bridge.AUDIO_FORMATS``): ``"opus"`` at 48000 Hz; ``"pcm16"``
+        at 8000, 12000, 16000, 24000, 32000, 44100 or 48000 Hz; ``"g711_ulaw"`` /
+        ``"g711_alaw"`` at 8000 Hz, mono only. ``channels`` is 1 or 2, ``frame_ms``
+        10, 20, 40 or 60 (or 30, except for opus). ``sample_rate=None`` picks 48000,
+        or 8000 for G.711. Anything else raises
+        :class:`~clutchcall.InvalidArgumentError` naming the valid choices.
 
         Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
         ``ConflictError`` (ended call) when no bridge token can be had, and
