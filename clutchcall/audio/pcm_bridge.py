@@ -1,4 +1,4 @@
-"""Decoded audio on an audio bridge: PCM frames from what it receives, PCM samples into what it sends.
+"""Decoded audio on an audio bridge: PCM from what it receives, PCM into what it sends.
 
 An audio bridge carries encoded frames as bytes, so the base install needs no
 codec library. With the ``audio`` extra, :class:`AsyncPcmBridge` (around an
