@@ -6,9 +6,9 @@ PCM, finds the end of each utterance and answers with synthesised audio.
 
 The bot is the server side of the call's audio (``attach``). The person on the
 phone is played by a caller-side bridge in the same script, as a softphone would;
-on a real call only the bot's half is needed. Until that caller joins, the dev
-engine's simulated callee speaks placeholder frames (not audio): the bot skips
-them, and logs a warning about the first.
+on a real call only the bot's half is needed. The caller joins first, so the
+relay carries its voice on the uplink rather than the dev engine's simulated
+callee's placeholder frames (which are not audio: a bot would skip them).
 """
 
 from __future__ import annotations
@@ -61,15 +61,12 @@ async def talk(voice: AsyncVoice) -> None:
     bridges = voice.audio_bridge
     with anyio.fail_after(15):
         async with (
+            await bridges.attach_caller(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as phone,
             await bridges.attach(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as bot_side,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(bot, bot_side)
-            await anyio.sleep(0.5)  # the person's softphone joins a moment later
-            async with await bridges.attach_caller(
-                call.sid, codec="pcm16", sample_rate=SAMPLE_RATE
-            ) as phone:
-                await person(phone)
+            await person(phone)
     await call.hangup()
     print(f"{call.sid} {call.status.value}")
 

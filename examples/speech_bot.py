@@ -5,9 +5,10 @@ Run it against the embedded dev engine:  .venv/bin/python examples/speech_bot.py
 
 The bot is the server side of the call's audio (``attach``) and runs in the main
 thread. The person on the phone is played by a caller-side bridge in a second
-thread, as a softphone would; on a real call only the bot's half is needed. Until
-that caller joins, the dev engine's simulated callee speaks placeholder frames
-(not audio): the bot skips them, and logs a warning about the first.
+thread, as a softphone would; on a real call only the bot's half is needed. The
+caller joins first, so the relay carries its voice on the uplink rather than the
+dev engine's simulated callee's placeholder frames (which are not audio: a bot
+would skip them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 
 from speech import SAMPLE_RATE, Utterances, bot_says, caller_says, level_dbfs
 
-from clutchcall import AudioBridge, CallStatus, Voice
+from clutchcall import AudioBridge, CallStatus
 from clutchcall.audio import PcmBridge
 from clutchcall.dev import Engine
 
@@ -39,19 +40,15 @@ def bot(bridge: AudioBridge, *, answers: int = 1) -> None:
     print(f"bot: {heard.frames} frames decoded, {heard.decode_errors} skipped")
 
 
-def person(voice: Voice, call_sid: str) -> None:
-    """The caller: join a moment later, say something, wait for the bot to answer."""
-    time.sleep(0.5)
-    with voice.audio_bridge.attach_caller(
-        call_sid, codec="pcm16", sample_rate=SAMPLE_RATE
-    ) as bridge:
-        pcm = PcmBridge(bridge)
-        answer = pcm.downlink()
-        pcm.publish_uplink(caller_says(), sample_rate=SAMPLE_RATE, flush=True)
-        for frame in answer:
-            if level_dbfs(frame.samples) > -35:
-                print("caller: the bot answered")
-                return
+def person(bridge: AudioBridge) -> None:
+    """The caller: say something, then wait for the bot to answer."""
+    pcm = PcmBridge(bridge)
+    answer = pcm.downlink()
+    pcm.publish_uplink(caller_says(), sample_rate=SAMPLE_RATE, flush=True)
+    for frame in answer:
+        if level_dbfs(frame.samples) > -35:
+            print("caller: the bot answered")
+            return
 
 
 def main() -> None:
@@ -59,17 +56,25 @@ def main() -> None:
         call = voice.calls.originate(to="+15551234567", from_="+15558675309", trunk_id="trunk_main")
         while voice.calls.get(sid=call.sid).status is not CallStatus.IN_PROGRESS:
             time.sleep(0.05)
-        with voice.audio_bridge.attach(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as bridge:
-            caller = threading.Thread(target=person, args=(voice, call.sid))
+        bridges = voice.audio_bridge
+        with (
+            bridges.attach_caller(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as phone,
+            bridges.attach(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as bot_side,
+        ):
+            caller = threading.Thread(target=person, args=(phone,))
             caller.start()
-            # A bound for the demo: closing the bridge ends the bot's loop.
-            deadline = threading.Timer(15, bridge.close)
+
+            def stop() -> None:  # a bound for the demo: closing the bridges ends both loops
+                bot_side.close()
+                phone.close()
+
+            deadline = threading.Timer(15, stop)
             deadline.start()
             try:
-                bot(bridge)
+                bot(bot_side)
             finally:
-                deadline.cancel()
                 caller.join(timeout=15)
+                deadline.cancel()
         call.hangup()
         print(f"{call.sid} {call.status.value}")
 

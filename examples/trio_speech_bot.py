@@ -26,15 +26,14 @@ async def main() -> None:
             bridges = voice.audio_bridge
             with trio.fail_after(15):
                 async with (
+                    await bridges.attach_caller(
+                        call.sid, codec="pcm16", sample_rate=SAMPLE_RATE
+                    ) as phone,
                     await bridges.attach(call.sid, codec="pcm16", sample_rate=SAMPLE_RATE) as b,
                     trio.open_nursery() as nursery,
                 ):
                     nursery.start_soon(bot, b)
-                    await trio.sleep(0.5)  # the person's softphone joins a moment later
-                    async with await bridges.attach_caller(
-                        call.sid, codec="pcm16", sample_rate=SAMPLE_RATE
-                    ) as phone:
-                        await person(phone)
+                    await person(phone)
             await call.hangup()
             print(f"{call.sid} {call.status.value}")
 
