@@ -101,6 +101,10 @@ class Engine:
     ``relay_port`` is trusted by clients that trusted the previous one. Without
     it, each engine makes a fresh certificate in a temporary directory.
 
+    ``callee_markers`` (dev only, for tests of frame order and loss): answering
+    callees send numbered marker frames instead of audio; also settable on a
+    running engine (:attr:`callee_markers`), for calls whose callee joins later.
+
     ``relay_handshake_timeout``: the relay drops a QUIC connection that has no
     session this many seconds after its first packet. ``relay_setup_timeout``: it
     closes a session that has not completed MoQT SETUP this long after its
@@ -129,6 +133,7 @@ class Engine:
         cert_dir: str | os.PathLike[str] | None = None,
         relay_handshake_timeout: float = HANDSHAKE_TIMEOUT,
         relay_setup_timeout: float = SETUP_TIMEOUT,
+        callee_markers: bool = False,
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -161,6 +166,8 @@ class Engine:
         self._callees_task: Future[None] | None = None
         self._agent_host: AgentHost | None = None
         self._agent_host_task: Future[None] | None = None
+        #: Answering callees send numbered marker frames, not audio (dev only).
+        self.callee_markers = callee_markers
         self._relay_handshake_timeout = relay_handshake_timeout
         self._relay_setup_timeout = relay_setup_timeout
         self._stopping = False
@@ -264,6 +271,7 @@ class Engine:
             callers_present=lambda sid: (
                 relay.sessions(sid, exclude=members, role=VoiceRole.CALLER) > 0
             ),
+            markers=lambda: self.callee_markers,
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
