@@ -38,7 +38,7 @@ from ._state import SCOPES, Store
 from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
-from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay
+from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay, RelayStats
 from .softphone import softphone_routes
 
 if TYPE_CHECKING:
@@ -406,6 +406,14 @@ class Engine:
             return 0
         relay = self._relay
         return self._portal.call(lambda: relay.sessions(call_sid))
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's counters (sessions, backlog, transcoding, catalogs)."""
+        self._check()
+        if self._portal is None or self._relay is None:
+            raise EngineError("the engine is not running")
+        relay = self._relay
+        return self._portal.call(relay.stats)
 
     def relay_client_sessions(self) -> list[frozenset[str]]:
         """The calls each relay session of a client carries, one set per session
