@@ -57,9 +57,10 @@ from .events import (
     SubscribeRejected,
     UnsubscribeReceived,
 )
+from .messages import FilterType
 from .session import Session
 from .voice import VOICE, SubscriberState, VoiceTrack, voice_namespace, voice_track
-from .wire import Namespace, Parameters
+from .wire import Location, Namespace, Parameters
 
 __all__ = [
     "CATALOG_PRIORITY",
@@ -509,8 +510,15 @@ class CatalogSubscriber:
         self.state = SubscriberState.IDLE
 
     def start(self, parameters: Parameters = ()) -> int:
+        """SUBSCRIBE from group 0 on (AbsoluteStart), so that a relay that holds the
+        current version (moq-rs caches it) sends it too, not only later ones."""
         self.request_id = self.session.subscribe(
-            self.namespace, CATALOG_TRACK, subscriber_priority=0, parameters=parameters
+            self.namespace,
+            CATALOG_TRACK,
+            subscriber_priority=0,
+            filter_type=FilterType.ABSOLUTE_START,
+            start=Location(0, 0),
+            parameters=parameters,
         )
         self.state = SubscriberState.PENDING
         return self.request_id

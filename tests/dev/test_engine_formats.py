@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import anyio
 import numpy as np
@@ -67,6 +68,10 @@ def decode(fmt: AudioFormat, frames: list[bytes]) -> np.ndarray:
     return np.concatenate([codec.decode(frame) for frame in frames])
 
 
+def collector(frames: list[bytes]) -> Callable[[bytes, int], None]:
+    return lambda frame, timestamp_us: frames.append(frame)
+
+
 def frames_of(fmt: AudioFormat, digits: str) -> list[bytes]:
     pcm = np.concatenate([synth_dtmf(digits, fmt.sample_rate), synth_silence(0.2, fmt.sample_rate)])
     codec = codec_of(fmt)
@@ -89,7 +94,7 @@ def test_a_bridge_in_each_codec_hears_the_callee_speak_in_that_codec(
             sample_rate=fmt.sample_rate,
             channels=fmt.channels,
             frame_ms=fmt.frame_ms,
-            on_uplink=lambda frame, ts, fmt=fmt: heard[fmt].append(frame),
+            on_uplink=collector(heard[fmt]),
         )
         for sid, fmt in zip(sids, FOUR, strict=True)
     ]
@@ -207,7 +212,7 @@ async def test_the_relay_ignores_a_malformed_catalog(
     call = await async_voice.calls.originate(to="+15005550002", from_=FROM, trunk_id="t")
     token = (await async_voice.calls.create_bridge_token(call.sid, "caller")).token
     before = engine.relay_stats().catalogs_refused
-    assert engine.relay_url is not None
+    assert engine.relay_url is not None and engine.relay_ca_file is not None
     async with MoqtClient(engine.relay_url, token=token, verify=engine.relay_ca_file) as client:
         uplink = await client.publish_audio(call.sid, "uplink", format=AudioFormat("pcm16", 8000))
         assert uplink.catalog is not None
