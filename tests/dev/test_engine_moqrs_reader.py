@@ -46,7 +46,7 @@ async def read_call(url: str, fingerprint: str, sid: str, frames: int) -> tuple[
         catalog_track = await asyncio.wait_for(broadcast.subscribe_track("catalog"), 10)
         catalog = await asyncio.wait_for(catalog_track.read_frame(), 10)
         uplink = await asyncio.wait_for(broadcast.subscribe_track("uplink"), 10)
-        payloads = []
+        payloads: list[bytes] = []
         while len(payloads) < frames:
             frame = await asyncio.wait_for(uplink.read_frame(), 10)
             payloads.append(frame.payload)
