@@ -57,9 +57,11 @@ platform's media gateway, it delivers each track to a subscriber in the format
 that subscriber declared for its own track (a bridge speaks and hears one
 format): when the publisher's declared format differs, the relay transcodes
 (:class:`~clutchcall.audio.Transcoder`), once per target format per track, inline
-as each frame arrives (no queue). At most :data:`MAX_RENDITIONS` target formats
-are made per track; a subscriber beyond that, or one that declared nothing, or
-a publisher that declared nothing, gets the frames as published.
+as each frame arrives (no queue). A publisher that declares nothing is taken to
+send the SDK's default (:data:`UNDECLARED_FORMAT`, what the browser module
+sends); a subscriber that declares nothing gets the frames as published. At most
+:data:`MAX_RENDITIONS` target formats are made per track; a subscriber beyond
+that gets the frames as published.
 
 Slow subscribers: each session holds at most :data:`SUBSCRIBER_BACKLOG_BYTES` (per
 track it subscribes to) of forwarded objects it has not acknowledged, none older
@@ -137,6 +139,10 @@ MAX_NAMESPACE_PREFIXES = 8
 
 URL_TOKEN_KEYS = ("jwt", "token")
 """Query parameters of the connect URL that may carry the bridge token."""
+
+UNDECLARED_FORMAT = moqt.DEFAULT_FORMAT
+"""What a publisher that declares no format is taken to send, for transcoding:
+the SDK's default, Opus 48 kHz mono in 20 ms frames (the browser module's)."""
 
 USE_VALUE = 0x3
 _CODES = moqt.SessionErrorCode
@@ -683,14 +689,15 @@ class Relay:
             return
         track.next_group = max(track.next_group, group_id + 1)
         published = [(group_id, event.payload, event.timestamp_us)]
-        source = peer.declared.get(key)
+        # A publisher that declares nothing is taken to send the SDK's default
+        # format (what the browser module sends).
+        source = peer.declared.get(key, UNDECLARED_FORMAT)
         transcoded: dict[AudioFormat, list[tuple[int, bytes, int | None]] | None] = {}
         for subscriber, downstream in list(track.subscribers.items()):
-            wanted = self._wanted_format(subscriber, key) if source is not None else None
+            wanted = self._wanted_format(subscriber, key)
             if wanted is None or wanted == source:
                 self._deliver(subscriber, downstream, None, published)
                 continue
-            assert source is not None
             if wanted not in transcoded:
                 transcoded[wanted] = self._transcode(track, source, wanted, event)
             frames = transcoded[wanted]

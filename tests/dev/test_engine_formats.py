@@ -230,3 +230,34 @@ async def test_the_relay_ignores_a_malformed_catalog(
         again = await client.read_catalog(call.sid, "uplink")
         assert again.format_of("uplink") == AudioFormat("pcm16", 8000)
     await async_voice.calls.hangup(call.sid)
+
+
+@pytest.mark.anyio
+async def test_a_publisher_that_declares_nothing_is_taken_to_send_the_default(
+    async_voice: AsyncVoice, engine: Engine
+) -> None:
+    """Like the browser module: Opus 48 kHz mono with no catalog reaches a pcm16
+    16 kHz bridge transcoded."""
+    call = await async_voice.calls.originate(to="+15005550002", from_=FROM, trunk_id="t")
+    token = (await async_voice.calls.create_bridge_token(call.sid, "caller")).token
+    heard: list[bytes] = []
+    assert engine.relay_url is not None and engine.relay_ca_file is not None
+    async with (
+        MoqtClient(engine.relay_url, token=token, verify=engine.relay_ca_file) as phone,
+        await async_voice.audio_bridge.attach(
+            call.sid, codec="pcm16", sample_rate=16000, on_uplink=lambda f, ts: heard.append(f)
+        ),
+    ):
+        uplink = await phone.publish_audio(call.sid, "uplink")
+        await uplink.wait_subscribed()
+        await anyio.sleep(0.1)  # the bridge's catalog reaches the relay
+        for frame in frames_of(AudioFormat(), "7"):
+            await uplink.write(frame)
+            await anyio.sleep(0.005)
+        with anyio.fail_after(5):
+            while len(heard) < 10:  # noqa: ASYNC110 - frames arrive in the client's task
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)
+    await async_voice.calls.hangup(call.sid)
+    assert all(len(frame) == 640 for frame in heard)
+    assert "7" in detect_dtmf(decode(AudioFormat("pcm16", 16000), heard), 16000)
