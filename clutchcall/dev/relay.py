@@ -61,7 +61,10 @@ as each frame arrives (no queue). A publisher that declares nothing is taken to
 send the SDK's default (:data:`UNDECLARED_FORMAT`, what the browser module
 sends); a subscriber that declares nothing gets the frames as published. At most
 :data:`MAX_RENDITIONS` target formats are made per track; a subscriber beyond
-that gets the frames as published.
+that gets the frames as published. Each rendition transcodes at most
+:data:`TRANSCODE_SPEED` times real time (a publisher sending faster loses the
+excess for those subscribers), so a track costs the relay a bounded amount of
+work whatever its publisher sends.
 
 Slow subscribers: each session holds at most :data:`SUBSCRIBER_BACKLOG_BYTES` (per
 track it subscribes to) of forwarded objects it has not acknowledged, none older
@@ -134,6 +137,15 @@ MAX_RENDITIONS = 4
 """Target formats the relay transcodes one track into, at most (each costs one
 encoder's work per frame); further subscribers get the track as published."""
 
+TRANSCODE_SPEED = 2.0
+"""A rendition transcodes at most this many seconds of audio per second of wall
+time (plus :data:`TRANSCODE_BURST` seconds banked): a publisher that sends faster
+than real time cannot make the relay's transcoding work grow with it. Frames past
+the budget are dropped for the subscribers that need them transcoded, and
+counted."""
+
+TRANSCODE_BURST = 1.0
+
 MAX_NAMESPACE_PREFIXES = 8
 """SUBSCRIBE_NAMESPACE requests one session may hold."""
 
@@ -199,6 +211,22 @@ class _Rendition:
 
     transcoder: Transcoder
     next_group: int
+    #: Microseconds of audio it may still transcode (refilled in real time).
+    budget_us: float = TRANSCODE_BURST * 1_000_000
+    refilled_at: float = field(default_factory=time.monotonic)
+
+    def afford(self, cost_us: int) -> bool:
+        """Take ``cost_us`` of audio from the budget, if there is that much."""
+        now = time.monotonic()
+        elapsed = now - self.refilled_at
+        self.refilled_at = now
+        self.budget_us = min(
+            TRANSCODE_BURST * 1_000_000, self.budget_us + elapsed * TRANSCODE_SPEED * 1_000_000
+        )
+        if self.budget_us < cost_us:
+            return False
+        self.budget_us -= cost_us
+        return True
 
 
 @dataclass(eq=False)
@@ -263,6 +291,7 @@ class Relay:
         self._untranscodable = 0
         self._catalogs_refused = 0
         self._rendition_refusals = 0
+        self._over_budget = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -377,6 +406,7 @@ class Relay:
             frames_untranscodable=self._untranscodable,
             catalogs_refused=self._catalogs_refused,
             renditions_refused=self._rendition_refusals,
+            frames_over_budget=self._over_budget,
         )
 
     # -- one session -------------------------------------------------------------------
@@ -751,6 +781,9 @@ class Relay:
                 self._rendition_refusals += 1
                 return None
             track.renditions[key] = rendition
+        if not rendition.afford(source.frame_ms * 1000):
+            self._over_budget += 1
+            return []
         stamp = event.timestamp_us if event.timestamp_us is not None else 0
         try:
             out = rendition.transcoder.push(event.payload, stamp)
@@ -998,6 +1031,9 @@ class RelayStats:
     catalogs_refused: int = 0
     #: Times a subscriber got a track as published because no rendition could be made.
     renditions_refused: int = 0
+    #: Published frames not transcoded because their rendition was past its budget
+    #: (:data:`TRANSCODE_SPEED`: a publisher sending faster than real time).
+    frames_over_budget: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import anyio
 import numpy as np
 import pytest
 
-from clutchcall import AsyncVoice, CallStatus, Voice
+from clutchcall import AsyncVoice, CallStatus, ConflictError, Voice
 from clutchcall.audio import detect_dtmf, make_codec, synth_dtmf, synth_silence, synth_tone
 from clutchcall.dev import Engine
 from clutchcall.dev.callees import PHRASE
@@ -209,7 +210,9 @@ def test_an_agent_hears_and_answers_a_pcm16_caller_in_pcm16(voice: Voice, engine
 async def test_the_relay_ignores_a_malformed_catalog(
     async_voice: AsyncVoice, engine: Engine
 ) -> None:
-    call = await async_voice.calls.originate(to="+15005550002", from_=FROM, trunk_id="t")
+    call = await async_voice.calls.originate(
+        to="+15005550002", from_=FROM, trunk_id="t", ring_timeout_sec=120
+    )
     token = (await async_voice.calls.create_bridge_token(call.sid, "caller")).token
     before = engine.relay_stats().catalogs_refused
     assert engine.relay_url is not None and engine.relay_ca_file is not None
@@ -238,7 +241,9 @@ async def test_a_publisher_that_declares_nothing_is_taken_to_send_the_default(
 ) -> None:
     """Like the browser module: Opus 48 kHz mono with no catalog reaches a pcm16
     16 kHz bridge transcoded."""
-    call = await async_voice.calls.originate(to="+15005550002", from_=FROM, trunk_id="t")
+    call = await async_voice.calls.originate(
+        to="+15005550002", from_=FROM, trunk_id="t", ring_timeout_sec=120
+    )
     token = (await async_voice.calls.create_bridge_token(call.sid, "caller")).token
     heard: list[bytes] = []
     assert engine.relay_url is not None and engine.relay_ca_file is not None
@@ -261,3 +266,47 @@ async def test_a_publisher_that_declares_nothing_is_taken_to_send_the_default(
     await async_voice.calls.hangup(call.sid)
     assert all(len(frame) == 640 for frame in heard)
     assert "7" in detect_dtmf(decode(AudioFormat("pcm16", 16000), heard), 16000)
+
+
+@pytest.mark.anyio
+async def test_a_publisher_faster_than_real_time_costs_a_bounded_transcoding_budget(
+    async_voice: AsyncVoice, engine: Engine
+) -> None:
+    """Five seconds of Opus sent at once to a pcm16 bridge: the relay transcodes
+    about its burst allowance (1 s) and drops the rest for that bridge, counted."""
+    call = await async_voice.calls.originate(
+        to="+15005550002", from_=FROM, trunk_id="t", ring_timeout_sec=120
+    )
+    token = (await async_voice.calls.create_bridge_token(call.sid, "caller")).token
+    heard: list[bytes] = []
+    frames = frames_of(AudioFormat(), "1") * 10  # 250 frames: 5 s of audio
+    before = engine.relay_stats()
+    assert engine.relay_url is not None and engine.relay_ca_file is not None
+    async with (
+        MoqtClient(
+            engine.relay_url, token=token, verify=engine.relay_ca_file, queue_frames=len(frames)
+        ) as phone,
+        await async_voice.audio_bridge.attach(
+            call.sid, codec="pcm16", sample_rate=16000, on_uplink=lambda f, ts: heard.append(f)
+        ),
+    ):
+        uplink = await phone.publish_audio(call.sid, "uplink")
+        await uplink.wait_subscribed()
+        await anyio.sleep(0.1)  # the bridge's catalog reaches the relay
+        started = time.monotonic()
+        for frame in frames:
+            uplink.write_nowait(frame)
+        with anyio.fail_after(10):
+            while uplink.queued or uplink.in_flight:  # noqa: ASYNC110 - the client's task sends
+                await anyio.sleep(0.01)
+        elapsed = time.monotonic() - started
+        await anyio.sleep(0.2)
+    with contextlib.suppress(ConflictError):
+        await async_voice.calls.hangup(call.sid)
+    after = engine.relay_stats()
+    transcoded = after.frames_transcoded - before.frames_transcoded
+    over = after.frames_over_budget - before.frames_over_budget
+    allowance = (1.0 + 2.0 * (elapsed + 0.3)) / 0.02 + 2
+    assert 0 < transcoded <= allowance, (transcoded, elapsed)
+    assert over >= len(frames) - allowance, (over, elapsed)
+    assert len(heard) <= transcoded
