@@ -69,6 +69,12 @@ def decode(fmt: AudioFormat, frames: list[bytes]) -> np.ndarray:
     return np.concatenate([codec.decode(frame) for frame in frames])
 
 
+def says_the_phrase(digits: str) -> bool:
+    """``digits`` is the callee's phrase, over and over (from anywhere in it), and
+    holds at least one whole phrase's worth of digits."""
+    return len(digits) >= len(PHRASE) and digits in PHRASE * (len(digits) // len(PHRASE) + 2)
+
+
 def collector(frames: list[bytes]) -> Callable[[bytes, int], None]:
     return lambda frame, timestamp_us: frames.append(frame)
 
@@ -112,7 +118,7 @@ def test_a_bridge_in_each_codec_hears_the_callee_speak_in_that_codec(
         assert len(pcm) >= 2 * fmt.sample_rate
         assert np.abs(pcm.astype(np.int32)).max() > 3000, f"{fmt}: silence"
         digits = detect_dtmf(pcm, fmt.sample_rate)
-        assert PHRASE in digits + digits, f"{fmt}: heard {digits!r}"
+        assert says_the_phrase(digits), f"{fmt}: heard {digits!r}"
         counters = engine.media_counters(sids[FOUR.index(fmt)])
         assert counters is not None and counters["format"] == str(fmt)
     # The callees spoke each bridge's format: nothing needed transcoding.

@@ -69,7 +69,7 @@ def test_moq_rs_reads_the_catalog_and_the_audio_with_the_token_in_the_url(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         catalog_payload, payloads = asyncio.run(
-            read_call(f"{base}?jwt={server_token}", fingerprint, sid, frames=80)
+            read_call(f"{base}?jwt={server_token}", fingerprint, sid, frames=100)
         )
     voice.calls.get(sid=sid).hangup()
     catalog = json.loads(catalog_payload)
@@ -92,7 +92,7 @@ def test_moq_rs_reads_the_catalog_and_the_audio_with_the_token_in_the_url(
     )
     pcm = np.concatenate([codec.decode(payload) for payload in payloads])
     digits = detect_dtmf(pcm, uplink["samplerate"])
-    assert PHRASE in digits + digits, digits
+    assert len(digits) >= len(PHRASE) and digits in PHRASE * 4, digits
 
 
 def test_a_bad_token_in_the_url_is_refused(voice: Voice, engine: Engine) -> None:
