@@ -56,7 +56,7 @@ from ..moqnet import (
 )
 from ..moqnet._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ..moqnet.link import Signal
-from ..moqt import VoiceRole, VoiceTrack
+from ..moqt import AudioFormat, CatalogError, VoiceRole, VoiceTrack
 from ..transport import Verify
 from ._format import resolve_format
 
@@ -251,7 +251,7 @@ class BridgeCore:
             self._subscription.on_frame = self._on_frame
             self._subscription.on_end = self._work.notify
             self._publication = await client.publish_audio(
-                self.call_sid, self.send_track, token=track_token
+                self.call_sid, self.send_track, token=track_token, format=self.declared_format()
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -263,6 +263,14 @@ class BridgeCore:
             task_group.start_soon(self._run, name=name)
         else:
             spawn(self._run, name)
+
+    def declared_format(self) -> AudioFormat | None:
+        """The format this bridge declares in its track's catalog (None: one the
+        wire cannot name)."""
+        try:
+            return AudioFormat(self.codec, self.sample_rate, self.channels, self.frame_ms)
+        except CatalogError:
+            return None
 
     async def _release_client(self) -> None:
         """Close what this bridge holds: its tracks on a shared session, else the client."""
