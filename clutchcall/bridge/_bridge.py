@@ -42,7 +42,7 @@ import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
 from ..errors import InvalidArgumentError
-from ._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
+from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ._client import (
     AudioFrame,
     AudioPublication,
@@ -50,7 +50,6 @@ from ._client import (
     AudioSubscription,
     MoqtClient,
 )
-from ._link import Signal
 from ._shared import SharedClient
 from .errors import BridgeClosedError
 

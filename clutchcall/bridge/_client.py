@@ -44,9 +44,9 @@ import anyio.lowlevel
 from .. import moqt, transport
 from ..errors import APIConnectionError, APIStatusError, InternalServerError, RateLimitError
 from ..transport import ConnectionKind
-from ..transport._quic import Verify
-from ._background import spawn
-from ._link import MoqtLink, Signal, wait_any
+from ..transport.backend import Signal, spawn
+from ..transport.client import Verify
+from ._link import MoqtLink, wait_any
 from .errors import (
     BridgeAuthError,
     BridgeClosedError,

@@ -1,5 +1,5 @@
 """Whole short streams (an audio frame each) without a stream object at either end:
-``Connection.send_uni_stream_nowait`` and ``Connection.complete_stream_handler``."""
+``Connection.send_uni_stream_nowait`` and ``Connection.set_stream_callbacks(whole=...)``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def test_whole_streams_reach_the_handler_and_a_long_one_is_accepted(kind: 
 
     with anyio.fail_after(20):
         async with server(handler) as srv, client(kind, srv.port) as conn:
-            conn.complete_stream_handler = on_whole
+            conn.set_stream_callbacks(whole=on_whole)
             go.set()
             accepted = await conn.accept_stream()
             assert isinstance(accepted, ReceiveStream)
@@ -97,12 +97,12 @@ async def test_a_failing_handler_is_logged_and_later_streams_still_arrive(
     with caplog.at_level(logging.ERROR, logger="clutchcall.transport.connection"):
         with anyio.fail_after(20):
             async with server(handler) as srv, client(kind, srv.port) as conn:
-                conn.complete_stream_handler = on_whole
+                conn.set_stream_callbacks(whole=on_whole)
                 go.set()
                 await second.wait()
                 assert not conn.closed
     assert arrived == [b"good"]
-    assert "complete-stream handler failed" in caplog.text
+    assert "whole-stream callback failed" in caplog.text
 
 
 @pytest.mark.parametrize("kind", KINDS)
