@@ -48,7 +48,7 @@ from .streams import (
 
 logger = logging.getLogger(__name__)
 
-Headers = list[tuple[bytes, bytes]]
+Headers = _wt.Headers
 PathFilter = _wt.PathFilter
 
 ACCEPT_BACKLOG = 256

@@ -8,6 +8,10 @@
 - ``send()`` returns once the data is queued and the stream's unacknowledged
   backlog is below a limit, so a slow peer slows the sender down instead of
   growing memory.
+
+Each stream is a facade over a :class:`ReceiveSide` and/or a :class:`SendSide`,
+which its connection creates, feeds and fails; the sides reach the connection
+only through its :class:`StreamHost`.
 """
 
 from __future__ import annotations
