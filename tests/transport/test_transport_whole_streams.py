@@ -119,3 +119,53 @@ async def test_send_uni_stream_nowait_refuses_what_it_cannot_send(kind: str) -> 
         assert _quic.UNI_STREAM_WINDOW - 10 <= sent <= _quic.UNI_STREAM_WINDOW
     with pytest.raises(anyio.ClosedResourceError):
         conn.send_uni_stream_nowait(b"after close")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_arrived_callback_takes_streams_as_packets_open_them(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    go = anyio.Event()
+    later = anyio.Event()
+
+    async def handler(conn: Connection) -> None:
+        await go.wait()
+        for index in range(3):
+            stream = await conn.open_uni_stream()
+            await stream.send(b"part %d" % index)  # no FIN: never a whole stream
+        await later.wait()
+        stream = await conn.open_uni_stream()
+        await stream.send(b"after")
+        await anyio.sleep(5)
+
+    taken: list[ReceiveStream] = []
+    three = anyio.Event()
+
+    def take() -> None:
+        while True:
+            try:
+                stream = conn.accept_stream_nowait()
+            except anyio.WouldBlock:
+                break
+            assert isinstance(stream, ReceiveStream)
+            taken.append(stream)
+        if len(taken) >= 3:
+            three.set()
+        raise RuntimeError("arrival callback broke")  # logged; the connection goes on
+
+    with caplog.at_level(logging.ERROR, logger="clutchcall.transport.connection"):
+        with anyio.fail_after(20):
+            async with server(handler) as srv, client(kind, srv.port) as conn:
+                conn.set_stream_callbacks(arrived=take)
+                go.set()
+                await three.wait()
+                parts = sorted([await stream.receive() for stream in taken])
+                assert parts == [b"part 0", b"part 1", b"part 2"]
+                conn.set_stream_callbacks()  # removed: streams wait for accept_stream
+                later.set()
+                last = await conn.accept_stream()
+                assert isinstance(last, ReceiveStream)
+                assert await last.receive() == b"after"
+                assert len(taken) == 3
+                assert not conn.closed
+    assert "stream arrival callback failed" in caplog.text
