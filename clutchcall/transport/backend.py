@@ -49,7 +49,12 @@ def loop_id() -> int:
 
 
 def spawn(fn: Callable[[], Awaitable[None]], name: str) -> None:
-    """Run ``fn()`` as a background task of the current event loop."""
+    """Run ``fn()`` as a background task of the current event loop.
+
+    For work that outlives the call that started it: a bridge is returned by
+    ``await attach(...)`` and closed later, often from another task, so its work
+    runs in one such task, which owns a task group for all of the bridge's tasks.
+    """
     if not on_asyncio():
         import trio
 
