@@ -39,6 +39,8 @@ lint: $(STAMP) weblint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@# The layers (pyproject.toml, [tool.importlinter]): imports point down only.
+	$(BIN)/lint-imports --no-logo --no-cache
 
 weblint: $(NODE_STAMP)
 	cd $(WEB) && node_modules/.bin/tsc -p tsconfig.json --checkJs --noEmit

@@ -34,8 +34,8 @@ from typing import Any
 import anyio
 
 from clutchcall import AsyncVoice, CallStatus
-from clutchcall.bridge import MoqtClient
 from clutchcall.dev import Engine
+from clutchcall.moqnet import MoqtClient
 
 from ._report import summarize, table, write
 

@@ -7,6 +7,11 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
     ├── InvalidArgumentError        a call was made with bad arguments (also a ValueError)
     ├── ClientClosedError           a client was used after close() (also a RuntimeError)
     ├── MissingExtraError           an optional part needs an extra (also an ImportError)
+    ├── BridgeError                 the data plane (relay session, tracks) failed
+    │   ├── BridgeConnectError      the relay could not be reached or set up
+    │   ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
+    │   ├── BridgeTrackError        the relay refused a track for another reason
+    │   └── BridgeClosedError       the bridge or client was already closed
     └── APIError                    the control plane could not serve a request
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
         │   └── APITimeoutError     the request timed out
@@ -21,6 +26,9 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
             ├── UnprocessableEntityError    422
             ├── RateLimitError              429
             └── InternalServerError         5xx
+
+The tree lives in this one module, which imports nothing else of the SDK: every
+layer may raise and catch these.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BridgeAuthError",
+    "BridgeClosedError",
+    "BridgeConnectError",
+    "BridgeError",
+    "BridgeTrackError",
     "ClientClosedError",
     "ClutchCallError",
     "ConfigurationError",
@@ -77,6 +90,43 @@ class MissingExtraError(ClutchCallError, ImportError):
     def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
         super().__init__(message, name=name)
         self.extra = extra
+
+
+class BridgeError(ClutchCallError):
+    """The data plane (relay session, tracks) failed."""
+
+
+class BridgeConnectError(BridgeError):
+    """The relay could not be reached, or the MoQT session could not be set up."""
+
+
+class BridgeAuthError(BridgeError):
+    """The relay refused the session (bad, expired or missing token) or a track.
+
+    ``code`` is the MoQT error code the relay sent (a session termination code
+    such as UNAUTHORIZED 0x2 / EXPIRED_AUTH_TOKEN 0x18, or a SUBSCRIBE_ERROR /
+    PUBLISH_NAMESPACE_ERROR code such as UNAUTHORIZED 0x1); ``reason`` its text.
+    """
+
+    def __init__(self, message: str, *, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class BridgeTrackError(BridgeError):
+    """The relay refused a SUBSCRIBE or PUBLISH_NAMESPACE for a reason other than
+    authorization (e.g. moq-rs answers "unroutable" for a track nobody publishes yet).
+    """
+
+    def __init__(self, message: str, *, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class BridgeClosedError(BridgeError):
+    """The bridge (or client) was closed; it cannot be used any more."""
 
 
 class APIError(ClutchCallError):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
+import clutchcall
+import clutchcall.bridge.errors as bridge_errors
 import clutchcall.errors as errors
 
 
@@ -24,3 +31,37 @@ def test_client_closed_and_missing_extra_keep_their_builtin_bases() -> None:
     assert issubclass(errors.ClientClosedError, RuntimeError)
     missing = errors.MissingExtraError("needs av", extra="audio", name="av")
     assert isinstance(missing, ImportError) and missing.name == "av" and missing.extra == "audio"
+
+
+def test_every_error_is_exported_from_the_top_level_package() -> None:
+    """Each ClutchCallError subclass of ``clutchcall.errors`` and ``clutchcall.bridge.errors``
+    is reachable as ``clutchcall.<Name>`` and listed in ``clutchcall.__all__``."""
+    found = {
+        name: obj
+        for module in (errors, bridge_errors)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, errors.ClutchCallError)
+    }
+    assert {"ClutchCallError", "BridgeTrackError", "MissingExtraError"} <= found.keys()
+    for name, cls in found.items():
+        assert name in clutchcall.__all__, name
+        assert getattr(clutchcall, name) is cls, name
+
+
+def test_the_top_level_names_load_on_first_use() -> None:
+    """``import clutchcall`` imports no layer; each name in ``__all__`` loads its own."""
+    script = (
+        "import sys, clutchcall\n"
+        "assert clutchcall.__version__\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('clutchcall.'))\n"
+        "print(loaded)\n"
+        "for name in clutchcall.__all__: getattr(clutchcall, name)\n"
+        "assert set(clutchcall.__all__) <= set(dir(clutchcall))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="no_such_name"):
+        clutchcall.no_such_name  # noqa: B018

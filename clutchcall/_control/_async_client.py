@@ -29,7 +29,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
-from ..bridge import AsyncAudioBridges
+from ..bridge import AsyncAudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
 from ._async_transport import AsyncClientTransport, AsyncRetryTransport
 from ._base import (
@@ -383,6 +383,13 @@ class AsyncVoice:
     makes the ``clutchcall`` loggers write to stderr; at DEBUG each HTTP attempt is
     one line. A request after :meth:`close` raises
     :class:`~clutchcall.errors.ClientClosedError`.
+
+    Use the client as a context manager around its whole use, or call
+    :meth:`close` when done: either closes every audio bridge still open and stops
+    what they left running. The async client, while entered, runs its bridges in
+    a task group it owns (leaving cancels and joins it: no task outlives the
+    block), and otherwise in background tasks of their event loop; the blocking
+    client runs them on one background thread.
     """
 
     def __init__(
@@ -432,7 +439,15 @@ class AsyncVoice:
         self._http = httpx.AsyncClient(transport=transport, **client_kwargs(config))
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)
-        self.audio_bridge = AsyncAudioBridges(self)
+        self.audio_bridge = AsyncAudioBridges(
+            BridgeSettings(
+                relay_url=config.relay_url,
+                relay_host=config.relay_host,
+                verify=config.verify,
+                share_connections=config.share_bridge_connections,
+            ),
+            self.calls.create_bridge_token,
+        )
 
     @property
     def base_url(self) -> str:
@@ -533,6 +548,7 @@ class AsyncVoice:
             await self._http.aclose()
 
     async def __aenter__(self) -> AsyncVoice:
+        await self.audio_bridge.__aenter__()
         return self
 
     async def __aexit__(
@@ -541,7 +557,10 @@ class AsyncVoice:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        try:
+            await self.audio_bridge.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, org_id={self.org_id!r})"

@@ -19,6 +19,7 @@ from clutchcall_api.types import Unset
 
 from .. import __version__
 from ..errors import APIConnectionError, APITimeoutError, ClientClosedError, InvalidArgumentError
+from ..moqt import VoiceRole
 from ._config import ClientConfig, is_positive_seconds, is_retry_count
 
 USER_AGENT = f"clutchcall-python/{__version__}"
@@ -222,8 +223,8 @@ class BridgeToken:
         return self._model.token
 
     @property
-    def role(self) -> str:
-        return self._model.role.value
+    def role(self) -> VoiceRole:
+        return VoiceRole(self._model.role.value)
 
     @property
     def call_sid(self) -> str:

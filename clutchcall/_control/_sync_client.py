@@ -31,7 +31,7 @@ from clutchcall_api.models import BridgeToken as BridgeTokenModel
 from clutchcall_api.models import Call as CallModel
 from clutchcall_api.types import UNSET
 
-from ..bridge import AudioBridges
+from ..bridge import AudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
 from ._base import (
     REQUEST_OPTIONS,
@@ -381,6 +381,13 @@ class Voice:
     makes the ``clutchcall`` loggers write to stderr; at DEBUG each HTTP attempt is
     one line. A request after :meth:`close` raises
     :class:`~clutchcall.errors.ClientClosedError`.
+
+    Use the client as a context manager around its whole use, or call
+    :meth:`close` when done: either closes every audio bridge still open and stops
+    what they left running. The async client, while entered, runs its bridges in
+    a task group it owns (leaving cancels and joins it: no task outlives the
+    block), and otherwise in background tasks of their event loop; the blocking
+    client runs them on one background thread.
     """
 
     def __init__(
@@ -430,7 +437,15 @@ class Voice:
         self._http = httpx.Client(transport=transport, **client_kwargs(config))
         self.calls = Calls(self)
         self.agents = Agents(self)
-        self.audio_bridge = AudioBridges(self)
+        self.audio_bridge = AudioBridges(
+            BridgeSettings(
+                relay_url=config.relay_url,
+                relay_host=config.relay_host,
+                verify=config.verify,
+                share_connections=config.share_bridge_connections,
+            ),
+            self.calls.create_bridge_token,
+        )
 
     @property
     def base_url(self) -> str:
@@ -531,6 +546,7 @@ class Voice:
             self._http.close()
 
     def __enter__(self) -> Voice:
+        self.audio_bridge.__enter__()
         return self
 
     def __exit__(
@@ -539,7 +555,10 @@ class Voice:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.audio_bridge.__exit__(exc_type, exc, tb)
+        finally:
+            self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, org_id={self.org_id!r})"

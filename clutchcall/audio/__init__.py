@@ -40,6 +40,7 @@ try:  # PyAV and numpy come with the 'audio' extra, not with the base install.
 except ModuleNotFoundError as exc:
     raise_missing_extra(exc, feature="clutchcall.audio", extra="audio")
 
+from ..moqt.voice import AudioFrame
 from . import g711
 from .codecs import (
     AudioCodecImpl,
@@ -57,16 +58,16 @@ from .jitter import JitterBuffer, JitterStats, Playout, PlayoutKind, PushOutcome
 from .player import AudioPlayer, PcmSink, PlayerStats
 from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
 from .resample import Resampler
-from .source import AudioSource, EncodedFrame, Publish, SourceStats
+from .source import AudioSource, Publish, SourceStats
 from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
 
 __all__ = [
     "AudioCodecImpl",
     "AudioError",
+    "AudioFrame",
     "AudioPlayer",
     "AudioSource",
     "DecodeError",
-    "EncodedFrame",
     "FrameSizeError",
     "G711Codec",
     "JitterBuffer",

@@ -43,23 +43,16 @@ import anyio.lowlevel
 import numpy as np
 from clutchcall_api.models import AudioCodec
 
+from ..moqt.voice import AudioFrame
 from .codecs import AudioCodecImpl, OpusApplication, Pcm, PcmLike, as_pcm, make_codec
 from .resample import Resampler
 from .wav import iter_wav, wav_params
 
-__all__ = ["AudioSource", "EncodedFrame", "Publish", "SourceStats"]
+__all__ = ["AudioSource", "Publish", "SourceStats"]
 
 Publish = Callable[[bytes, int], object]
 """``publish(frame, timestamp_us)``: a plain function, or one returning an awaitable
 (a coroutine function), which the source awaits before the next frame."""
-
-
-@dataclass(frozen=True)
-class EncodedFrame:
-    """One encoded frame and the media time of its first sample."""
-
-    data: bytes
-    timestamp_us: int
 
 
 @dataclass(frozen=True)
@@ -94,18 +87,18 @@ class _Framer:
         self._pending = np.zeros((0, codec.channels), dtype=np.int16)
         self.frames = 0
 
-    def _stamp(self, pcm: Pcm) -> EncodedFrame:
+    def _stamp(self, pcm: Pcm) -> AudioFrame:
         if self._origin_us is None:
             self._origin_us = time.monotonic_ns() // 1000
         timestamp = self._origin_us + self.frames * self.codec.frame_us
         self.frames += 1
-        return EncodedFrame(self.codec.encode(pcm), timestamp)
+        return AudioFrame(self.codec.encode(pcm), timestamp)
 
     @property
     def first_timestamp_us(self) -> int | None:
         return self._origin_us if self.frames else None
 
-    def _cut(self, pcm: Pcm) -> list[EncodedFrame]:
+    def _cut(self, pcm: Pcm) -> list[AudioFrame]:
         if pcm.shape[0] == 0:
             return []
         pending = np.concatenate([self._pending, pcm]) if self._pending.shape[0] else pcm
@@ -114,10 +107,10 @@ class _Framer:
         self._pending = pending[whole:]
         return [self._stamp(pending[i : i + n]) for i in range(0, whole, n)]
 
-    def push(self, chunk: PcmLike) -> list[EncodedFrame]:
+    def push(self, chunk: PcmLike) -> list[AudioFrame]:
         return self._cut(self._resampler.push(as_pcm(chunk, self._input_channels)))
 
-    def finish(self) -> list[EncodedFrame]:
+    def finish(self) -> list[AudioFrame]:
         out = self._cut(self._resampler.flush())
         if self._pending.shape[0] and self._pad_final:
             pad = self.codec.samples_per_frame - self._pending.shape[0]
@@ -228,7 +221,7 @@ class AudioSource:
             raise RuntimeError("an AudioSource is one stream and can only be consumed once")
         self._started = True
 
-    def frames(self) -> Iterator[EncodedFrame]:
+    def frames(self) -> Iterator[AudioFrame]:
         """The encoded frames, unpaced (sync iterables only; use :meth:`aframes` otherwise)."""
         chunks = self._chunks
         if not isinstance(chunks, Iterable):
@@ -241,7 +234,7 @@ class AudioSource:
         finally:
             self._release()
 
-    async def aframes(self) -> AsyncGenerator[EncodedFrame, None]:
+    async def aframes(self) -> AsyncGenerator[AudioFrame, None]:
         """The encoded frames, unpaced, from a sync or async iterable of chunks."""
         self._claim()
         chunks = self._chunks

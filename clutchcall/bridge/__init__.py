@@ -4,13 +4,20 @@
 :class:`AsyncAudioBridge` (on :class:`~clutchcall.AsyncVoice`) or an
 :class:`AudioBridge` (on :class:`~clutchcall.Voice`): one MoQT session on the
 relay that receives the caller's audio and publishes audio back, reconnecting by
-itself. :class:`MoqtClient` is the raw layer under it (also exported as
-``clutchcall.moqt.MoqtClient``): ``publish_audio`` / ``subscribe_audio`` on the
-``voice/<sid>/{uplink,downlink}`` tracks of any draft-14 relay.
+itself. :class:`MoqtClient` is the raw layer under it (defined in
+:mod:`clutchcall.moqnet`, the networked MoQT layer, and exported here too):
+``publish_audio`` / ``subscribe_audio`` on the ``voice/<sid>/{uplink,downlink}``
+tracks of any draft-14 relay.
 """
 
-from ._bridge import AsyncAudioBridge, AsyncAudioBridges, FrameCallback, FrameIterator
-from ._client import (
+from ..errors import (
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeConnectError,
+    BridgeError,
+    BridgeTrackError,
+)
+from ..moqnet import (
     AudioFrame,
     AudioPublication,
     AudioStats,
@@ -18,14 +25,15 @@ from ._client import (
     MoqtClient,
     monotonic_us,
 )
-from ._sync import AudioBridge, AudioBridges
-from .errors import (
-    BridgeAuthError,
-    BridgeClosedError,
-    BridgeConnectError,
-    BridgeError,
-    BridgeTrackError,
+from ._bridge import (
+    AsyncAudioBridge,
+    AsyncAudioBridges,
+    BridgeGrant,
+    BridgeSettings,
+    FrameCallback,
+    FrameIterator,
 )
+from ._sync import AudioBridge, AudioBridges
 
 __all__ = [
     "AsyncAudioBridge",
@@ -40,6 +48,8 @@ __all__ = [
     "BridgeClosedError",
     "BridgeConnectError",
     "BridgeError",
+    "BridgeGrant",
+    "BridgeSettings",
     "BridgeTrackError",
     "FrameCallback",
     "FrameIterator",

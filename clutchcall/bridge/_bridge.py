@@ -1,6 +1,6 @@
 """The audio bridge on :class:`~clutchcall.AsyncVoice`: ``voice.audio_bridge``.
 
-A bridge is one :class:`~clutchcall.bridge.MoqtClient` session on the relay for
+A bridge is one :class:`~clutchcall.moqnet.MoqtClient` session on the relay for
 one call and one side: ``attach`` is the server side (subscribe ``uplink``,
 publish ``downlink``), ``attach_caller`` the caller side (the reverse). Received
 frames go, one at a time and in order, to the current callback and to every
@@ -33,46 +33,69 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
-from ..errors import InvalidArgumentError
-from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
-from ._client import (
+from ..errors import BridgeClosedError, InvalidArgumentError
+from ..moqnet import (
     AudioFrame,
     AudioPublication,
     AudioStats,
     AudioSubscription,
     MoqtClient,
+    SharedClient,
 )
-from ._shared import SharedClient
-from .errors import BridgeClosedError
-
-if TYPE_CHECKING:
-    from .._control._async_client import AsyncVoice
-    from .._control._base import BridgeToken
-    from .._control._config import ClientConfig
+from ..moqt import VoiceRole, VoiceTrack
+from ..transport import Verify
+from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
 
 logger = logging.getLogger(__name__)
 
 #: ``callback(frame, timestamp_us)``; may return an awaitable (it is awaited).
 FrameCallback = Callable[[bytes, int], Any]
-MintToken = Callable[[str, str], Awaitable["BridgeToken"]]
 
 DEFAULT_RELAY_PORT = 443
 TOKEN_REFRESH_MARGIN = 30.0
 ITERATOR_BUFFER_FRAMES = 500
 
-ROLE_TRACKS = {"server": ("uplink", "downlink"), "caller": ("downlink", "uplink")}
+
+class BridgeGrant(Protocol):
+    """A bridge token, as the bridges use it (:class:`clutchcall.BridgeToken` is one)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
+
+    @property
+    def relay_url(self) -> str | None: ...
 
 
-class _Config(Protocol):
-    _config: ClientConfig
+#: ``mint(call_sid, role)``: a new bridge token for that call and role (the client's
+#: ``calls.create_bridge_token``).
+MintToken = Callable[[str, VoiceRole], Awaitable[BridgeGrant]]
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """What the bridges of one client take from its settings."""
+
+    #: The relay to dial (None: the URL a bridge token names, else ``relay_host``).
+    relay_url: str | None
+    relay_host: str
+    verify: Verify = True
+    #: Bridges to one relay share a QUIC connection (per role and event loop).
+    share_connections: bool = True
 
 
 def _check_options(codec: AudioCodec | str, sample_rate: int, channels: int, frame_ms: int) -> str:
@@ -140,7 +163,7 @@ class BridgeCore:
         self,
         owner: BridgeRegistry,
         call_sid: str,
-        role: str,
+        role: VoiceRole,
         *,
         codec: str,
         sample_rate: int,
@@ -148,20 +171,21 @@ class BridgeCore:
         frame_ms: int,
         callback: FrameCallback | None,
         mint: MintToken,
-        config: ClientConfig,
+        settings: BridgeSettings,
     ) -> None:
         self.owner = owner
         self.call_sid = call_sid
         self.role = role
-        self.receive_track, self.send_track = ROLE_TRACKS[role]
+        self.receive_track = role.subscribes
+        self.send_track = role.publishes
         self.codec = codec
         self.sample_rate = sample_rate
         self.channels = channels
         self.frame_ms = frame_ms
         self.callback = callback
         self._mint = mint
-        self._config = config
-        self._token: BridgeToken | None = None
+        self._settings = settings
+        self._token: BridgeGrant | None = None
         self.client: MoqtClient | None = None
         self._pool: SharedClient[BridgeCore] | None = None
         self._reconnects_at_join = 0
@@ -190,19 +214,20 @@ class BridgeCore:
             or token.expires_at.timestamp() - time.time() < TOKEN_REFRESH_MARGIN
         ):
             token = self._token = await self._mint(self.call_sid, self.role)
-        config = self._config
+        settings = self._settings
         url = (
-            config.relay_url
+            settings.relay_url
             or token.relay_url
-            or f"moqt://{config.relay_host}:{DEFAULT_RELAY_PORT}"
+            or f"moqt://{settings.relay_host}:{DEFAULT_RELAY_PORT}"
         )
         return url, token.token
 
     async def start(self) -> None:
         self._call_soon = threadsafe_caller()
+        task_group = self.owner.task_group()
         track_token: str | None = None
         pool: SharedClient[BridgeCore] | None = None
-        if self._config.share_bridge_connections:
+        if self._settings.share_connections:
             url, token = await self._credentials(False)
             pool = self.owner._pool_for(self, url)
         if pool is not None:
@@ -211,17 +236,16 @@ class BridgeCore:
             self._pool = pool
             self._reconnects_at_join = client.stats.reconnects
         else:
-            client = MoqtClient(credentials=self._credentials, verify=self._config.verify)
+            client = MoqtClient(credentials=self._credentials, verify=self._settings.verify)
         self.client = client
         try:
             if pool is None:
-                await client.connect()
+                await client.connect(task_group=task_group)
             self._subscription = await client.subscribe_audio(
                 self.call_sid, self.receive_track, token=track_token
             )
             self._subscription.on_frame = self._on_frame
-            # The subscription's own wake-up (its end included) wakes the dispatcher.
-            self._work = self._subscription._arrived
+            self._subscription.on_end = self._work.notify
             self._publication = await client.publish_audio(
                 self.call_sid, self.send_track, token=track_token
             )
@@ -230,7 +254,11 @@ class BridgeCore:
                 await self._release_client()
             raise
         self.owner._cores.add(self)
-        spawn(self._run, f"clutchcall-bridge-{self.call_sid}")
+        name = f"clutchcall-bridge-{self.call_sid}"
+        if task_group is not None:
+            task_group.start_soon(self._run, name=name)
+        else:
+            spawn(self._run, name)
 
     async def _release_client(self) -> None:
         """Close what this bridge holds: its tracks on a shared session, else the client."""
@@ -342,7 +370,7 @@ class BridgeCore:
 
     # -- operations --------------------------------------------------------------------
 
-    def publish(self, track: str, frame: bytes, timestamp_us: int | None) -> None:
+    def publish(self, track: VoiceTrack, frame: bytes, timestamp_us: int | None) -> None:
         if track != self.send_track:
             raise InvalidArgumentError(
                 f"a {self.role}-side bridge publishes {self.send_track}, not {track}"
@@ -356,20 +384,20 @@ class BridgeCore:
             return
         publication.write_nowait(frame, timestamp_us)
 
-    def set_callback(self, track: str, callback: FrameCallback | None) -> None:
+    def set_callback(self, track: VoiceTrack, callback: FrameCallback | None) -> None:
         self._check_receive(track)
         _check_callback(callback, f"on_{track}")
         self.callback = callback
         self._work.notify()
 
-    def iterate(self, track: str) -> FrameIterator:
+    def iterate(self, track: VoiceTrack) -> FrameIterator:
         self._check_receive(track)
         iterator = FrameIterator(self)
         self._iterators.add(iterator)
         self._work.notify()
         return iterator
 
-    def _check_receive(self, track: str) -> None:
+    def _check_receive(self, track: VoiceTrack) -> None:
         if track != self.receive_track:
             raise InvalidArgumentError(
                 f"a {self.role}-side bridge receives {self.receive_track}, not {track}"
@@ -396,13 +424,32 @@ class BridgeCore:
 
 
 class BridgeRegistry:
-    """The bridges of one client (``voice.audio_bridge``), closed with the client."""
+    """The bridges of one client (``voice.audio_bridge``), closed with the client.
 
-    def __init__(self, config: _Config, mint: MintToken) -> None:
-        self._voice_config = config
+    The bridges' tasks (and those of the clients they use) run in the task group
+    the registry was given with :meth:`adopt` when they start in that group's event
+    loop, else as background tasks of their event loop.
+    """
+
+    def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
+        self._settings = settings
         self._mint = mint
         self._cores: set[BridgeCore] = set()
         self._pools: dict[tuple[str, str, int], SharedClient[BridgeCore]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_group_loop: int | None = None
+
+    def adopt(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        """Run the work of bridges opened from now on in ``task_group`` (call this
+        in its event loop; None: in background tasks again)."""
+        self._task_group = task_group
+        self._task_group_loop = loop_id() if task_group is not None else None
+
+    def task_group(self) -> anyio.abc.TaskGroup | None:
+        """The task group for a bridge opening now (None: use background tasks)."""
+        if self._task_group is None or self._task_group_loop != loop_id():
+            return None
+        return self._task_group
 
     def _pool_for(self, core: BridgeCore, url: str) -> SharedClient[BridgeCore] | None:
         """The shared client for ``core``'s relay and role; None if it already
@@ -410,8 +457,9 @@ class BridgeRegistry:
         key = (url, core.role, loop_id())  # a shared client serves one loop only
         pool = self._pools.get(key)
         if pool is None:
-            pool = SharedClient(partial(self._pool_credentials, url), verify=core._config.verify)
+            pool = SharedClient(partial(self._pool_credentials, url), verify=self._settings.verify)
             self._pools[key] = pool
+        pool.task_group = self.task_group()
         if any(c.call_sid == core.call_sid for c in pool.members):
             return None
         return pool
@@ -441,7 +489,7 @@ class BridgeRegistry:
     async def open(
         self,
         call_sid: str,
-        role: str,
+        role: VoiceRole,
         *,
         codec: AudioCodec | str,
         sample_rate: int,
@@ -452,7 +500,7 @@ class BridgeRegistry:
         if not isinstance(call_sid, str) or not call_sid.strip():
             raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
         codec_name = _check_options(codec, sample_rate, channels, frame_ms)
-        _check_callback(callback, "on_uplink" if role == "server" else "on_downlink")
+        _check_callback(callback, f"on_{role.subscribes}")
         core = BridgeCore(
             self,
             call_sid,
@@ -463,7 +511,7 @@ class BridgeRegistry:
             frame_ms=frame_ms,
             callback=callback,
             mint=self._mint,
-            config=self._voice_config._config,
+            settings=self._settings,
         )
         await core.start()
         return core
@@ -478,29 +526,32 @@ class BridgeRegistry:
                 tg.start_soon(core.aclose)
 
 
-class AsyncAudioBridge:
-    """One call's audio bridge (from ``await voice.audio_bridge.attach(...)``).
+class BridgeHandle:
+    """What the two bridge handles share: they read the same core.
 
-    Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
-    :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
-    :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
-    it (``await bridge.aclose()`` or ``async with``).
+    :class:`AsyncAudioBridge` and the blocking :class:`~clutchcall.AudioBridge`
+    differ only in how their methods run (awaited, or on the bridge thread).
     """
+
+    #: How a user closes this kind of bridge (named in the ResourceWarning).
+    _close_call: ClassVar[str]
 
     def __init__(self, core: BridgeCore) -> None:
         self._core = core
 
     @property
     def call_sid(self) -> str:
+        """The call this bridge carries."""
         return self._core.call_sid
 
     @property
-    def role(self) -> str:
+    def role(self) -> VoiceRole:
         """``"server"`` (attach) or ``"caller"`` (attach_caller)."""
         return self._core.role
 
     @property
     def codec(self) -> str:
+        """The codec asked for at attach (``"opus"``, ``"pcm16"``...)."""
         return self._core.codec
 
     @property
@@ -520,11 +571,12 @@ class AsyncAudioBridge:
         """Frames and bytes in and out, frames dropped, reconnects. A published frame
         is out once the relay acknowledged it; every frame published ends up out or
         dropped (frames the relay had not acknowledged when a session ended are sent
-        again on the next one, or dropped when stale)."""
+        again on the next one, or dropped when stale). Safe to read from any thread."""
         return self._core.stats
 
     @property
     def closed(self) -> bool:
+        """The bridge was closed (by its owner or by closing the client)."""
         return self._core.closed
 
     @property
@@ -537,38 +589,71 @@ class AsyncAudioBridge:
         """No more frames will flow: closed, or the call ended."""
         return self._core.finished
 
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not core.closed and not core.finished:
+            core.close_soon()
+            warnings.warn(
+                f"audio bridge of {core.call_sid} was garbage-collected without "
+                f"{self._close_call}; closing it now",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "ended" if self.ended else "open"
+        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
+
+
+class AsyncAudioBridge(BridgeHandle):
+    """One call's audio bridge (from ``await voice.audio_bridge.attach(...)``).
+
+    Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
+    :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
+    :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
+    it (``await bridge.aclose()`` or ``async with``). Callbacks run in the event
+    loop and may return an awaitable (awaited before the next frame). Publishing
+    is a cancel point but not a scheduling point, so that frame-paced loops stay
+    cheap.
+    """
+
+    _close_call = "aclose()"
+
     async def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
 
-        Never waits for the network (the frame is queued for sending); a cancel
-        point but not a scheduling point, so that frame-paced loops stay cheap.
+        Never waits for the network: the frame is queued for sending.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
-        self._core.publish("downlink", frame, timestamp_us)
+        self._core.publish(VoiceTrack.DOWNLINK, frame, timestamp_us)
 
     async def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Caller side: send one encoded mic frame to the cloud (as :meth:`publish_downlink`)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
-        self._core.publish("uplink", frame, timestamp_us)
+        self._core.publish(VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
-        """Swap the consumer of caller audio; ``callback(frame, timestamp_us)``."""
-        self._core.set_callback("uplink", callback)
+        """Swap the consumer of caller audio: ``callback(frame, timestamp_us)`` gets
+        every frame from the next one on (None: frames wait in a bounded buffer)."""
+        self._core.set_callback(VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
-        """Caller side: swap the consumer of cloud audio."""
-        self._core.set_callback("downlink", callback)
+        """Caller side: swap the consumer of cloud audio (as :meth:`on_uplink`)."""
+        self._core.set_callback(VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> FrameIterator:
-        """``async for frame in bridge.uplink()``: caller frames from now on."""
-        return self._core.iterate("uplink")
+        """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
+        ``async for`` on the async bridge)."""
+        return self._core.iterate(VoiceTrack.UPLINK)
 
     def downlink(self) -> FrameIterator:
-        """Caller side: ``async for frame in bridge.downlink()``."""
-        return self._core.iterate("downlink")
+        """Caller side: the cloud's frames from now on (as :meth:`uplink`)."""
+        return self._core.iterate(VoiceTrack.DOWNLINK)
 
     async def aclose(self) -> None:
-        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session."""
+        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session; returns
+        once they are gone."""
         await self._core.aclose()
 
     async def __aenter__(self) -> AsyncAudioBridge:
@@ -582,33 +667,55 @@ class AsyncAudioBridge:
     ) -> None:
         await self.aclose()
 
-    def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed and not core.finished:
-            core.close_soon()
-            warnings.warn(
-                f"audio bridge of {core.call_sid} was garbage-collected without aclose(); "
-                "closing it now",
-                ResourceWarning,
-                source=self,
-                stacklevel=1,
-            )
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "ended" if self.ended else "open"
-        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
-
 
 class AsyncAudioBridges:
-    """``voice.audio_bridge`` on :class:`~clutchcall.AsyncVoice`."""
+    """``voice.audio_bridge`` on :class:`~clutchcall.AsyncVoice`.
 
-    def __init__(self, voice: AsyncVoice) -> None:
-        calls = voice.calls
+    ``mint(call_sid, role)`` returns a bridge token for that call and role (the
+    client passes its ``calls.create_bridge_token``).
 
-        async def mint(call_sid: str, role: str) -> BridgeToken:
-            return await calls.create_bridge_token(call_sid, role=role)
+    Entered as a context manager (``async with AsyncVoice(...)`` enters it), it owns
+    a task group: every bridge opened meanwhile runs in it, and leaving closes the
+    bridges, then cancels and joins whatever is left, so no task outlives the
+    ``async with``. Without it, each bridge runs in a background task of its event
+    loop until it is closed (by ``aclose()`` or the client's ``close()``).
+    """
 
-        self._registry = BridgeRegistry(voice, mint)
+    def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
+        self._registry = BridgeRegistry(settings, mint)
+        self._exit_stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> AsyncAudioBridges:
+        self._depth += 1
+        if self._depth == 1:
+            stack = AsyncExitStack()
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._registry.adopt(self._task_group)
+            self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        stack, self._exit_stack = self._exit_stack, None
+        task_group, self._task_group = self._task_group, None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            self._registry.adopt(None)
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+            if stack is not None:
+                await stack.aclose()
 
     async def attach(
         self,
@@ -624,13 +731,12 @@ class AsyncAudioBridges:
 
         Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
         ``ConflictError`` (ended call) when no bridge token can be had, and
-        :class:`~clutchcall.bridge.BridgeAuthError` /
-        :class:`~clutchcall.bridge.BridgeConnectError` if the relay refuses or
-        cannot be reached.
+        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
+        if the relay refuses or cannot be reached.
         """
         core = await self._registry.open(
             call_sid,
-            "server",
+            VoiceRole.SERVER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -652,7 +758,7 @@ class AsyncAudioBridges:
         """Open the caller side (a softphone): receive downlink, publish uplink."""
         core = await self._registry.open(
             call_sid,
-            "caller",
+            VoiceRole.CALLER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -662,5 +768,6 @@ class AsyncAudioBridges:
         return AsyncAudioBridge(core)
 
     async def aclose(self) -> None:
-        """Close every bridge still open (``AsyncVoice.close()`` calls this)."""
+        """Close every bridge still open (the client's ``close()`` calls this); on the
+        blocking client, its bridge thread stops too."""
         await self._registry.close_all()

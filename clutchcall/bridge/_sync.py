@@ -14,24 +14,28 @@ import contextlib
 import functools
 import logging
 import threading
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal
 from clutchcall_api.models import AudioCodec
 
-from ._bridge import BridgeCore, BridgeRegistry, FrameCallback, FrameIterator
-from ._client import AudioFrame, AudioStats
-from .errors import BridgeClosedError
-
-if TYPE_CHECKING:
-    from .._control._base import BridgeToken
-    from .._control._sync_client import Voice
+from ..errors import BridgeClosedError
+from ..moqnet import AudioFrame
+from ..moqt import VoiceRole, VoiceTrack
+from ._bridge import (
+    BridgeCore,
+    BridgeGrant,
+    BridgeHandle,
+    BridgeRegistry,
+    BridgeSettings,
+    FrameCallback,
+    FrameIterator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +43,33 @@ T = TypeVar("T")
 
 
 class _LoopThread:
-    """A daemon thread running an asyncio loop with a :class:`BlockingPortal`."""
+    """A daemon thread running an asyncio loop with a :class:`BlockingPortal`; the
+    bridges' tasks run in a task group of that loop (``registry`` adopts it), which
+    stopping cancels and joins."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: BridgeRegistry) -> None:
         ready = threading.Event()
         self.portal: BlockingPortal | None = None
         self.ident: int | None = None
+        #: Set once the portal is asked to stop: it takes no more calls.
+        self.stopping = False
 
         async def serve() -> None:
-            async with BlockingPortal() as portal:
-                self.portal = portal
-                self.ident = threading.get_ident()
-                ready.set()
-                await portal.sleep_until_stopped()
+            async with anyio.create_task_group() as task_group:
+                async with BlockingPortal() as portal:
+                    registry.adopt(task_group)
+                    self.portal = portal
+                    self.ident = threading.get_ident()
+                    ready.set()
+                    await portal.sleep_until_stopped()
+                registry.adopt(None)
+                task_group.cancel_scope.cancel()
 
         def main() -> None:
             try:
                 anyio.run(serve)
             finally:
+                self.stopping = True
                 ready.set()
 
         self.thread = threading.Thread(target=main, name="clutchcall-audio-bridge", daemon=True)
@@ -70,21 +83,25 @@ class _LoopThread:
 
     def stop(self) -> None:
         portal = self.portal
+        self.stopping = True
         if portal is not None and self.thread.is_alive() and not self.in_loop():
             with contextlib.suppress(RuntimeError):  # already stopped
                 portal.call(portal.stop, True)
             self.thread.join(timeout=10)
 
 
-class AudioBridge:
+class AudioBridge(BridgeHandle):
     """One call's audio bridge on the blocking client (``voice.audio_bridge.attach``).
 
-    Same surface as :class:`~clutchcall.AsyncAudioBridge` without ``await``;
-    ``for frame in bridge.uplink():`` blocks for each frame.
+    Same surface as :class:`~clutchcall.AsyncAudioBridge` without ``await``: its
+    methods are thread-safe, callbacks run on the client's bridge thread (keep
+    them short), and ``for frame in bridge.uplink():`` blocks for each frame.
     """
 
+    _close_call = "close()"
+
     def __init__(self, core: BridgeCore, loop: _LoopThread) -> None:
-        self._core = core
+        super().__init__(core)
         self._loop = loop
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -95,81 +112,51 @@ class AudioBridge:
 
     def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine function on the bridge thread and wait for its result."""
-        portal = self._loop.portal
+        loop = self._loop
+        portal = loop.portal
         assert portal is not None
+        if loop.stopping:
+            raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed")
         try:
             return portal.call(fn)
-        except RuntimeError as exc:
-            if not self._loop.thread.is_alive() or "not running" in str(exc):
+        except RuntimeError:
+            # The portal refuses calls once it stops (the client closed meanwhile).
+            if loop.stopping or not loop.thread.is_alive():
                 raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed") from None
             raise
 
-    @property
-    def call_sid(self) -> str:
-        return self._core.call_sid
-
-    @property
-    def role(self) -> str:
-        return self._core.role
-
-    @property
-    def codec(self) -> str:
-        return self._core.codec
-
-    @property
-    def sample_rate(self) -> int:
-        return self._core.sample_rate
-
-    @property
-    def channels(self) -> int:
-        return self._core.channels
-
-    @property
-    def frame_ms(self) -> int:
-        return self._core.frame_ms
-
-    @property
-    def stats(self) -> AudioStats:
-        """As :attr:`AsyncAudioBridge.stats` (safe to read from any thread)."""
-        return self._core.stats
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
-    @property
-    def connected(self) -> bool:
-        """A relay session is up right now (False while reconnecting)."""
-        return self._core.connected
-
-    @property
-    def ended(self) -> bool:
-        return self._core.finished
-
     def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs)."""
-        self._call(self._core.publish, "downlink", frame, timestamp_us)
+        """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
+
+        Never waits for the network: the frame is queued for sending.
+        """
+        self._call(self._core.publish, VoiceTrack.DOWNLINK, frame, timestamp_us)
 
     def publish_uplink(self, frame: bytes, timestamp_us: int | None = None) -> None:
-        """Caller side: send one encoded mic frame to the cloud."""
-        self._call(self._core.publish, "uplink", frame, timestamp_us)
+        """Caller side: send one encoded mic frame to the cloud (as :meth:`publish_downlink`)."""
+        self._call(self._core.publish, VoiceTrack.UPLINK, frame, timestamp_us)
 
     def on_uplink(self, callback: FrameCallback | None) -> None:
-        """Swap the consumer of caller audio; runs on the bridge thread."""
-        self._call(self._core.set_callback, "uplink", callback)
+        """Swap the consumer of caller audio: ``callback(frame, timestamp_us)`` gets
+        every frame from the next one on (None: frames wait in a bounded buffer)."""
+        self._call(self._core.set_callback, VoiceTrack.UPLINK, callback)
 
     def on_downlink(self, callback: FrameCallback | None) -> None:
-        self._call(self._core.set_callback, "downlink", callback)
+        """Caller side: swap the consumer of cloud audio (as :meth:`on_uplink`)."""
+        self._call(self._core.set_callback, VoiceTrack.DOWNLINK, callback)
 
     def uplink(self) -> Iterator[AudioFrame]:
-        """``for frame in bridge.uplink():`` caller frames from now on."""
-        return _SyncFrames(self, self._call(self._core.iterate, "uplink"))
+        """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
+        ``async for`` on the async bridge)."""
+        return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.UPLINK))
 
     def downlink(self) -> Iterator[AudioFrame]:
-        return _SyncFrames(self, self._call(self._core.iterate, "downlink"))
+        """Caller side: the cloud's frames from now on (as :meth:`uplink`)."""
+        return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.DOWNLINK))
 
     def close(self) -> None:
-        """End both tracks and the MoQT session; returns once they are gone."""
+        """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session; returns
+        once they are gone."""
         core = self._core
         if self._loop.in_loop():
             core.close_soon()
@@ -189,22 +176,6 @@ class AudioBridge:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed and not core.finished:
-            core.close_soon()
-            warnings.warn(
-                f"audio bridge of {core.call_sid} was garbage-collected without close(); "
-                "closing it now",
-                ResourceWarning,
-                source=self,
-                stacklevel=1,
-            )
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "ended" if self.ended else "open"
-        return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
 
 
 class _SyncFrames(Iterator[AudioFrame]):
@@ -233,16 +204,19 @@ async def _next_or_none(frames: FrameIterator) -> AudioFrame | None:
 
 
 class AudioBridges:
-    """``voice.audio_bridge`` on :class:`~clutchcall.Voice`."""
+    """``voice.audio_bridge`` on :class:`~clutchcall.Voice`.
 
-    def __init__(self, voice: Voice) -> None:
-        calls = voice.calls
+    ``mint(call_sid, role)`` returns a bridge token for that call and role (the
+    client passes its ``calls.create_bridge_token``); it is called in a worker thread.
+    """
 
-        async def mint(call_sid: str, role: str) -> BridgeToken:
-            fn = functools.partial(calls.create_bridge_token, call_sid, role=role)
-            return await anyio.to_thread.run_sync(fn)
+    def __init__(
+        self, settings: BridgeSettings, mint: Callable[[str, VoiceRole], BridgeGrant]
+    ) -> None:
+        async def mint_in_thread(call_sid: str, role: VoiceRole) -> BridgeGrant:
+            return await anyio.to_thread.run_sync(functools.partial(mint, call_sid, role))
 
-        self._registry = BridgeRegistry(voice, mint)
+        self._registry = BridgeRegistry(settings, mint_in_thread)
         self._lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -250,11 +224,11 @@ class AudioBridges:
     def _loop_thread(self) -> _LoopThread:
         with self._lock:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = _LoopThread(self._registry)
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
-    def _open(self, call_sid: str, role: str, **options: Any) -> AudioBridge:
+    def _open(self, call_sid: str, role: VoiceRole, **options: Any) -> AudioBridge:
         loop = self._loop_thread()
         if loop.in_loop():
             raise RuntimeError("attach from your own thread, not from a bridge callback")
@@ -274,13 +248,14 @@ class AudioBridges:
     ) -> AudioBridge:
         """Open the server side: receive the caller (uplink), talk back (downlink).
 
-        Raises ``NotFoundError`` / ``ConflictError`` for unknown, foreign or ended
-        calls, :class:`~clutchcall.bridge.BridgeAuthError` /
-        :class:`~clutchcall.bridge.BridgeConnectError` from the relay.
+        Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
+        ``ConflictError`` (ended call) when no bridge token can be had, and
+        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
+        if the relay refuses or cannot be reached.
         """
         return self._open(
             call_sid,
-            "server",
+            VoiceRole.SERVER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -301,7 +276,7 @@ class AudioBridges:
         """Open the caller side (a softphone): receive downlink, publish uplink."""
         return self._open(
             call_sid,
-            "caller",
+            VoiceRole.CALLER,
             codec=codec,
             sample_rate=sample_rate,
             channels=channels,
@@ -309,8 +284,20 @@ class AudioBridges:
             callback=on_downlink,
         )
 
+    def __enter__(self) -> AudioBridges:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close every bridge and stop the bridge thread (``Voice.close()`` calls this)."""
+        """Close every bridge still open (the client's ``close()`` calls this); on the
+        blocking client, its bridge thread stops too."""
         with self._lock:
             loop, self._loop = self._loop, None
             finalizer, self._finalizer = self._finalizer, None

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from . import tokens
+from ..moqt import VoiceRole
 from ._faults import Faults, RequestRecord
 from ._state import ApiKey, CallRecord, StateError, Store, StoreFull, iso
 
@@ -312,14 +312,15 @@ class ControlPlane:
         key = self.authenticate(request, "voice:bridge")
         call = self.find_call(request, key)
         body = await _json_body(request)
-        role = body.get("role")
-        if role not in tokens.ROLES:
+        try:
+            role = VoiceRole(str(body.get("role")))
+        except ValueError:
             raise Problem(
                 422,
                 "validation_failed",
                 "role must be 'server' or 'caller'",
                 errors=[{"field": "role", "message": "must be 'server' or 'caller'"}],
-            )
+            ) from None
         grant = self._apply(lambda: self.store.mint_bridge_token(call, role))
         return JSONResponse(
             {

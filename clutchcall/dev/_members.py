@@ -1,6 +1,6 @@
 """How the engine's own call members (simulated callees, agents) join the relay.
 
-All members of one kind share one :class:`~clutchcall.bridge.MoqtClient` (one QUIC
+All members of one kind share one :class:`~clutchcall.moqnet.MoqtClient` (one QUIC
 connection and MoQT session): each call's tracks carry a bridge token of their
 own, minted by the engine, the way an SDK client multiplexes its bridges. A busy
 engine so pays one connection's packets and timers for its members, not one per
@@ -9,21 +9,43 @@ call.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 
-from ..bridge._client import AudioPublication, AudioSubscription, MoqtClient
-from ..bridge._shared import SharedClient
-from ..bridge.errors import BridgeClosedError
+from ..errors import BridgeClosedError
+from ..moqnet import AudioPublication, AudioSubscription, MoqtClient, SharedClient
+from ..moqt import VoiceRole, VoiceTrack
 from . import tokens
 from ._state import CallRecord, Store
 
 #: Lifetime of the tokens the engine mints for its own members.
 MEMBER_TOKEN_SECONDS = 24 * 3600.0
+#: How often the engine's members look for calls to join or leave.
+SCAN_INTERVAL = 0.02
+
+
+class Scanner(abc.ABC):
+    """A kind of member (simulated callees, agents): :meth:`run` looks at the calls
+    every :data:`SCAN_INTERVAL` and starts the members' tasks in its task group."""
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                self._scan(tg)
+                await anyio.sleep(SCAN_INTERVAL)
+
+    @abc.abstractmethod
+    def _scan(self, tg: anyio.abc.TaskGroup) -> None:
+        """Join the calls that need a member now, in ``tg``; leave the others."""
 
 
 class Member:
@@ -36,12 +58,12 @@ class Member:
         self._token = token
         self._tracks: list[AudioSubscription | AudioPublication] = []
 
-    async def subscribe(self, track: str) -> AudioSubscription:
+    async def subscribe(self, track: VoiceTrack) -> AudioSubscription:
         subscription = await self._client.subscribe_audio(self._call_sid, track, token=self._token)
         self._tracks.append(subscription)
         return subscription
 
-    async def publish(self, track: str) -> AudioPublication:
+    async def publish(self, track: VoiceTrack) -> AudioPublication:
         publication = await self._client.publish_audio(self._call_sid, track, token=self._token)
         self._tracks.append(publication)
         return publication
@@ -57,7 +79,7 @@ class MemberPool:
     def __init__(
         self,
         store: Store,
-        role: str,
+        role: VoiceRole,
         *,
         relay_url: Callable[[], str],
         cert_sha256: str,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..moqt import VoiceRole
 from . import tokens
 
 SCOPES = frozenset({"voice:calls", "voice:agents", "voice:bridge"})
@@ -324,7 +325,7 @@ class Store:
             reason = "hangup" if call.answered(now) is not None else "canceled"
             call.hangup = Ending(now, "completed", reason)
 
-    def mint_bridge_token(self, call: CallRecord, role: str) -> BridgeGrant:
+    def mint_bridge_token(self, call: CallRecord, role: VoiceRole) -> BridgeGrant:
         with self.lock:
             self._require_live(call)
         expires = time.time() + self.bridge_token_ttl

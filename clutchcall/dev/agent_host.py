@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioPublication, AudioSubscription
-from . import tokens
-from ._members import MemberPool
+from ..moqnet import AudioPublication, AudioSubscription
+from ..moqt import VoiceRole, VoiceTrack
+from ._members import SCAN_INTERVAL, MemberPool, Scanner
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
 logger = logging.getLogger(__name__)
 
 AGENT_IMPLEMENTATION = "clutchcall-dev-agent"
-SCAN_INTERVAL = 0.02
 
 
 @dataclass
@@ -66,7 +65,7 @@ class _Channel:
         await anyio.lowlevel.checkpoint()
 
 
-class AgentHost:
+class AgentHost(Scanner):
     """Attaches agents to calls (runs in the relay's event loop)."""
 
     def __init__(
@@ -86,7 +85,7 @@ class AgentHost:
         self._running: dict[str, anyio.CancelScope] = {}
         self._pool = MemberPool(
             store,
-            "server",
+            VoiceRole.SERVER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=AGENT_IMPLEMENTATION,
@@ -95,15 +94,6 @@ class AgentHost:
     def record(self, call_sid: str) -> AgentRecord | None:
         with self._lock:
             return self._records.get(call_sid)
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            while True:
-                self._scan(tg)
-                await anyio.sleep(SCAN_INTERVAL)
 
     def _scan(self, tg: anyio.abc.TaskGroup) -> None:
         now = self.store.clock()
@@ -133,8 +123,8 @@ class AgentHost:
         try:
             with scope:
                 async with self._pool.join(call) as member:
-                    uplink = await member.subscribe(tokens.UPLINK)
-                    downlink = await member.publish(tokens.DOWNLINK)
+                    uplink = await member.subscribe(VoiceTrack.UPLINK)
+                    downlink = await member.publish(VoiceTrack.DOWNLINK)
                     channel = _Channel(call.sid, uplink, downlink)
                     await self._serve(call, channel, record)
         except Exception:

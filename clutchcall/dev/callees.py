@@ -40,15 +40,14 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..bridge._client import AudioFrame
-from . import tokens
-from ._members import MemberPool
+from ..moqnet import AudioFrame
+from ..moqt import VoiceRole, VoiceTrack
+from ._members import MemberPool, Scanner
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
 
 FRAME_MS = 20
-SCAN_INTERVAL = 0.02
 IDLE_LEAVE_SECONDS = 5.0
 KEEP_FRAMES = 3000
 CALLEE_IMPLEMENTATION = "clutchcall-dev-callee"
@@ -106,7 +105,7 @@ class MediaCounters:
             return list(self.received)
 
 
-class Callees:
+class Callees(Scanner):
     """Runs the simulated callees of every live call (in the relay's event loop)."""
 
     def __init__(
@@ -129,7 +128,7 @@ class Callees:
         self._last_seen: dict[str, float] = {}
         self._pool = MemberPool(
             store,
-            "caller",
+            VoiceRole.CALLER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=CALLEE_IMPLEMENTATION,
@@ -140,7 +139,7 @@ class Callees:
         #: server role, on a connection of its own.
         self._loop_pool = MemberPool(
             store,
-            "server",
+            VoiceRole.SERVER,
             relay_url=relay_url,
             cert_sha256=cert_sha256,
             implementation=CALLEE_IMPLEMENTATION,
@@ -160,15 +159,6 @@ class Callees:
             self._last_seen[call_sid] = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            while True:
-                self._scan(tg)
-                await anyio.sleep(SCAN_INTERVAL)
 
     def _scan(self, tg: anyio.abc.TaskGroup) -> None:
         now = self.store.clock()
@@ -203,8 +193,8 @@ class Callees:
                     await self._loop_back(call, media)
                     return
                 async with self._pool.join(call) as member:
-                    downlink = await member.subscribe(tokens.DOWNLINK)
-                    uplink = await member.publish(tokens.UPLINK)
+                    downlink = await member.subscribe(VoiceTrack.DOWNLINK)
+                    uplink = await member.publish(VoiceTrack.UPLINK)
                     with media.lock:
                         media.joined = True
                     # Frames are handled as they arrive (no scheduling round each);
@@ -239,8 +229,8 @@ class Callees:
         """The echo callee facing a caller-role client: each uplink frame goes back
         on downlink (counted as received on uplink and sent on downlink)."""
         async with self._loop_pool.join(call) as member:
-            uplink = await member.subscribe(tokens.UPLINK)
-            downlink = await member.publish(tokens.DOWNLINK)
+            uplink = await member.subscribe(VoiceTrack.UPLINK)
+            downlink = await member.publish(VoiceTrack.DOWNLINK)
             with media.lock:
                 media.joined = True
 

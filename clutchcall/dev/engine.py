@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..bridge._client import AudioFrame
+from ..moqnet import AudioFrame
+from ..moqt import VoiceRole
 from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import GuardedH11Protocol, Problem, build_app, problem_response
@@ -41,8 +42,7 @@ from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay
 from .softphone import softphone_routes
 
 if TYPE_CHECKING:
-    from .._control._async_client import AsyncVoice
-    from .._control._sync_client import Voice
+    from .. import AsyncVoice, Voice
 
 DEFAULT_ORG_ID = "org_dev"
 DEFAULT_API_KEY = "cc_dev_local_key"
@@ -261,7 +261,9 @@ class Engine:
             relay_url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
             others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
-            callers_present=lambda sid: relay.sessions(sid, exclude=members, role="caller") > 0,
+            callers_present=lambda sid: (
+                relay.sessions(sid, exclude=members, role=VoiceRole.CALLER) > 0
+            ),
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
@@ -504,14 +506,14 @@ class Engine:
 
     def voice(self, **options: Any) -> Voice:
         """A :class:`~clutchcall.Voice` client for this engine (close it when done)."""
-        from .._control._sync_client import Voice
+        from .. import Voice
 
         self._check()
         return Voice(**{**self._client_options(), **options})
 
     def async_voice(self, **options: Any) -> AsyncVoice:
         """An :class:`~clutchcall.AsyncVoice` client for this engine."""
-        from .._control._async_client import AsyncVoice
+        from .. import AsyncVoice
 
         self._check()
         return AsyncVoice(**{**self._client_options(), **options})

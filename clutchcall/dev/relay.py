@@ -57,7 +57,8 @@ import anyio
 import anyio.abc
 
 from .. import moqt, transport
-from ..bridge._link import BacklogLimit, MoqtLink
+from ..moqnet import BacklogLimit, MoqtLink
+from ..moqt import VoiceRole, VoiceTrack
 from ..moqt.wire import NeedMoreData, Reader
 from ..transport import Connection, ConnectionKind
 from . import tokens
@@ -78,7 +79,7 @@ SWEEP_INTERVAL = 0.1
 SUBSCRIBER_BACKLOG_BYTES = 2 << 20
 """Per track a session subscribes to, the most it may hold of forwarded objects
 it has not acknowledged yet (each counted with its stream's overhead, see
-:data:`~clutchcall.bridge._link.GROUP_OVERHEAD`); past it the relay drops that
+:data:`~clutchcall.moqnet.GROUP_OVERHEAD`); past it the relay drops that
 session's oldest groups. A call's audio (50 frames a second) counts for about
 60 KB a second, so this is far more than any track holds for
 :data:`SUBSCRIBER_BACKLOG_AGE`; it bounds a publisher that sends much more."""
@@ -111,12 +112,12 @@ class _Peer:
     #: The setup token's claims (None until the session is authenticated).
     claims: tokens.BridgeClaims | None = None
     #: Every (call sid, role) granted so far: the setup token's and the requests'.
-    grants: dict[tuple[str, str], tokens.BridgeClaims] = field(default_factory=dict)
+    grants: dict[tuple[str, VoiceRole], tokens.BridgeClaims] = field(default_factory=dict)
     implementation: str | None = None
     #: Our subscriptions to this peer's track: request id -> track key.
-    upstream: dict[int, tuple[str, str]] = field(default_factory=dict)
+    upstream: dict[int, tuple[str, VoiceTrack]] = field(default_factory=dict)
     #: This peer's subscriptions to us: request id -> track key.
-    downstream: dict[int, tuple[str, str]] = field(default_factory=dict)
+    downstream: dict[int, tuple[str, VoiceTrack]] = field(default_factory=dict)
 
     def kick(self) -> None:
         if self.link is not None:
@@ -164,7 +165,7 @@ class Relay:
         self.setup_timeout = setup_timeout
         #: The transport server while :meth:`serve` runs.
         self.server: transport.Server | None = None
-        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._tracks: dict[tuple[str, VoiceTrack], _Track] = {}
         self._peers: set[_Peer] = set()
         #: The sessions granted each call (the engine asks this every few ms per call).
         self._by_call: dict[str, set[_Peer]] = {}
@@ -243,7 +244,7 @@ class Relay:
         call_sid: str | None = None,
         *,
         exclude: str | tuple[str, ...] | None = None,
-        role: str | None = None,
+        role: VoiceRole | None = None,
     ) -> int:
         """Authenticated sessions (of one call, if given, and holding that call in
         ``role``, if given; not counting clients whose MOQT_IMPLEMENTATION is
@@ -376,9 +377,10 @@ class Relay:
             return _Refusal(_CODES.MALFORMED_AUTH_TOKEN, "token aliases are not supported")
         try:
             claims = tokens.verify(self.store.bridge_secret, token, now=time.time())
+        except tokens.TokenExpiredError as exc:
+            return _Refusal(_CODES.EXPIRED_AUTH_TOKEN, str(exc))
         except tokens.TokenError as exc:
-            code = _CODES.EXPIRED_AUTH_TOKEN if "expired" in str(exc) else _CODES.UNAUTHORIZED
-            return _Refusal(code, str(exc))
+            return _Refusal(_CODES.UNAUTHORIZED, str(exc))
         call = self.store.get(claims.org_id, claims.call_sid)
         if call is None:
             return _Refusal(_CODES.UNAUTHORIZED, "no such call")
@@ -430,17 +432,20 @@ class Relay:
                 event.request_id, moqt.PublishNamespaceErrorCode.UNAUTHORIZED, claims.reason
             )
             return
-        name = tokens.DOWNLINK if claims.role == "server" else tokens.UPLINK
+        name = claims.role.publishes
         key = (claims.call_sid, name)
         if key not in peer.upstream.values():
-            request_id = peer.session.subscribe(event.namespace, name)
+            request_id = peer.session.subscribe(event.namespace, name.wire_name)
             peer.upstream[request_id] = key
             self._tracks.setdefault(key, _Track()).publishers.append((peer, request_id))
         peer.session.accept_publish_namespace(event.request_id)
 
     def _on_subscribe(self, peer: _Peer, event: moqt.SubscribeReceived) -> None:
-        name = event.track_name.decode("utf-8", "replace")
-        if name not in (tokens.UPLINK, tokens.DOWNLINK) or len(event.namespace) != 2:
+        try:
+            name = moqt.voice_track(event.track_name)
+        except ValueError:
+            name = None
+        if name is None or len(event.namespace) != 2:
             peer.session.reject_subscribe(
                 event.request_id, moqt.SubscribeErrorCode.TRACK_DOES_NOT_EXIST, "no such track"
             )

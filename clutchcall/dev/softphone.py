@@ -45,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,10 +53,10 @@ from starlette.routing import Route
 
 from ..errors import APIStatusError, ClutchCallError, InvalidArgumentError
 from ._state import MAGIC_NUMBERS
+from .agents import AgentRegistry
 
 if TYPE_CHECKING:
-    from .._control._async_client import AsyncCall, AsyncVoice
-    from .engine import Engine
+    from .. import AsyncCall, AsyncVoice
 
 #: Seconds a page token stays valid.
 SESSION_TTL = 3600.0
@@ -117,10 +117,26 @@ def _call_json(call: AsyncCall) -> dict[str, Any]:
     }
 
 
-class Softphone:
-    """The softphone page's backend, bound to one running :class:`Engine`."""
+class SoftphoneHost(Protocol):
+    """What the softphone needs from the engine that serves it (an :class:`Engine`)."""
 
-    def __init__(self, engine: Engine) -> None:
+    host: str
+    port: int
+    agents: AgentRegistry
+
+    @property
+    def relay_webtransport_url(self) -> str | None: ...
+
+    @property
+    def relay_cert_sha256(self) -> str: ...
+
+    def async_voice(self, **options: Any) -> AsyncVoice: ...
+
+
+class Softphone:
+    """The softphone page's backend, bound to one running engine."""
+
+    def __init__(self, engine: SoftphoneHost) -> None:
         self._engine = engine
         self._sessions: OrderedDict[str, _PageSession] = OrderedDict()
 
@@ -304,6 +320,6 @@ class Softphone:
             return _call_json(await voice.calls.hangup(session.call_sid))
 
 
-def softphone_routes(engine: Engine) -> list[Route]:
+def softphone_routes(engine: SoftphoneHost) -> list[Route]:
     """The softphone's routes, for the engine's app."""
     return Softphone(engine).routes()

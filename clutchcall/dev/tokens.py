@@ -5,8 +5,9 @@ engine's secret (HMAC-SHA256)::
 
     cct1.<base64url(json claims)>.<base64url(signature)>
 
-Roles: ``server`` may subscribe to the call's uplink and publish its downlink
-(``attach``); ``caller`` may do the reverse (``attach_caller``).
+Roles (:class:`~clutchcall.moqt.VoiceRole`): ``server`` may subscribe to the call's
+uplink and publish its downlink (``attach``); ``caller`` may do the reverse
+(``attach_caller``).
 """
 
 from __future__ import annotations
@@ -18,28 +19,31 @@ import json
 import re
 from dataclasses import dataclass
 
+from ..moqt import VoiceRole, VoiceTrack
+
 PREFIX = "cct1"
-ROLES = ("server", "caller")
-UPLINK = "uplink"
-DOWNLINK = "downlink"
 
 
 class TokenError(Exception):
     """The token is malformed, forged or expired (the message says which)."""
 
 
+class TokenExpiredError(TokenError):
+    """The token is genuine but has expired."""
+
+
 @dataclass(frozen=True)
 class BridgeClaims:
     org_id: str
     call_sid: str
-    role: str
+    role: VoiceRole
     expires_at: float  # seconds since the epoch
 
-    def may_publish(self, track: str) -> bool:
-        return track == (DOWNLINK if self.role == "server" else UPLINK)
+    def may_publish(self, track: VoiceTrack) -> bool:
+        return track is self.role.publishes
 
-    def may_subscribe(self, track: str) -> bool:
-        return track == (UPLINK if self.role == "server" else DOWNLINK)
+    def may_subscribe(self, track: VoiceTrack) -> bool:
+        return track is self.role.subscribes
 
 
 def _b64(data: bytes) -> str:
@@ -63,14 +67,13 @@ def _unb64(text: str) -> bytes:
 
 
 def mint(secret: bytes, claims: BridgeClaims) -> str:
-    if claims.role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {claims.role!r}")
+    role = VoiceRole(claims.role)  # ValueError for anything else
     body = _b64(
         json.dumps(
             {
                 "org": claims.org_id,
                 "sid": claims.call_sid,
-                "role": claims.role,
+                "role": role.value,
                 "exp": claims.expires_at,
             },
             separators=(",", ":"),
@@ -89,18 +92,16 @@ def verify(secret: bytes, token: str, *, now: float) -> BridgeClaims:
     try:
         signature = _unb64(parts[2])
         data = json.loads(_unb64(parts[1]))
-        claims = BridgeClaims(
-            org_id=str(data["org"]),
-            call_sid=str(data["sid"]),
-            role=str(data["role"]),
-            expires_at=float(data["exp"]),
-        )
+        org_id, call_sid = str(data["org"]), str(data["sid"])
+        role, expires_at = str(data["role"]), float(data["exp"])
     except (ValueError, KeyError, TypeError) as exc:
         raise TokenError("malformed bridge token") from exc
     if not hmac.compare_digest(signature, expected):
         raise TokenError("bridge token signature does not match")
-    if claims.role not in ROLES:
-        raise TokenError("bridge token has an unknown role")
+    try:
+        claims = BridgeClaims(org_id, call_sid, VoiceRole(role), expires_at)
+    except ValueError:
+        raise TokenError("bridge token has an unknown role") from None
     if claims.expires_at <= now:
-        raise TokenError("bridge token has expired")
+        raise TokenExpiredError("bridge token has expired")
     return claims

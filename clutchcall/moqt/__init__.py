@@ -3,13 +3,8 @@
 Feed a :class:`Session` the bytes of the control stream, of incoming uni streams and
 of datagrams; it returns events and queues what to send. It never touches a socket,
 a thread or a clock. See :mod:`clutchcall.moqt.voice` for the call audio tracks.
-
-``clutchcall.moqt.MoqtClient`` is the exception that proves the rule: the
-networked voice client, defined in :mod:`clutchcall.bridge` and only imported
-from there when first used.
+Importing it loads no I/O module.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from .data import (
     LEGACY_TIMESTAMP_EXTENSION,
@@ -76,24 +71,14 @@ from .voice import (
     AudioFrame,
     AudioPublisher,
     AudioSubscriber,
+    SubscriberState,
+    VoiceRole,
+    VoiceTrack,
     answer_unclaimed,
     voice_namespace,
+    voice_track,
 )
 from .wire import Location, Namespace, Parameters
-
-if TYPE_CHECKING:
-    from ..bridge._client import MoqtClient
-
-
-def __getattr__(name: str) -> Any:
-    # MoqtClient does I/O, so it lives in clutchcall.bridge; it is loaded only when
-    # asked for, which keeps importing this package free of sockets and event loops.
-    if name == "MoqtClient":
-        from ..bridge._client import MoqtClient
-
-        return MoqtClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "ALPN",
@@ -116,7 +101,6 @@ __all__ = [
     "GroupOrder",
     "Location",
     "MessageParameter",
-    "MoqtClient",
     "MoqtError",
     "MoqtProtocolError",
     "MoqtUsageError",
@@ -162,11 +146,15 @@ __all__ = [
     "SubscribeReceived",
     "SubscribeRejected",
     "SubscribeUpdateReceived",
+    "SubscriberState",
     "Termination",
     "UnsubscribeNamespaceReceived",
     "UnsubscribeReceived",
+    "VoiceRole",
+    "VoiceTrack",
     "answer_unclaimed",
     "authorization_token",
     "encode_subgroup_object",
     "voice_namespace",
+    "voice_track",
 ]

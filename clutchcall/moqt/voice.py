@@ -15,12 +15,18 @@ one uni stream ``SUBGROUP_HEADER(0x19) | object 0 | FIN``; UNSUBSCRIBE resets op
 streams; at the end PUBLISH_DONE and PUBLISH_NAMESPACE_DONE.
 
 subscribe_audio, as messages: SUBSCRIBE(voice/<sid>, <track>, LargestObject) ->
-SUBSCRIBE_OK(alias); then every incoming stream or datagram with that alias yields
-an :class:`AudioFrame`; UNSUBSCRIBE ends it, PUBLISH_DONE reports the publisher's end.
+SUBSCRIBE_OK(alias); then every incoming stream or datagram with that alias is one
+frame (an :class:`~clutchcall.moqt.ObjectReceived` with a payload); UNSUBSCRIBE ends
+it, PUBLISH_DONE reports the publisher's end.
+
+The vocabulary shared by every layer above (the networked client, the audio
+bridges, the dev engine's relay and its bridge tokens, the audio codecs) lives here
+too: :class:`VoiceTrack`, :class:`VoiceRole` and :class:`AudioFrame`.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .errors import PublishDoneCode, SubscribeErrorCode
@@ -39,9 +45,71 @@ from .session import Session
 from .wire import Namespace, Parameters
 
 VOICE = b"voice"
-UPLINK = b"uplink"
-DOWNLINK = b"downlink"
-TRACKS = (UPLINK, DOWNLINK)
+
+
+class VoiceTrack(enum.StrEnum):
+    """A call's two audio tracks (their names on the wire, UTF-8)."""
+
+    #: The caller's audio, to the cloud.
+    UPLINK = "uplink"
+    #: The cloud's audio, to the caller.
+    DOWNLINK = "downlink"
+
+    @property
+    def wire_name(self) -> bytes:
+        """The track name in MoQT messages."""
+        return self.value.encode()
+
+
+#: Shorthands for the two tracks.
+UPLINK = VoiceTrack.UPLINK
+DOWNLINK = VoiceTrack.DOWNLINK
+
+
+class VoiceRole(enum.StrEnum):
+    """Which side of a call a member takes, and so which track it may publish.
+
+    A bridge token grants one role for one call; the relay holds each session to it.
+    """
+
+    #: The cloud side (``attach``): receives uplink, publishes downlink.
+    SERVER = "server"
+    #: The caller side, a softphone (``attach_caller``): receives downlink, publishes uplink.
+    CALLER = "caller"
+
+    @property
+    def publishes(self) -> VoiceTrack:
+        return VoiceTrack.DOWNLINK if self is VoiceRole.SERVER else VoiceTrack.UPLINK
+
+    @property
+    def subscribes(self) -> VoiceTrack:
+        return VoiceTrack.UPLINK if self is VoiceRole.SERVER else VoiceTrack.DOWNLINK
+
+
+class SubscriberState(enum.StrEnum):
+    """Where an :class:`AudioSubscriber` stands."""
+
+    IDLE = "idle"
+    #: SUBSCRIBE sent, no answer yet.
+    PENDING = "pending"
+    #: SUBSCRIBE_OK received: objects flow.
+    ACTIVE = "active"
+    #: SUBSCRIBE_ERROR received.
+    REJECTED = "rejected"
+    #: Ended: PUBLISH_DONE received, or unsubscribed.
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """One encoded audio frame and its media timestamp (microseconds).
+
+    The one frame type of the SDK: what bridges and the networked client deliver,
+    and what :class:`~clutchcall.audio.AudioSource` produces.
+    """
+
+    data: bytes
+    timestamp_us: int
 
 
 def voice_namespace(call_sid: str) -> Namespace:
@@ -49,20 +117,13 @@ def voice_namespace(call_sid: str) -> Namespace:
     return (VOICE, call_sid.encode("utf-8"))
 
 
-def _track(track: bytes | str) -> bytes:
-    name = track.encode("utf-8") if isinstance(track, str) else track
-    if name not in TRACKS:
-        raise ValueError(f"voice track must be uplink or downlink, not {track!r}")
-    return name
-
-
-@dataclass(frozen=True)
-class AudioFrame:
-    """One received encoded audio frame."""
-
-    data: bytes
-    timestamp_us: int | None
-    group_id: int
+def voice_track(track: VoiceTrack | str | bytes) -> VoiceTrack:
+    """``track`` as a :class:`VoiceTrack` (its name as text or as wire bytes);
+    ValueError if it is neither uplink nor downlink."""
+    try:
+        return VoiceTrack(track.decode("utf-8") if isinstance(track, bytes) else track)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"track must be 'uplink' or 'downlink', not {track!r}") from None
 
 
 class AudioPublisher:
@@ -75,7 +136,7 @@ class AudioPublisher:
         self,
         session: Session,
         call_sid: str,
-        track: bytes | str,
+        track: VoiceTrack | str | bytes,
         *,
         announce: bool = True,
         first_group_id: int = 0,
@@ -84,7 +145,7 @@ class AudioPublisher:
     ) -> None:
         self.session = session
         self.namespace = voice_namespace(call_sid)
-        self.track_name = _track(track)
+        self.track_name = voice_track(track).wire_name
         self._announce = announce
         self._next_group_id = first_group_id
         self._priority = publisher_priority
@@ -150,44 +211,45 @@ class AudioPublisher:
 
 
 class AudioSubscriber:
-    """Receives one voice track; :meth:`handle` turns its objects into frames."""
+    """Receives one voice track; :meth:`handle` picks out its frames."""
 
-    def __init__(self, session: Session, call_sid: str, track: bytes | str) -> None:
+    def __init__(self, session: Session, call_sid: str, track: VoiceTrack | str | bytes) -> None:
         self.session = session
         self.namespace = voice_namespace(call_sid)
-        self.track_name = _track(track)
+        self.track_name = voice_track(track).wire_name
         self.request_id: int | None = None
-        #: "idle", "pending", "active", "rejected" or "done".
-        self.state = "idle"
+        self.state = SubscriberState.IDLE
 
     def start(self, parameters: Parameters = ()) -> int:
         """SUBSCRIBE (``parameters``: e.g. an AUTHORIZATION_TOKEN); returns the request id."""
         self.request_id = self.session.subscribe(
             self.namespace, self.track_name, parameters=parameters
         )
-        self.state = "pending"
+        self.state = SubscriberState.PENDING
         return self.request_id
 
-    def handle(self, event: Event) -> AudioFrame | None:
-        """Return the frame carried by ``event``, if it is one of this track's objects."""
+    def handle(self, event: Event) -> ObjectReceived | None:
+        """Return ``event`` if it is one of this track's frames: an object with a
+        payload (``payload``, ``group_id`` and the LOC ``timestamp_us``, None if it
+        carries none). Other events of this subscription update :attr:`state`."""
         if getattr(event, "request_id", None) != self.request_id or self.request_id is None:
             return None
         if isinstance(event, ObjectReceived):
             if event.payload:
-                return AudioFrame(event.payload, event.timestamp_us, event.group_id)
+                return event
         elif isinstance(event, SubscribeAccepted):
-            self.state = "active"
+            self.state = SubscriberState.ACTIVE
         elif isinstance(event, SubscribeRejected):
-            self.state = "rejected"
+            self.state = SubscriberState.REJECTED
         elif isinstance(event, PublishDoneReceived):
-            self.state = "done"
+            self.state = SubscriberState.DONE
         return None
 
     def stop(self) -> None:
-        if self.state in ("pending", "active"):
+        if self.state in (SubscriberState.PENDING, SubscriberState.ACTIVE):
             assert self.request_id is not None
             self.session.unsubscribe(self.request_id)
-        self.state = "done"
+        self.state = SubscriberState.DONE
 
 
 def answer_unclaimed(session: Session, event: Event) -> bool:

@@ -23,7 +23,7 @@ one UDP socket. Both sides get the same :class:`Connection`::
 """
 
 from .certs import SelfSignedCertificate, fingerprint_sha256, generate_self_signed
-from .client import connect, parse_url
+from .client import Verify, connect, parse_url
 from .connection import Connection, ConnectionKind
 from .errors import (
     CertificateError,
@@ -57,6 +57,7 @@ __all__ = [
     "Stream",
     "StreamReset",
     "TransportError",
+    "Verify",
     "WebTransportRejected",
     "connect",
     "fingerprint_sha256",

@@ -1,6 +1,6 @@
 // A MoQT draft-14 client over WebTransport for a call's voice tracks, with reconnect.
 //
-// The browser counterpart of clutchcall.moqt.MoqtClient (clutchcall/bridge/_client.py),
+// The browser counterpart of clutchcall.moqnet.MoqtClient (clutchcall/moqnet/client.py),
 // with the same rules on the wire:
 //   - namespace ["voice", <call sid>], tracks "uplink" and "downlink";
 //   - one encoded frame per object, one object per group, one unidirectional stream

@@ -22,11 +22,12 @@ from clutchcall import (
     NotFoundError,
 )
 from clutchcall.dev import Engine, tokens
+from clutchcall.moqnet import MoqtClient
 from clutchcall.moqt import (
-    MoqtClient,
     PublishNamespaceErrorCode,
     SessionErrorCode,
     SubscribeErrorCode,
+    VoiceRole,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -70,11 +71,11 @@ async def test_a_call_of_another_org_is_not_found(async_voice: AsyncVoice, engin
 async def test_the_relay_closes_sessions_without_a_good_token(kind: str, engine: Engine) -> None:
     expired = tokens.mint(
         engine.store.bridge_secret,
-        tokens.BridgeClaims(engine.org_id, "CA" + "1" * 32, "server", time.time() - 5),
+        tokens.BridgeClaims(engine.org_id, "CA" + "1" * 32, VoiceRole.SERVER, time.time() - 5),
     )
     forged = tokens.mint(
         b"not the engine's secret",
-        tokens.BridgeClaims(engine.org_id, "CA" + "1" * 32, "server", time.time() + 60),
+        tokens.BridgeClaims(engine.org_id, "CA" + "1" * 32, VoiceRole.SERVER, time.time() + 60),
     )
     cases = [
         (None, SessionErrorCode.UNAUTHORIZED, "token is required"),

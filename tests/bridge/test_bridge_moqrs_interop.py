@@ -32,9 +32,8 @@ import pytest
 from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
 from bridge_helpers import answered_call, until
 
-from clutchcall.bridge import BridgeTrackError
+from clutchcall.bridge import BridgeTrackError, MoqtClient
 from clutchcall.dev import Engine
-from clutchcall.moqt import MoqtClient
 
 pytest.importorskip("moq")
 

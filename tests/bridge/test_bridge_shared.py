@@ -14,7 +14,8 @@ from bridge_helpers import ANSWERS, ECHO, answered_call, callee_joined, seq_of, 
 
 from clutchcall import AsyncAudioBridge, AsyncVoice, BridgeAuthError
 from clutchcall.dev import Engine, tokens
-from clutchcall.moqt import MoqtClient, PublishNamespaceErrorCode, SubscribeErrorCode
+from clutchcall.moqnet import MoqtClient
+from clutchcall.moqt import PublishNamespaceErrorCode, SubscribeErrorCode, VoiceRole
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -131,11 +132,11 @@ async def test_requests_carry_their_own_tokens(async_voice: AsyncVoice, engine: 
     caller_b = await async_voice.calls.create_bridge_token(call_b, role="caller")
     secret = engine.store.bridge_secret
     expired_b = tokens.mint(
-        secret, tokens.BridgeClaims(engine.org_id, call_b, "server", time.time() - 5)
+        secret, tokens.BridgeClaims(engine.org_id, call_b, VoiceRole.SERVER, time.time() - 5)
     )
     forged_b = tokens.mint(
         b"not the engine's secret",
-        tokens.BridgeClaims(engine.org_id, call_b, "server", time.time() + 60),
+        tokens.BridgeClaims(engine.org_id, call_b, VoiceRole.SERVER, time.time() + 60),
     )
     url = engine.relay_url
     assert url is not None

@@ -115,6 +115,8 @@ def test_close_and_voice_close_leave_no_thread_behind(engine: Engine) -> None:
         with pytest.raises(InvalidArgumentError):
             second.publish_downlink(b"wrong side")
     assert second.closed
+    with pytest.raises(BridgeClosedError):  # the client's bridge thread is gone
+        second.publish_uplink(b"after the client closed")
     wait_until(lambda: len(bridge_threads()) == before)
     wait_until(lambda: engine.relay_sessions(sid) <= 1)
 

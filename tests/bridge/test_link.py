@@ -18,7 +18,7 @@ import anyio.abc
 import pytest
 
 from clutchcall import moqt, transport
-from clutchcall.bridge._link import MoqtLink
+from clutchcall.moqnet import MoqtLink
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -1,4 +1,5 @@
-"""Voice and AsyncVoice expose the same surface (the sync side is generated from the async)."""
+"""Each blocking class has the surface of its async twin: Voice and AsyncVoice (the sync
+side is generated from the async), and the audio bridges (written by hand twice)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ PAIRS = [
     (_sync_client.CallsWithRawResponse, _async_client.AsyncCallsWithRawResponse),
     (_sync_client.AgentsWithRawResponse, _async_client.AsyncAgentsWithRawResponse),
 ]
+BRIDGE_PAIRS = [
+    (clutchcall.AudioBridge, clutchcall.AsyncAudioBridge),
+    (clutchcall.AudioBridges, clutchcall.AsyncAudioBridges),
+]
+#: Async names whose blocking twin is spelled differently.
+SYNC_NAME = {"aclose": "close"}
+#: Methods of the async classes that are plain functions: they return at once.
+NOT_AWAITED = {"with_options", "to_dict", "on_uplink", "on_downlink", "uplink", "downlink"}
 #: Every method that sends a request, on the plain and the raw-response classes.
 REQUEST_METHODS = [
     *(
@@ -50,9 +59,14 @@ def public(cls: type) -> dict[str, object]:
     return {n: getattr(cls, n) for n in dir(cls) if not n.startswith("_")}
 
 
-@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS)
+def public_as_sync(cls: type) -> dict[str, object]:
+    """The public members of an async class, under their blocking twins' names."""
+    return {SYNC_NAME.get(n, n): member for n, member in public(cls).items()}
+
+
+@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS + BRIDGE_PAIRS)
 def test_same_public_names_and_signatures(sync_cls: type, async_cls: type) -> None:
-    sync_members, async_members = public(sync_cls), public(async_cls)
+    sync_members, async_members = public(sync_cls), public_as_sync(async_cls)
     assert sync_members.keys() == async_members.keys()
     for name, member in sync_members.items():
         other = async_members[name]
@@ -65,10 +79,22 @@ def test_same_public_names_and_signatures(sync_cls: type, async_cls: type) -> No
             ], name
 
 
-@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS)
+@pytest.mark.parametrize(("sync_cls", "async_cls"), BRIDGE_PAIRS)
+def test_bridge_twins_share_their_docstrings(sync_cls: type, async_cls: type) -> None:
+    """The blocking bridge classes are written by hand: each public member documents
+    the same thing as its async twin, in the same words."""
+    sync_members, async_members = public(sync_cls), public_as_sync(async_cls)
+    for name, member in sync_members.items():
+        doc = inspect.getdoc(member)
+        assert doc == inspect.getdoc(async_members[name]), f"{sync_cls.__name__}.{name}"
+        if callable(member):
+            assert doc, f"{sync_cls.__name__}.{name} has no docstring"
+
+
+@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS + BRIDGE_PAIRS)
 def test_async_methods_are_coroutines(sync_cls: type, async_cls: type) -> None:
     for name, member in public(async_cls).items():
-        if inspect.isfunction(member) and name not in ("with_options", "to_dict"):
+        if inspect.isfunction(member) and name not in NOT_AWAITED:
             assert inspect.iscoroutinefunction(member), f"{async_cls.__name__}.{name}"
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from clutchcall.dev import tokens
+from clutchcall.moqt import VoiceRole, VoiceTrack
 
 SECRET = b"s" * 32
-CLAIMS = tokens.BridgeClaims("org_a", "CA" + "1" * 32, "server", 2_000_000_000.0)
+CLAIMS = tokens.BridgeClaims("org_a", "CA" + "1" * 32, VoiceRole.SERVER, 2_000_000_000.0)
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -48,3 +49,23 @@ def test_a_forged_or_expired_token_is_refused() -> None:
         tokens.verify(b"another secret", token(), now=0)
     with pytest.raises(tokens.TokenError, match="expired"):
         tokens.verify(SECRET, token(), now=CLAIMS.expires_at)
+
+
+def test_an_expired_token_raises_its_own_error_type() -> None:
+    with pytest.raises(tokens.TokenExpiredError, match="expired"):
+        tokens.verify(SECRET, token(), now=CLAIMS.expires_at)
+    try:
+        tokens.verify(b"x" * 32, token(), now=CLAIMS.expires_at)
+    except tokens.TokenError as exc:  # forged and expired: refused as forged
+        assert not isinstance(exc, tokens.TokenExpiredError)
+    else:
+        raise AssertionError("a forged token verified")
+
+
+def test_claims_carry_the_role_enum() -> None:
+    claims = tokens.verify(SECRET, token(), now=0)
+    assert claims.role is VoiceRole.SERVER
+    assert claims.may_subscribe(VoiceTrack.UPLINK) and claims.may_publish(VoiceTrack.DOWNLINK)
+    assert not claims.may_publish(VoiceTrack.UPLINK)
+    with pytest.raises(ValueError):
+        tokens.mint(SECRET, tokens.BridgeClaims("org_a", "CA1", "listener", 1.0))  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ import anyio
 from clutchcall import transport
 from clutchcall.dev._state import Store
 from clutchcall.dev.relay import Relay
+from clutchcall.moqt import VoiceRole
 
 CALLS = 2
 ORG = "org_hostile"
@@ -44,8 +45,8 @@ async def main() -> None:
         calls.append(
             {
                 "sid": call.sid,
-                "server": store.mint_bridge_token(call, "server").token,
-                "caller": store.mint_bridge_token(call, "caller").token,
+                "server": store.mint_bridge_token(call, VoiceRole.SERVER).token,
+                "caller": store.mint_bridge_token(call, VoiceRole.CALLER).token,
             }
         )
     certificate = transport.generate_self_signed()

@@ -32,10 +32,9 @@ from hardening_helpers import answered_call, until
 from lossy_proxy import LossyProxy
 
 from clutchcall import AsyncAudioBridge, moqt, transport
-from clutchcall.bridge import MoqtClient
-from clutchcall.bridge._client import MAX_IN_FLIGHT, AudioPublication
-from clutchcall.bridge._link import MoqtLink
 from clutchcall.dev import Engine
+from clutchcall.moqnet import AudioPublication, MoqtClient, MoqtLink
+from clutchcall.moqnet.client import MAX_IN_FLIGHT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -36,8 +36,8 @@ from hardening_helpers import until
 
 from clutchcall import moqt, transport
 from clutchcall.bridge import AudioSubscription, BridgeAuthError, MoqtClient
-from clutchcall.bridge._link import GROUP_OVERHEAD
 from clutchcall.dev.relay import SUBSCRIBER_BACKLOG_AGE, SUBSCRIBER_BACKLOG_BYTES
+from clutchcall.moqnet import GROUP_OVERHEAD
 from clutchcall.moqt import messages as m
 from clutchcall.moqt.data import DEFAULT_MAX_OBJECT_SIZE
 from clutchcall.transport.client import _ClientSession

@@ -145,7 +145,7 @@ async def next_event(driver: Driver, kind: type[M.Event]) -> M.Event:
             driver.flush()
 
 
-async def voice_through_relay(port: int, use_datagrams: bool) -> list[M.AudioFrame]:
+async def voice_through_relay(port: int, use_datagrams: bool) -> list[M.ObjectReceived]:
     async with dial(port) as alice, dial(port) as bob:
         assert alice.session is not None and bob.session is not None
         await next_event(alice, M.SetupCompleted)
@@ -169,7 +169,7 @@ async def voice_through_relay(port: int, use_datagrams: bool) -> list[M.AudioFra
             assert publisher.send_frame(b"frame-%d" % n, 20_000 * n) == 1
             alice.flush()
             await asyncio.sleep(0.005)
-        frames: list[M.AudioFrame] = []
+        frames: list[M.ObjectReceived] = []
         while len(frames) < 30:
             event = await next_event(bob, M.ObjectReceived)
             frame = subscriber.handle(event)
@@ -203,7 +203,7 @@ def test_voice_through_the_moq_rs_relay(use_datagrams: bool) -> None:
         relay.wait(10)
         if relay.stdout is not None:
             relay.stdout.close()
-    assert [f.data for f in frames] == [b"frame-%d" % n for n in range(30)]
+    assert [f.payload for f in frames] == [b"frame-%d" % n for n in range(30)]
     assert [f.group_id for f in frames] == list(range(30))
     # moq-rs stamps objects with its own clock on draft-14, so only monotonicity holds.
     stamps = [f.timestamp_us for f in frames]

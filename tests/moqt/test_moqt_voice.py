@@ -16,17 +16,39 @@ from clutchcall.moqt.events import (
 from clutchcall.moqt.voice import (
     DOWNLINK,
     UPLINK,
-    AudioFrame,
     AudioPublisher,
     AudioSubscriber,
+    SubscriberState,
+    VoiceRole,
+    VoiceTrack,
     answer_unclaimed,
     voice_namespace,
+    voice_track,
 )
+
+
+def state(subscriber: AudioSubscriber) -> SubscriberState:
+    return subscriber.state
 
 
 def test_voice_namespace() -> None:
     assert voice_namespace("CA123") == (b"voice", b"CA123")
-    assert (UPLINK, DOWNLINK) == (b"uplink", b"downlink")
+    assert (UPLINK, DOWNLINK) == (VoiceTrack.UPLINK, VoiceTrack.DOWNLINK) == ("uplink", "downlink")
+    assert (UPLINK.wire_name, DOWNLINK.wire_name) == (b"uplink", b"downlink")
+
+
+def test_one_check_for_track_names() -> None:
+    assert voice_track("uplink") is voice_track(b"uplink") is VoiceTrack.UPLINK
+    assert voice_track(VoiceTrack.DOWNLINK) is VoiceTrack.DOWNLINK
+    for bad in ("sideways", b"Uplink", b"\xff", ""):
+        with pytest.raises(ValueError, match="must be 'uplink' or 'downlink'"):
+            voice_track(bad)
+
+
+def test_each_role_publishes_one_track_and_subscribes_the_other() -> None:
+    assert (VoiceRole.SERVER.subscribes, VoiceRole.SERVER.publishes) == (UPLINK, DOWNLINK)
+    assert (VoiceRole.CALLER.subscribes, VoiceRole.CALLER.publishes) == (DOWNLINK, UPLINK)
+    assert VoiceRole("caller") is VoiceRole.CALLER and f"{VoiceRole.SERVER}" == "server"
 
 
 @pytest.mark.parametrize("use_datagrams", [False, True])
@@ -41,7 +63,7 @@ def test_downlink_from_server_to_client(use_datagrams: bool) -> None:
 
     subscriber = AudioSubscriber(client, "CA1", DOWNLINK)
     assert subscriber.start() == 0
-    assert subscriber.state == "pending"
+    assert state(subscriber) is SubscriberState.PENDING
     link.pump()
     for event in link.take(link.server):
         if not isinstance(event, PublishNamespaceAccepted):
@@ -56,8 +78,11 @@ def test_downlink_from_server_to_client(use_datagrams: bool) -> None:
         if frame is not None:
             frames.append(frame)
         if isinstance(event, SubscribeAccepted):
-            assert subscriber.state == "active"
-    assert frames == [AudioFrame(b"opus-0", 0, 0), AudioFrame(b"opus-1", 20_000, 1)]
+            assert state(subscriber) is SubscriberState.ACTIVE
+    assert [(f.payload, f.timestamp_us, f.group_id) for f in frames] == [
+        (b"opus-0", 0, 0),
+        (b"opus-1", 20_000, 1),
+    ]
 
     publisher.finish()
     link.pump()
@@ -65,7 +90,7 @@ def test_downlink_from_server_to_client(use_datagrams: bool) -> None:
     assert any(isinstance(e, PublishDoneReceived) for e in events)
     for event in events:
         subscriber.handle(event)
-    assert subscriber.state == "done"
+    assert state(subscriber) is SubscriberState.DONE
     assert publisher.subscriptions == set()
     subscriber.stop()
 

@@ -54,9 +54,9 @@ def test_the_base_import_paths_never_import_an_extra() -> None:
         """
         import clutchcall
         from clutchcall import AsyncVoice, Voice
-        import clutchcall.bridge, clutchcall.moqt, clutchcall.transport
+        import clutchcall.bridge, clutchcall.moqnet, clutchcall.moqt, clutchcall.transport
         import clutchcall.errors, clutchcall.testing, clutchcall.__main__
-        from clutchcall.moqt import MoqtClient
+        from clutchcall.moqnet import MoqtClient
         voice = Voice(api_key="k", org_id="org_a", base_url="http://127.0.0.1:1")
         voice.audio_bridge  # the data plane's entry point
         voice.close()

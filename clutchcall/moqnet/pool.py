@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
-from ._client import MoqtClient
+from .client import MoqtClient
 
 M = TypeVar("M")
 
@@ -27,13 +28,22 @@ class SharedClient(Generic[M]):
 
     :meth:`join` connects it (once: members joining meanwhile wait for that
     connect, and a client that ended for good is replaced); :meth:`leave` closes it
-    when no member is left. ``client_options`` go to :class:`MoqtClient`.
+    when no member is left. ``client_options`` go to :class:`MoqtClient`. Each
+    client's task runs in :attr:`task_group` as it is when the client is made
+    (None: a background task of the event loop).
     """
 
-    def __init__(self, credentials: MemberCredentials[M], **client_options: Any) -> None:
+    def __init__(
+        self,
+        credentials: MemberCredentials[M],
+        *,
+        task_group: anyio.abc.TaskGroup | None = None,
+        **client_options: Any,
+    ) -> None:
         #: The members, oldest first.
         self.members: list[M] = []
         self.client: MoqtClient | None = None
+        self.task_group = task_group
         self._credentials = credentials
         self._options = client_options
         self._opening: anyio.Event | None = None
@@ -73,7 +83,7 @@ class SharedClient(Generic[M]):
                 return await self._credentials(list(self.members), fresh)
 
             client = MoqtClient(credentials=credentials, **self._options)
-            await client.connect()
+            await client.connect(task_group=self.task_group)
             self.client = client
             return client
         finally:

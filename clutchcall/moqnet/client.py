@@ -30,30 +30,36 @@ acknowledgement, can make such a frame arrive twice or count as dropped::
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 from .. import moqt, transport
-from ..errors import APIConnectionError, APIStatusError, InternalServerError, RateLimitError
-from ..transport import ConnectionKind
-from ..transport.backend import Signal, spawn
-from ..transport.client import Verify
-from ._link import MoqtLink, wait_any
-from .errors import (
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
     BridgeAuthError,
     BridgeClosedError,
     BridgeConnectError,
     BridgeError,
     BridgeTrackError,
+    InternalServerError,
+    RateLimitError,
 )
+from ..moqt import AudioFrame, VoiceTrack, voice_track
+from ..transport import ConnectionKind, Verify
+from ..transport.backend import Signal, spawn
+from .link import MoqtLink, wait_any
 
 logger = logging.getLogger(__name__)
 # Backoff jitter from a private generator: the application's global `random` state is
@@ -74,8 +80,18 @@ AUTH_CLOSE_CODES = frozenset(
         moqt.SessionErrorCode.EXPIRED_AUTH_TOKEN,
     }
 )
-#: SUBSCRIBE_ERROR / PUBLISH_NAMESPACE_ERROR codes that mean "not allowed".
-AUTH_REQUEST_CODES = frozenset({0x1, 0x10, 0x12})
+#: SUBSCRIBE_ERROR / PUBLISH_NAMESPACE_ERROR codes that mean "not allowed" (the two
+#: code spaces give these the same values).
+AUTH_REQUEST_CODES = frozenset(
+    {
+        moqt.SubscribeErrorCode.UNAUTHORIZED,
+        moqt.SubscribeErrorCode.MALFORMED_AUTH_TOKEN,
+        moqt.SubscribeErrorCode.EXPIRED_AUTH_TOKEN,
+        moqt.PublishNamespaceErrorCode.UNAUTHORIZED,
+        moqt.PublishNamespaceErrorCode.MALFORMED_AUTH_TOKEN,
+        moqt.PublishNamespaceErrorCode.EXPIRED_AUTH_TOKEN,
+    }
+)
 #: Data stream writes waiting in the link beyond which new frames are queued instead.
 MAX_LINK_BACKLOG = 64
 #: Frames of one publication handed to a session and not yet acknowledged by the
@@ -94,20 +110,11 @@ PUBLISHER_PRIORITY = 0
 #: Frames held back while waiting for an earlier group that was overtaken (a lost
 #: packet is retransmitted after a round trip or two; 12 frames is 240 ms of audio).
 REORDER_WINDOW = 12
-TRACK_NAMES = ("uplink", "downlink")
 
 
 def monotonic_us() -> int:
     """The SDK's default frame clock: monotonic microseconds."""
     return time.monotonic_ns() // 1000
-
-
-@dataclass(frozen=True)
-class AudioFrame:
-    """One encoded audio frame and its media timestamp (microseconds)."""
-
-    data: bytes
-    timestamp_us: int
 
 
 @dataclass(frozen=True)
@@ -158,10 +165,13 @@ def _token_parameters(token: str | None) -> moqt.Parameters:
     return (moqt.authorization_token(token.encode()),) if token else ()
 
 
-def _track_name(track: str) -> str:
-    if track not in TRACK_NAMES:
-        raise ValueError(f"track must be 'uplink' or 'downlink', not {track!r}")
-    return track
+class NamespaceState(enum.Enum):
+    """Where this client's PUBLISH_NAMESPACE of a call stands in one session."""
+
+    #: Sent, not answered yet.
+    PENDING = "pending"
+    #: PUBLISH_NAMESPACE_OK received: the relay routes subscriptions to us.
+    ACCEPTED = "accepted"
 
 
 @dataclass
@@ -180,7 +190,7 @@ class _Conn:
     publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher] = field(
         default_factory=dict
     )
-    announced: dict[moqt.Namespace, str] = field(default_factory=dict)
+    announced: dict[moqt.Namespace, NamespaceState] = field(default_factory=dict)
     subscribers: dict[int, tuple[AudioSubscription, moqt.AudioSubscriber]] = field(
         default_factory=dict
     )
@@ -206,7 +216,7 @@ class AudioPublication:
         self,
         client: MoqtClient,
         call_sid: str,
-        track: str,
+        track: VoiceTrack,
         use_datagrams: bool,
         token: str | None = None,
     ) -> None:
@@ -214,7 +224,7 @@ class AudioPublication:
         self.call_sid = call_sid
         self.track = track
         self.namespace = moqt.voice_namespace(call_sid)
-        self.track_name = track.encode()
+        self.track_name = track.wire_name
         self.use_datagrams = use_datagrams
         #: Bridge token sent with this track's PUBLISH_NAMESPACE (None: the session's).
         #: Read each time the track is (re)started, so it may be replaced.
@@ -287,8 +297,31 @@ class AudioPublication:
         return (
             self._publisher() is not None
             and conn is not None
-            and conn.announced.get(self.namespace) == "accepted"
+            and conn.announced.get(self.namespace) is NamespaceState.ACCEPTED
         )
+
+    # -- what the client tells this track ----------------------------------------------
+
+    def _start(self, session: moqt.Session) -> moqt.AudioPublisher:
+        """A new session: serve this track on it, continuing the group numbers."""
+        self.error = None
+        return moqt.AudioPublisher(
+            session,
+            self.call_sid,
+            self.track,
+            announce=False,
+            first_group_id=self._next_group,
+            use_datagrams=self.use_datagrams,
+        )
+
+    def _refused(self, error: BridgeError) -> None:
+        """The relay refused this track's namespace on the current session."""
+        self.error = error
+
+    def _client_ended(self) -> None:
+        """The client stopped for good: what still waits is dropped."""
+        self._drop(len(self._queue))
+        self._queue.clear()
 
     async def write(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame (``timestamp_us`` None: monotonic microseconds).
@@ -506,7 +539,7 @@ class AudioSubscription:
         self,
         client: MoqtClient,
         call_sid: str,
-        track: str,
+        track: VoiceTrack,
         buffer_frames: int,
         token: str | None = None,
     ) -> None:
@@ -514,7 +547,7 @@ class AudioSubscription:
         self.call_sid = call_sid
         self.track = track
         self.namespace = moqt.voice_namespace(call_sid)
-        self.track_name = track.encode()
+        self.track_name = track.wire_name
         #: Bridge token sent with this track's SUBSCRIBE (None: the session's); read
         #: each time the subscription is (re)started, so it may be replaced.
         self.token = token
@@ -530,17 +563,55 @@ class AudioSubscription:
         self.error: BridgeError | None = None
         #: Called with each frame instead of buffering it (used by the audio bridge).
         self.on_frame: Callable[[AudioFrame], None] | None = None
+        #: Called (in the client's event loop) when the subscription may have ended:
+        #: the track ended, the client ended or the subscription was closed. It may be
+        #: called more than once; :attr:`ended` tells.
+        self.on_end: Callable[[], None] | None = None
         #: Frames that arrived after a later group had already been delivered.
         self.late = 0
         self._expected: int | None = None
         self._held: dict[int, AudioFrame] = {}
 
-    def _restart_order(self) -> None:
-        """A new session: group IDs start afresh (what is held is delivered first)."""
+    # -- what the client tells this track ----------------------------------------------
+
+    def _start(self, session: moqt.Session) -> tuple[int, moqt.AudioSubscriber]:
+        """A new session: SUBSCRIBE on it. Group IDs start afresh there (what is held
+        is delivered first). Returns the request ID and the subscriber."""
+        self.error = None
         for group_id in sorted(self._held):
             self._deliver(self._held[group_id])
         self._held.clear()
         self._expected = None
+        subscriber = moqt.AudioSubscriber(session, self.call_sid, self.track)
+        return subscriber.start(_token_parameters(self.token)), subscriber
+
+    def _accepted(self, largest: moqt.Location | None) -> None:
+        """SUBSCRIBE_OK: frames from the group after ``largest`` on are in order."""
+        self.answered = True
+        if largest is not None and self._expected is None:
+            self._expected = largest.group + 1
+
+    def _refused(self, error: BridgeError) -> None:
+        """SUBSCRIBE_ERROR on the current session."""
+        self.error = error
+
+    def _track_finished(self) -> None:
+        """PUBLISH_DONE (TRACK_ENDED): the call ended, no frame will come again."""
+        self.track_ended = True
+        self._ending()
+
+    def _client_ended(self) -> None:
+        self._ending()
+
+    def _ending(self) -> None:
+        self._arrived.notify()
+        if self.on_end is not None:
+            self.on_end()
+
+    def _object(self, obj: moqt.ObjectReceived) -> None:
+        """One frame of this track arrived (stamped now if it carries no timestamp)."""
+        stamp = obj.timestamp_us if obj.timestamp_us is not None else monotonic_us()
+        self._receive(obj.group_id, AudioFrame(obj.payload, stamp))
 
     def _receive(self, group_id: int, frame: AudioFrame) -> None:
         """Put frames back in group order (each travels on its own QUIC stream, and
@@ -628,7 +699,7 @@ class AudioSubscription:
                         subscriber.stop()
                         if conn.link is not None:
                             conn.link.kick()
-        self._arrived.notify()
+        self._ending()
 
 
 class MoqtClient:
@@ -696,13 +767,23 @@ class MoqtClient:
         self._changed_signal: Signal | None = None
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
+        self._exit_stack: AsyncExitStack | None = None
         #: Called (in the loop) whenever the session is set up; ``True`` on reconnects.
         self.on_setup: Callable[[bool], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> MoqtClient:
-        await self.connect()
+        """Connect; the client's task runs in a task group of its own, which
+        ``__aexit__`` closes (so no task outlives the ``async with``)."""
+        stack = AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        try:
+            await self.connect(task_group=task_group)
+        except BaseException:
+            await stack.aclose()  # the client has ended: this joins its task
+            raise
+        self._exit_stack = stack
         return self
 
     async def __aexit__(
@@ -711,10 +792,19 @@ class MoqtClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        stack, self._exit_stack = self._exit_stack, None
+        try:
+            await self.aclose()
+        finally:
+            if stack is not None:
+                await stack.aclose()
 
-    async def connect(self) -> None:
+    async def connect(self, *, task_group: anyio.abc.TaskGroup | None = None) -> None:
         """Dial and set up the first session; raise if that fails.
+
+        The client's work runs in one task, started in ``task_group`` (it ends when
+        the client closes; cancelling the group stops it at once), or, without one,
+        as a background task of the event loop that :meth:`aclose` stops.
 
         Typed failures: :class:`BridgeAuthError` (the relay refused the token),
         :class:`BridgeConnectError` (unreachable, TLS, setup timeout), or what the
@@ -726,7 +816,10 @@ class MoqtClient:
         self._changed_signal = Signal()
         self._wake = anyio.Event()
         self._done = anyio.Event()
-        spawn(self._run, "clutchcall-moqt-client")
+        if task_group is not None:
+            task_group.start_soon(self._run, name="clutchcall-moqt-client")
+        else:
+            spawn(self._run, "clutchcall-moqt-client")
         try:
             while not self._ready_once and not self._ended:
                 await self._changed.wait()
@@ -811,10 +904,11 @@ class MoqtClient:
         :class:`BridgeAuthError` if it refused it.
         """
         self._require_running()
-        key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
+        name = voice_track(track)
+        key = (moqt.voice_namespace(call_sid), name.wire_name)
         if key in self._publications:
-            raise BridgeError(f"{track} of {call_sid} is already published by this client")
-        publication = AudioPublication(self, call_sid, track, use_datagrams, token)
+            raise BridgeError(f"{name} of {call_sid} is already published by this client")
+        publication = AudioPublication(self, call_sid, name, use_datagrams, token)
         self._publications[key] = publication
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
@@ -834,10 +928,11 @@ class MoqtClient:
         ``token``: a bridge token for this call, sent with the SUBSCRIBE.
         """
         self._require_running()
-        key = (moqt.voice_namespace(call_sid), _track_name(track).encode())
+        name = voice_track(track)
+        key = (moqt.voice_namespace(call_sid), name.wire_name)
         if key in self._subscriptions:
-            raise BridgeError(f"{track} of {call_sid} is already subscribed by this client")
-        subscription = AudioSubscription(self, call_sid, track, self._receive_buffer_frames, token)
+            raise BridgeError(f"{name} of {call_sid} is already subscribed by this client")
+        subscription = AudioSubscription(self, call_sid, name, self._receive_buffer_frames, token)
         self._subscriptions[key] = subscription
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
@@ -872,20 +967,12 @@ class MoqtClient:
     # -- per-session track plumbing ----------------------------------------------------
 
     def _start_publication(self, conn: _Conn, publication: AudioPublication) -> None:
-        publication.error = None
         session = conn.session
-        publisher = moqt.AudioPublisher(
-            session,
-            publication.call_sid,
-            publication.track,
-            announce=False,
-            first_group_id=publication._next_group,
-            use_datagrams=publication.use_datagrams,
-        )
+        publisher = publication._start(session)
         namespace = publication.namespace
         if namespace not in conn.announced:
             session.publish_namespace(namespace, _token_parameters(publication.token))
-            conn.announced[namespace] = "pending"
+            conn.announced[namespace] = NamespaceState.PENDING
         conn.publishers[(namespace, publication.track_name)] = publisher
         if conn.link is not None:
             conn.link.kick()
@@ -893,10 +980,7 @@ class MoqtClient:
     def _start_subscription(self, conn: _Conn, subscription: AudioSubscription) -> None:
         if subscription.track_ended:
             return
-        subscription.error = None
-        subscription._restart_order()
-        subscriber = moqt.AudioSubscriber(conn.session, subscription.call_sid, subscription.track)
-        request_id = subscriber.start(_token_parameters(subscription.token))
+        request_id, subscriber = subscription._start(conn.session)
         conn.subscribers[request_id] = (subscription, subscriber)
         if conn.link is not None:
             conn.link.kick()
@@ -910,7 +994,7 @@ class MoqtClient:
         publisher.subscriptions.clear()
         namespace = publication.namespace
         still_used = any(ns == namespace for ns, _ in conn.publishers)
-        if not still_used and conn.announced.pop(namespace, None) == "accepted":
+        if not still_used and conn.announced.pop(namespace, None) is NamespaceState.ACCEPTED:
             conn.session.publish_namespace_done(namespace)
         if conn.link is not None:
             conn.link.kick()
@@ -956,18 +1040,20 @@ class MoqtClient:
                 for publisher in conn.publishers.values():
                     publisher.handle(event)
             elif isinstance(event, moqt.PublishNamespaceAccepted):
-                conn.announced[event.namespace] = "accepted"
+                conn.announced[event.namespace] = NamespaceState.ACCEPTED
                 for publication, _ in self._publication_in(conn, event.namespace):
                     publication._flush()
             elif isinstance(event, moqt.PublishNamespaceRejected | moqt.PublishNamespaceCancelled):
                 conn.announced.pop(event.namespace, None)
                 for publication, _ in self._publication_in(conn, event.namespace):
                     conn.publishers.pop((publication.namespace, publication.track_name), None)
-                    publication.error = _refusal(
-                        f"the relay refused to let this client publish {publication.track} "
-                        f"of {publication.call_sid}: {event.reason or 'no reason given'}",
-                        event.error_code,
-                        event.reason,
+                    publication._refused(
+                        _refusal(
+                            f"the relay refused to let this client publish {publication.track} "
+                            f"of {publication.call_sid}: {event.reason or 'no reason given'}",
+                            event.error_code,
+                            event.reason,
+                        )
                     )
             elif isinstance(
                 event,
@@ -980,28 +1066,26 @@ class MoqtClient:
                 if entry is None:
                     continue
                 subscription, subscriber = entry
-                frame = subscriber.handle(event)
-                if frame is not None:
-                    stamp = frame.timestamp_us if frame.timestamp_us is not None else monotonic_us()
-                    subscription._receive(frame.group_id, AudioFrame(frame.data, stamp))
+                obj = subscriber.handle(event)
+                if obj is not None:
+                    subscription._object(obj)
                 elif isinstance(event, moqt.SubscribeAccepted):
-                    subscription.answered = True
-                    if event.largest is not None and subscription._expected is None:
-                        subscription._expected = event.largest.group + 1
+                    subscription._accepted(event.largest)
                 elif (
                     isinstance(event, moqt.PublishDoneReceived)
                     and event.status_code == moqt.PublishDoneCode.TRACK_ENDED
                 ):
                     del conn.subscribers[event.request_id]
-                    subscription.track_ended = True
-                    subscription._arrived.notify()
+                    subscription._track_finished()
                 elif isinstance(event, moqt.SubscribeRejected):
                     del conn.subscribers[event.request_id]
-                    subscription.error = _refusal(
-                        f"the relay refused the subscription to {subscription.track} of "
-                        f"{subscription.call_sid}: {event.reason or 'no reason given'}",
-                        event.error_code,
-                        event.reason,
+                    subscription._refused(
+                        _refusal(
+                            f"the relay refused the subscription to {subscription.track} of "
+                            f"{subscription.call_sid}: {event.reason or 'no reason given'}",
+                            event.error_code,
+                            event.reason,
+                        )
                     )
             elif isinstance(event, moqt.GoawayReceived):
                 conn.goaway = True
@@ -1026,10 +1110,9 @@ class MoqtClient:
             self._ended = True
             self._conn = None
             for publication in self._publications.values():
-                publication._drop(len(publication._queue))
-                publication._queue.clear()
-            for subscription in self._subscriptions.values():
-                subscription._arrived.notify()
+                publication._client_ended()
+            for subscription in list(self._subscriptions.values()):
+                subscription._client_ended()
             assert self._done is not None
             self._done.set()
             self._changed.notify()
