@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,4 +43,16 @@ def test_sync_example_records_the_agent(tmp_path: Path) -> None:
 def test_async_examples_hear_the_echo(tmp_path: Path, script: str, args: tuple[str, ...]) -> None:
     out = run_example(script, *args, cwd=tmp_path)
     assert "heard our own voice back: 40 frames" in out
+    assert out.rstrip().endswith("completed")
+
+
+@pytest.mark.parametrize("script", ["speech_bot.py", "async_speech_bot.py", "trio_speech_bot.py"])
+def test_speech_bots_answer_the_caller(tmp_path: Path, script: str) -> None:
+    out = run_example(script, cwd=tmp_path)
+    heard = re.search(r"bot: heard (\d+\.\d) s of speech; answering", out)
+    assert heard is not None, out
+    assert float(heard.group(1)) >= 1.0  # the caller's ~1.1 s of "speech", as one utterance
+    assert "caller: the bot answered" in out
+    decoded = re.search(r"bot: (\d+) frames decoded, (\d+) skipped", out)
+    assert decoded is not None and int(decoded.group(1)) >= 50, out
     assert out.rstrip().endswith("completed")

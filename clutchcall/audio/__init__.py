@@ -25,6 +25,13 @@ Record what arrives into a WAV file::
         caller = v.audio_bridge.attach_caller(sid, codec="opus", on_downlink=player.on_frame)
         player.run_blocking(duration=10.0)   # or: await player.run() in a task group
 
+Hear a bridge as PCM and talk into it with PCM (decoded, converted, paced)::
+
+    pcm = AsyncPcmBridge(bridge)                         # PcmBridge(bridge) when blocking
+    async for frame in pcm.uplink(sample_rate=16000):    # frame.samples: int16 (n, channels)
+        ...
+    await pcm.publish_downlink(tts_pcm, sample_rate=24000, flush=True)
+
 It needs the ``audio`` extra (PyAV and numpy): ``pip install 'clutchcall[audio]'``;
 without it, importing this package raises :class:`~clutchcall.errors.MissingExtraError`
 (an ``ImportError``) saying so.
@@ -55,6 +62,7 @@ from .codecs import (
 )
 from .errors import AudioError, DecodeError, FrameSizeError, UnsupportedFormatError, WavFormatError
 from .jitter import JitterBuffer, JitterStats, Playout, PlayoutKind, PushOutcome
+from .pcm_bridge import AsyncPcmBridge, AsyncPcmStream, PcmBridge, PcmFrame, PcmStream
 from .player import AudioPlayer, PcmSink, PlayerStats
 from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
 from .resample import Resampler
@@ -62,6 +70,8 @@ from .source import AudioSource, Publish, SourceStats
 from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
 
 __all__ = [
+    "AsyncPcmBridge",
+    "AsyncPcmStream",
     "AudioCodecImpl",
     "AudioError",
     "AudioFrame",
@@ -76,8 +86,11 @@ __all__ = [
     "OpusCodec",
     "Pcm",
     "Pcm16Codec",
+    "PcmBridge",
+    "PcmFrame",
     "PcmLike",
     "PcmSink",
+    "PcmStream",
     "PlayerStats",
     "Playout",
     "PlayoutKind",

@@ -7,7 +7,8 @@ relay that receives the caller's audio and publishes audio back, reconnecting by
 itself. :class:`MoqtClient` is the raw layer under it (defined in
 :mod:`clutchcall.moqnet`, the networked MoQT layer, and exported here too):
 ``publish_audio`` / ``subscribe_audio`` on the ``voice/<sid>/{uplink,downlink}``
-tracks of any draft-14 relay.
+tracks of any draft-14 relay. :data:`AUDIO_FORMATS` lists the formats ``attach``
+accepts (those :func:`clutchcall.audio.make_codec` can encode and decode).
 """
 
 from ..errors import (
@@ -33,13 +34,16 @@ from ._bridge import (
     FrameCallback,
     FrameIterator,
 )
+from ._format import AUDIO_FORMATS, AudioFormatRule
 from ._sync import AudioBridge, AudioBridges
 
 __all__ = [
+    "AUDIO_FORMATS",
     "AsyncAudioBridge",
     "AsyncAudioBridges",
     "AudioBridge",
     "AudioBridges",
+    "AudioFormatRule",
     "AudioFrame",
     "AudioPublication",
     "AudioStats",

@@ -57,6 +57,7 @@ from ..moqnet import (
 from ..moqt import VoiceRole, VoiceTrack
 from ..transport import Verify
 from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
+from ._format import resolve_format
 
 logger = logging.getLogger(__name__)
 
@@ -98,25 +99,27 @@ class BridgeSettings:
     share_connections: bool = True
 
 
-def _check_options(codec: AudioCodec | str, sample_rate: int, channels: int, frame_ms: int) -> str:
-    try:
-        codec_name = AudioCodec(codec).value
-    except ValueError:
-        names = ", ".join(c.value for c in AudioCodec)
-        raise InvalidArgumentError(f"codec must be one of {names}, got {codec!r}") from None
-    for name, value in (
-        ("sample_rate", sample_rate),
-        ("channels", channels),
-        ("frame_ms", frame_ms),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
-    return codec_name
-
-
 def _check_callback(callback: object, name: str) -> None:
     if callback is not None and not callable(callback):
         raise InvalidArgumentError(f"{name} must be callable or None, got {callback!r}")
+
+
+def check_attach(
+    call_sid: object,
+    role: VoiceRole,
+    codec: AudioCodec | str,
+    sample_rate: int | None,
+    channels: int,
+    frame_ms: int,
+    callback: object,
+) -> tuple[str, int, int, int]:
+    """Refuse bad ``attach`` arguments before any request or thread is started;
+    returns the format with its defaults filled in (see :mod:`._format`)."""
+    if not isinstance(call_sid, str) or not call_sid.strip():
+        raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
+    audio_format = resolve_format(codec, sample_rate, channels, frame_ms)
+    _check_callback(callback, f"on_{role.subscribes}")
+    return audio_format
 
 
 class FrameIterator:
@@ -492,15 +495,14 @@ class BridgeRegistry:
         role: VoiceRole,
         *,
         codec: AudioCodec | str,
-        sample_rate: int,
+        sample_rate: int | None,
         channels: int,
         frame_ms: int,
         callback: FrameCallback | None,
     ) -> BridgeCore:
-        if not isinstance(call_sid, str) or not call_sid.strip():
-            raise InvalidArgumentError(f"call_sid must be a non-empty string, got {call_sid!r}")
-        codec_name = _check_options(codec, sample_rate, channels, frame_ms)
-        _check_callback(callback, f"on_{role.subscribes}")
+        codec_name, sample_rate, channels, frame_ms = check_attach(
+            call_sid, role, codec, sample_rate, channels, frame_ms, callback
+        )
         core = BridgeCore(
             self,
             call_sid,
@@ -722,12 +724,21 @@ class AsyncAudioBridges:
         call_sid: str,
         *,
         codec: AudioCodec | str = "opus",
-        sample_rate: int = 48000,
+        sample_rate: int | None = None,
         channels: int = 1,
         frame_ms: int = 20,
         on_uplink: FrameCallback | None = None,
     ) -> AsyncAudioBridge:
         """Open the server side: receive the caller (uplink), talk back (downlink).
+
+        The format is checked first, before any request, against what
+        :func:`clutchcall.audio.make_codec` can encode (listed in
+        ``clutchcall.bridge.AUDIO_FORMATS``): ``"opus"`` at 48000 Hz; ``"pcm16"``
+        at 8000, 12000, 16000, 24000, 32000, 44100 or 48000 Hz; ``"g711_ulaw"`` /
+        ``"g711_alaw"`` at 8000 Hz, mono only. ``channels`` is 1 or 2, ``frame_ms``
+        10, 20, 40 or 60 (or 30, except for opus). ``sample_rate=None`` picks 48000,
+        or 8000 for G.711. Anything else raises
+        :class:`~clutchcall.InvalidArgumentError` naming the valid choices.
 
         Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
         ``ConflictError`` (ended call) when no bridge token can be had, and
@@ -750,12 +761,15 @@ class AsyncAudioBridges:
         call_sid: str,
         *,
         codec: AudioCodec | str = "opus",
-        sample_rate: int = 48000,
+        sample_rate: int | None = None,
         channels: int = 1,
         frame_ms: int = 20,
         on_downlink: FrameCallback | None = None,
     ) -> AsyncAudioBridge:
-        """Open the caller side (a softphone): receive downlink, publish uplink."""
+        """Open the caller side (a softphone): receive downlink, publish uplink.
+
+        Same formats, defaults and errors as :meth:`attach`.
+        """
         core = await self._registry.open(
             call_sid,
             VoiceRole.CALLER,

@@ -35,6 +35,7 @@ from ._bridge import (
     BridgeSettings,
     FrameCallback,
     FrameIterator,
+    check_attach,
 )
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,16 @@ class AudioBridges:
             return self._loop
 
     def _open(self, call_sid: str, role: VoiceRole, **options: Any) -> AudioBridge:
+        # Bad arguments fail here, before the bridge thread starts or a token is asked for.
+        check_attach(
+            call_sid,
+            role,
+            options["codec"],
+            options["sample_rate"],
+            options["channels"],
+            options["frame_ms"],
+            options["callback"],
+        )
         loop = self._loop_thread()
         if loop.in_loop():
             raise RuntimeError("attach from your own thread, not from a bridge callback")
@@ -241,12 +252,21 @@ class AudioBridges:
         call_sid: str,
         *,
         codec: AudioCodec | str = "opus",
-        sample_rate: int = 48000,
+        sample_rate: int | None = None,
         channels: int = 1,
         frame_ms: int = 20,
         on_uplink: FrameCallback | None = None,
     ) -> AudioBridge:
         """Open the server side: receive the caller (uplink), talk back (downlink).
+
+        The format is checked first, before any request, against what
+        :func:`clutchcall.audio.make_codec` can encode (listed in
+        ``clutchcall.bridge.AUDIO_FORMATS``): ``"opus"`` at 48000 Hz; ``"pcm16"``
+        at 8000, 12000, 16000, 24000, 32000, 44100 or 48000 Hz; ``"g711_ulaw"`` /
+        ``"g711_alaw"`` at 8000 Hz, mono only. ``channels`` is 1 or 2, ``frame_ms``
+        10, 20, 40 or 60 (or 30, except for opus). ``sample_rate=None`` picks 48000,
+        or 8000 for G.711. Anything else raises
+        :class:`~clutchcall.InvalidArgumentError` naming the valid choices.
 
         Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
         ``ConflictError`` (ended call) when no bridge token can be had, and
@@ -268,12 +288,15 @@ class AudioBridges:
         call_sid: str,
         *,
         codec: AudioCodec | str = "opus",
-        sample_rate: int = 48000,
+        sample_rate: int | None = None,
         channels: int = 1,
         frame_ms: int = 20,
         on_downlink: FrameCallback | None = None,
     ) -> AudioBridge:
-        """Open the caller side (a softphone): receive downlink, publish uplink."""
+        """Open the caller side (a softphone): receive downlink, publish uplink.
+
+        Same formats, defaults and errors as :meth:`attach`.
+        """
         return self._open(
             call_sid,
             VoiceRole.CALLER,
