@@ -1,8 +1,11 @@
 """``make demo``: whole calls against the embedded dev engine, start to finish.
 
-1. A call to the echo test number: attach the audio bridge, send downlink frames,
-   time each one's way back on uplink.
-2. A call answered by an AI agent: play a WAV into the uplink as the caller, record
+1. A call to the echo test number: attach the audio bridge, send downlink frames
+   (Opus), time each one's way back on uplink.
+2. A call answered by a person (the simulated callee, who says a few DTMF digits
+   over and over): attach a pcm16 16 kHz bridge, record what the caller says,
+   decoded from uplink, to ``out/caller-side.wav``, and name the digits heard.
+3. A call answered by an AI agent: play a WAV into the uplink as the caller, record
    the agent's side to ``out/agent-side.wav``, hand the call to another agent
    midway, hang up, and report what each side heard.
 
@@ -28,7 +31,17 @@ except ModuleNotFoundError as exc:
     raise_missing_extra(exc, feature="clutchcall.demo", extra="dev")
 
 from . import CallStatus, Voice
-from .audio import AudioPlayer, AudioSource, synth_prompt, synth_silence, write_wav
+from .audio import (
+    AudioPlayer,
+    AudioSource,
+    detect_dtmf,
+    make_codec,
+    read_wav,
+    synth_prompt,
+    synth_silence,
+    synth_tone,
+    write_wav,
+)
 from .dev import Engine
 
 ECHO_NUMBER = "+15005550004"
@@ -37,6 +50,7 @@ CALLER_ID = "+15558675309"
 PLAYOUT_DELAY_US = 60_000
 PREBUFFER_FRAMES = 3  # AudioPlayer's default prebuffer (60 ms)
 RECORD_CAPACITY_MS = 600_000  # the recorder holds the whole call before writing it out
+CALLER_SECONDS = 3.0  # how long the caller side is recorded
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class DemoReport:
     wav_seconds: float
     downlink_span_seconds: float
     agents: list[tuple[str, int, int]]  # name, utterances heard, frames said
+    caller_wav_path: Path
+    caller_wav_seconds: float
+    caller_digits: str
 
 
 def wait_for(voice: Voice, sid: str, wanted: set[CallStatus], timeout: float = 10.0) -> None:
@@ -74,12 +91,16 @@ def echo_round_trips(voice: Voice, frames: int = 100) -> tuple[int, list[float]]
     call = voice.calls.originate(to=ECHO_NUMBER, from_=CALLER_ID, trunk_id="trunk_main")
     print(f"echo call {call.sid}")
     wait_for(voice, call.sid, {CallStatus.IN_PROGRESS})
-    sent: dict[bytes, float] = {}
+    # A 440 Hz tone in Opus; the echo keeps each frame's timestamp, which names it.
+    codec = make_codec("opus")
+    tone = synth_tone(440.0, frames * 0.02, 48000)
+    opus = [codec.encode(tone[n * 960 : (n + 1) * 960]) for n in range(frames)]
+    sent: dict[int, float] = {}
     rtts: list[float] = []
     back = threading.Event()
 
     def on_uplink(frame: bytes, timestamp_us: int) -> None:
-        started = sent.get(frame)
+        started = sent.pop(timestamp_us, None)
         if started is not None:
             rtts.append((time.perf_counter() - started) * 1000)
             if len(rtts) == frames:
@@ -88,14 +109,39 @@ def echo_round_trips(voice: Voice, frames: int = 100) -> tuple[int, list[float]]
     with voice.audio_bridge.attach(call.sid, on_uplink=on_uplink) as bridge:
         time.sleep(0.3)  # let the simulated callee join its side of the call
         for n in range(frames):
-            frame = b"demo-frame-%05d" % n + bytes(60)
-            sent[frame] = time.perf_counter()
-            bridge.publish_downlink(frame)
+            timestamp_us = 1_000_000 + n * 20_000
+            sent[timestamp_us] = time.perf_counter()
+            bridge.publish_downlink(opus[n], timestamp_us)
             time.sleep(0.02)
         back.wait(timeout=5)
         print(f"  bridge stats: {bridge.stats}")
     call.hangup()
     return len(rtts), rtts
+
+
+def caller_side(voice: Voice, out_dir: Path) -> tuple[Path, float, str]:
+    """A call answered by the simulated callee; a pcm16 16 kHz bridge records what
+    it says (uplink, decoded) to ``caller-side.wav``. Returns the path, its length
+    in seconds and the DTMF digits heard in it."""
+    call = voice.calls.originate(to=CALLEE, from_=CALLER_ID, trunk_id="trunk_main")
+    print(f"call {call.sid} to a person")
+    wait_for(voice, call.sid, {CallStatus.IN_PROGRESS})
+    wav_path = out_dir / "caller-side.wav"
+    with AudioPlayer.to_wav(
+        wav_path, codec="pcm16", sample_rate=16000, capacity_ms=RECORD_CAPACITY_MS
+    ) as recorder:
+        with voice.audio_bridge.attach(
+            call.sid, codec="pcm16", sample_rate=16000, on_uplink=recorder.on_frame
+        ) as bridge:
+            time.sleep(CALLER_SECONDS)
+            print(f"  bridge stats: {bridge.stats}")
+        recorder.drain()
+    call.hangup()
+    wav = read_wav(wav_path)
+    digits = detect_dtmf(wav.pcm, wav.sample_rate, channels=wav.channels)
+    seconds = len(wav.pcm) / wav.sample_rate
+    print(f"  recorded {wav_path} ({seconds:.2f} s): the caller said DTMF {' '.join(digits)}")
+    return wav_path, seconds, digits
 
 
 def agent_call(voice: Voice, out_dir: Path) -> tuple[str, dict[str, int], Path, float, float]:
@@ -160,6 +206,7 @@ def run(out_dir: Path = Path("out"), time_scale: float = 0.5) -> DemoReport:
     with Engine(time_scale=time_scale) as engine, engine.voice() as voice:
         print(f"dev engine: control plane {engine.base_url}, relay {engine.relay_url}")
         echoed, rtts = echo_round_trips(voice)
+        caller_wav, caller_seconds, digits = caller_side(voice, out_dir)
         sid, counts, wav_path, seconds, span = agent_call(voice, out_dir)
         record = engine.agent_record(sid)
         agents = (
@@ -178,6 +225,9 @@ def run(out_dir: Path = Path("out"), time_scale: float = 0.5) -> DemoReport:
         wav_seconds=seconds,
         downlink_span_seconds=span,
         agents=agents,
+        caller_wav_path=caller_wav,
+        caller_wav_seconds=caller_seconds,
+        caller_digits=digits,
     )
 
 
@@ -197,6 +247,10 @@ def main() -> None:
     for name, utterances, said in report.agents:
         print(f"  agent {name}: heard {utterances} utterance(s), said {said} frames")
     print(f"  agent side recorded to {report.wav_path} ({report.wav_seconds:.2f} s)")
+    print(
+        f"  caller side recorded to {report.caller_wav_path} "
+        f"({report.caller_wav_seconds:.2f} s, DTMF {' '.join(report.caller_digits)})"
+    )
 
 
 if __name__ == "__main__":

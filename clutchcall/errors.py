@@ -11,6 +11,7 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
     │   ├── BridgeConnectError      the relay could not be reached or set up
     │   ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
     │   ├── BridgeTrackError        the relay refused a track for another reason
+    │   ├── BridgeFormatError       a peer's catalog (its audio format) is malformed
     │   └── BridgeClosedError       the bridge or client was already closed
     └── APIError                    the control plane could not serve a request
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
@@ -50,6 +51,7 @@ __all__ = [
     "BridgeClosedError",
     "BridgeConnectError",
     "BridgeError",
+    "BridgeFormatError",
     "BridgeTrackError",
     "ClientClosedError",
     "ClutchCallError",
@@ -123,6 +125,12 @@ class BridgeTrackError(BridgeError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class BridgeFormatError(BridgeError, ValueError):
+    """A catalog (a side's declaration of its audio format, see
+    :mod:`clutchcall.moqt.catalog`) is malformed, too large or names a format the
+    SDK cannot decode."""
 
 
 class BridgeClosedError(BridgeError):

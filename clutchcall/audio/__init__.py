@@ -60,6 +60,7 @@ from .codecs import (
     as_pcm,
     make_codec,
 )
+from .dtmf import DTMF_FREQUENCIES, detect_dtmf, synth_dtmf
 from .errors import AudioError, DecodeError, FrameSizeError, UnsupportedFormatError, WavFormatError
 from .jitter import JitterBuffer, JitterStats, Playout, PlayoutKind, PushOutcome
 from .pcm_bridge import AsyncPcmBridge, AsyncPcmStream, PcmBridge, PcmFrame, PcmStream
@@ -67,9 +68,11 @@ from .player import AudioPlayer, PcmSink, PlayerStats
 from .prompt import synth_chirp, synth_prompt, synth_silence, synth_tone
 from .resample import Resampler
 from .source import AudioSource, Publish, SourceStats
+from .transcode import Transcoder
 from .wav import Wav, WavWriter, iter_wav, read_wav, wav_params, write_wav
 
 __all__ = [
+    "DTMF_FREQUENCIES",
     "AsyncPcmBridge",
     "AsyncPcmStream",
     "AudioCodecImpl",
@@ -98,16 +101,19 @@ __all__ = [
     "PushOutcome",
     "Resampler",
     "SourceStats",
+    "Transcoder",
     "UnsupportedFormatError",
     "Wav",
     "WavFormatError",
     "WavWriter",
     "as_pcm",
+    "detect_dtmf",
     "g711",
     "iter_wav",
     "make_codec",
     "read_wav",
     "synth_chirp",
+    "synth_dtmf",
     "synth_prompt",
     "synth_silence",
     "synth_tone",

@@ -54,7 +54,7 @@ from ..moqnet import (
     MoqtClient,
     SharedClient,
 )
-from ..moqt import VoiceRole, VoiceTrack
+from ..moqt import AudioFormat, CatalogError, VoiceRole, VoiceTrack
 from ..transport import Verify
 from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ._format import resolve_format
@@ -250,7 +250,7 @@ class BridgeCore:
             self._subscription.on_frame = self._on_frame
             self._subscription.on_end = self._work.notify
             self._publication = await client.publish_audio(
-                self.call_sid, self.send_track, token=track_token
+                self.call_sid, self.send_track, token=track_token, format=self.declared_format()
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -262,6 +262,14 @@ class BridgeCore:
             task_group.start_soon(self._run, name=name)
         else:
             spawn(self._run, name)
+
+    def declared_format(self) -> AudioFormat | None:
+        """The format this bridge declares in its track's catalog (None: one the
+        wire cannot name)."""
+        try:
+            return AudioFormat(self.codec, self.sample_rate, self.channels, self.frame_ms)
+        except CatalogError:
+            return None
 
     async def _release_client(self) -> None:
         """Close what this bridge holds: its tracks on a shared session, else the client."""

@@ -18,9 +18,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..errors import BridgeClosedError
+from ..errors import BridgeClosedError, BridgeFormatError
 from ..moqnet import AudioPublication, AudioSubscription, MoqtClient, SharedClient
-from ..moqt import VoiceRole, VoiceTrack
+from ..moqnet.client import CatalogSubscription
+from ..moqt import AudioFormat, VoiceRole, VoiceTrack
 from . import tokens
 from ._state import CallRecord, Store
 
@@ -28,6 +29,9 @@ from ._state import CallRecord, Store
 MEMBER_TOKEN_SECONDS = 24 * 3600.0
 #: How often the engine's members look for calls to join or leave.
 SCAN_INTERVAL = 0.02
+#: How long a member joining a call waits for the other side's declared format
+#: (a bridge declares it as it attaches) before it picks the default.
+FORMAT_WAIT = 0.5
 
 
 class Scanner(abc.ABC):
@@ -56,17 +60,45 @@ class Member:
         self._client = client
         self._call_sid = call_sid
         self._token = token
-        self._tracks: list[AudioSubscription | AudioPublication] = []
+        self._tracks: list[AudioSubscription | AudioPublication | CatalogSubscription] = []
 
     async def subscribe(self, track: VoiceTrack) -> AudioSubscription:
         subscription = await self._client.subscribe_audio(self._call_sid, track, token=self._token)
         self._tracks.append(subscription)
         return subscription
 
-    async def publish(self, track: VoiceTrack) -> AudioPublication:
-        publication = await self._client.publish_audio(self._call_sid, track, token=self._token)
+    async def publish(self, track: VoiceTrack, fmt: AudioFormat | None = None) -> AudioPublication:
+        publication = await self._client.publish_audio(
+            self._call_sid, track, token=self._token, format=fmt
+        )
         self._tracks.append(publication)
         return publication
+
+    async def catalog(self) -> CatalogSubscription:
+        """The call's merged catalog (what each side declared)."""
+        subscription = await self._client.subscribe_catalog(self._call_sid, token=self._token)
+        self._tracks.append(subscription)
+        return subscription
+
+    @staticmethod
+    async def declared(
+        catalog: CatalogSubscription, track: VoiceTrack, within: float = FORMAT_WAIT
+    ) -> AudioFormat | None:
+        """The format the other side declared for ``track``, waiting ``within``
+        seconds for it (None: none declared by then)."""
+        with anyio.move_on_after(within):
+            while True:
+                latest = catalog.latest
+                fmt = latest.format_of(track) if latest is not None else None
+                if fmt is not None:
+                    return fmt
+                try:
+                    await catalog.__anext__()
+                except StopAsyncIteration:
+                    return None
+                except BridgeFormatError:  # a malformed catalog: wait for the next
+                    continue
+        return None
 
     async def close(self) -> None:
         for track in self._tracks:

@@ -4,10 +4,14 @@ For each call that is in progress with an ``agent`` set and someone on its media
 (a caller's bridge, say), the host joins the call's media as the ``server`` role
 through an ordinary :class:`~clutchcall.bridge.MoqtClient` (one shared by all
 agents, each call's tracks under that call's token):
-it subscribes to ``uplink`` and publishes ``downlink``, and runs the agent on that
-channel. When the call's agent changes, the new agent takes over the same
-subscription and publication, so the caller hears no gap beyond the frame in
-flight; when the call ends, the host leaves.
+it subscribes to ``uplink``, reads the call's catalog for the format the caller
+declared (the default, Opus 48 kHz mono 20 ms, if none is declared within
+:data:`~clutchcall.dev._members.FORMAT_WAIT`), publishes ``downlink`` declaring that
+same format, and runs the agent on that channel: the agent hears and speaks the
+call's format (the relay transcodes for a caller that declares another). When
+the call's agent changes, the new agent takes over the same subscription and
+publication, so the caller hears no gap beyond the frame in flight; when the
+call ends, the host leaves.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import anyio
 import anyio.abc
 
 from ..moqnet import AudioPublication, AudioSubscription
-from ..moqt import VoiceRole, VoiceTrack
-from ._members import SCAN_INTERVAL, MemberPool, Scanner
+from ..moqt import DEFAULT_FORMAT, AudioFormat, VoiceRole, VoiceTrack
+from ._members import SCAN_INTERVAL, Member, MemberPool, Scanner
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
@@ -47,14 +51,25 @@ class AgentRecord:
 class _Channel:
     """An AgentChannel over the host's subscription and publication of one call."""
 
-    def __init__(self, call_sid: str, uplink: AudioSubscription, downlink: AudioPublication):
+    def __init__(
+        self,
+        call_sid: str,
+        uplink: AudioSubscription,
+        downlink: AudioPublication,
+        fmt: AudioFormat = DEFAULT_FORMAT,
+    ):
         self._call_sid = call_sid
         self._uplink = uplink
         self._downlink = downlink
+        self._format = fmt
 
     @property
     def call_sid(self) -> str:
         return self._call_sid
+
+    @property
+    def format(self) -> AudioFormat:
+        return self._format
 
     async def frames(self) -> AsyncIterator[HeardFrame]:
         async for frame in self._uplink:
@@ -124,8 +139,10 @@ class AgentHost(Scanner):
             with scope:
                 async with self._pool.join(call) as member:
                     uplink = await member.subscribe(VoiceTrack.UPLINK)
-                    downlink = await member.publish(VoiceTrack.DOWNLINK)
-                    channel = _Channel(call.sid, uplink, downlink)
+                    catalog = await member.catalog()
+                    fmt = await Member.declared(catalog, VoiceTrack.UPLINK) or DEFAULT_FORMAT
+                    downlink = await member.publish(VoiceTrack.DOWNLINK, fmt)
+                    channel = _Channel(call.sid, uplink, downlink, fmt)
                     await self._serve(call, channel, record)
         except Exception:
             logger.warning("agent host of %s failed", call.sid, exc_info=True)

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..audio import AudioCodecImpl, AudioError, make_codec, synth_prompt, synth_silence, synth_tone
 from ..audio.codecs import Pcm
+from ..moqt import DEFAULT_FORMAT, AudioFormat
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class AgentChannel(Protocol):
     @property
     def call_sid(self) -> str: ...
 
+    @property
+    def format(self) -> AudioFormat:
+        """The call's audio format: what :meth:`frames` yields and :meth:`say` takes."""
+        ...
+
     def frames(self) -> AsyncIterator[HeardFrame]:
         """The caller's frames (uplink), in order, until the call's media ends."""
         ...
@@ -75,7 +81,8 @@ class Agent(abc.ABC):
     Subclasses set ``name`` (the id used in ``originate(agent=...)`` and
     ``agents.attach``) and implement :meth:`run`, which lasts as long as the agent
     is on the call; the engine cancels it when the call ends or another agent
-    takes over. Audio is 48 kHz mono Opus in 20 ms frames, the bridge default.
+    takes over. Frames are in ``channel.format``: the format the caller declared
+    (48 kHz mono Opus in 20 ms frames, the bridge default, if it declared none).
     """
 
     name: ClassVar[str]
@@ -166,12 +173,14 @@ class EnergyVad:
 
 
 def encode_pcm(codec: AudioCodecImpl, pcm: Pcm) -> list[bytes]:
-    """Cut PCM into whole frames (zero-padding the last) and encode each."""
+    """Cut PCM (``(samples, channels)``) into whole frames (zero-padding the last)
+    and encode each."""
     n = codec.samples_per_frame
-    flat = pcm.reshape(-1)
-    if flat.size % n:
-        flat = np.concatenate([flat, np.zeros(n - flat.size % n, dtype=np.int16)])
-    return [codec.encode(flat[i : i + n]) for i in range(0, flat.size, n)]
+    frames = pcm.reshape(-1, codec.channels)
+    if frames.shape[0] % n:
+        pad = np.zeros((n - frames.shape[0] % n, codec.channels), dtype=np.int16)
+        frames = np.concatenate([frames, pad])
+    return [codec.encode(frames[i : i + n]) for i in range(0, frames.shape[0], n)]
 
 
 class ScriptedAgent(Agent):
@@ -180,24 +189,41 @@ class ScriptedAgent(Agent):
     name = "scripted"
     #: Frequencies (Hz) of the reply phrase: one 120 ms tone each.
     reply_tones: ClassVar[Sequence[float]] = (660.0, 880.0)
-    #: Seconds between frames it says: real time. Zero sends as fast as possible.
+    #: Seconds between 20 ms frames it says (scaled for other frame durations):
+    #: real time. Zero sends as fast as possible.
     frame_interval: float = FRAME_MS / 1000
 
     def __init__(self) -> None:
         super().__init__()
-        self._codec = make_codec("opus", sample_rate=SAMPLE_RATE, channels=1, frame_ms=FRAME_MS)
-        self._decoder = make_codec("opus", sample_rate=SAMPLE_RATE, channels=1, frame_ms=FRAME_MS)
+        self.format = DEFAULT_FORMAT
+        self._codec = self._make_codec(DEFAULT_FORMAT)
+        self._decoder = self._make_codec(DEFAULT_FORMAT)
         self.vad = EnergyVad()
 
+    @staticmethod
+    def _make_codec(fmt: AudioFormat) -> AudioCodecImpl:
+        return make_codec(
+            fmt.codec, sample_rate=fmt.sample_rate, channels=fmt.channels, frame_ms=fmt.frame_ms
+        )
+
+    def use_format(self, fmt: AudioFormat) -> None:
+        """Hear and speak ``fmt`` (the call's format) from now on."""
+        self.format = fmt
+        self._codec = self._make_codec(fmt)
+        self._decoder = self._make_codec(fmt)
+
     def greeting(self) -> list[bytes]:
-        return encode_pcm(self._codec, synth_prompt(SAMPLE_RATE))
+        fmt = self.format
+        return encode_pcm(self._codec, synth_prompt(fmt.sample_rate, channels=fmt.channels))
 
     def reply(self) -> list[bytes]:
-        parts = [synth_tone(f, 0.12, SAMPLE_RATE) for f in self.reply_tones]
-        parts.append(synth_silence(0.1, SAMPLE_RATE))
-        return encode_pcm(self._codec, np.concatenate([p.reshape(-1) for p in parts]))
+        rate, channels = self.format.sample_rate, self.format.channels
+        parts = [synth_tone(f, 0.12, rate, channels=channels) for f in self.reply_tones]
+        parts.append(synth_silence(0.1, rate, channels=channels))
+        return encode_pcm(self._codec, np.concatenate(parts))
 
     async def run(self, channel: AgentChannel) -> None:
+        self.use_format(getattr(channel, "format", DEFAULT_FORMAT))
         send, receive = anyio.create_memory_object_stream[list[bytes]](16)
 
         async def speaker() -> None:
@@ -205,10 +231,11 @@ class ScriptedAgent(Agent):
             async with receive:
                 async for phrase in receive:
                     next_at = anyio.current_time()
+                    interval = self.frame_interval * self.format.frame_ms / FRAME_MS
                     for frame in phrase:
                         await channel.say(frame)
                         self.transcript.frames_said += 1
-                        next_at += self.frame_interval
+                        next_at += interval
                         await anyio.sleep(max(0.0, next_at - anyio.current_time()))
 
         async with anyio.create_task_group() as tg, send:

@@ -6,11 +6,19 @@ engine joins too, as the ``caller`` role, through an ordinary
 each call's tracks under that call's token):
 
 - it subscribes to ``downlink`` and counts (and keeps, bounded) every frame;
-- an answering callee speaks: one :data:`FRAME_MS` frame of a deterministic
-  payload (:func:`speech_frame`) on ``uplink`` every 20 ms in real time, with
-  timestamps ``seq * 20_000`` microseconds;
+- it reads the call's catalog (:mod:`clutchcall.moqt.catalog`) and speaks the
+  format the server side declared (a bridge's ``attach`` format), waiting up to
+  :data:`~clutchcall.dev._members.FORMAT_WAIT` for it, else the default (Opus 48
+  kHz mono, 20 ms); it declares that format in its own catalog, and follows the
+  server side if it declares another one later;
+- an answering callee speaks real audio: the DTMF digits :data:`PHRASE` (100 ms
+  tone pairs, 60 ms apart), then :data:`PAUSE_MS` of silence, over and over, one
+  frame every frame period in real time, with timestamps counting up from 0 by
+  the frame duration. DTMF is deterministic at every sample rate, recognisable by
+  ear (a phone keypad) and by machine (:func:`clutchcall.audio.detect_dtmf`);
 - the echo callee (+15005550004) sends each downlink frame straight back on
-  ``uplink``, payload and timestamp unchanged. When a client holds the call in
+  ``uplink``, payload and timestamp unchanged (it declares the server side's
+  format, so no frame is transcoded on the way). When a client holds the call in
   the ``caller`` role (a browser softphone, ``attach_caller``), that client *is*
   the far end's voice, so the echo turns around: the callee joins as the
   ``server`` role instead and sends each ``uplink`` frame back on ``downlink``
@@ -18,6 +26,10 @@ each call's tracks under that call's token):
   direction runs at a time (both would feed each other in a loop); the callee
   switches when callers come or go. Its ``downlink`` yields to any other
   publisher of that track (an agent, a server bridge), as its ``uplink`` does.
+
+With ``Engine(callee_markers=True)`` (a dev-only switch for tests of frame order
+and loss) an answering callee sends numbered marker frames (:func:`speech_frame`,
+not audio) every 20 ms instead, and declares no format.
 
 It leaves when the call ends, or when nobody else has been on the call's
 media for :data:`IDLE_LEAVE_SECONDS`. :class:`MediaCounters` are what the far
@@ -39,10 +51,13 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import numpy as np
 
-from ..moqnet import AudioFrame
-from ..moqt import VoiceRole, VoiceTrack
-from ._members import MemberPool, Scanner
+from ..audio import make_codec, synth_dtmf
+from ..moqnet import AudioFrame, AudioPublication
+from ..moqnet.client import CatalogSubscription
+from ..moqt import DEFAULT_FORMAT, AudioFormat, VoiceRole, VoiceTrack
+from ._members import Member, MemberPool, Scanner
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -52,12 +67,40 @@ IDLE_LEAVE_SECONDS = 5.0
 KEEP_FRAMES = 3000
 CALLEE_IMPLEMENTATION = "clutchcall-dev-callee"
 SPEAKING = (Callee.ANSWER, Callee.HANGS_UP)
+#: What an answering callee says, over and over: DTMF digits...
+PHRASE = "1590"
+#: ...then this much silence.
+PAUSE_MS = 600
+#: Encoded phrases kept, one per format (each a list of frames).
+_PHRASE_CACHE_SIZE = 16
+_phrases: dict[AudioFormat, tuple[bytes, ...]] = {}
 
 
 def speech_frame(seq: int, size: int = 80) -> bytes:
-    """The ``seq``-th uplink frame of a speaking callee: a tag, ``seq``, then filler."""
+    """The ``seq``-th marker frame (``callee_markers`` mode): a tag, ``seq``, then filler."""
     head = struct.pack(">4sI", b"CCsp", seq)
     return head + bytes((seq * 7 + i) % 251 for i in range(size - len(head)))
+
+
+def phrase_frames(fmt: AudioFormat) -> tuple[bytes, ...]:
+    """One cycle of the callee's phrase (:data:`PHRASE`, then :data:`PAUSE_MS` of
+    silence) encoded in ``fmt``, one frame each (computed once per format)."""
+    frames = _phrases.get(fmt)
+    if frames is not None:
+        return frames
+    codec = make_codec(
+        fmt.codec, sample_rate=fmt.sample_rate, channels=fmt.channels, frame_ms=fmt.frame_ms
+    )
+    tones = synth_dtmf(PHRASE, fmt.sample_rate, channels=fmt.channels)
+    pause = np.zeros((round(PAUSE_MS * fmt.sample_rate / 1000), fmt.channels), dtype=np.int16)
+    pcm = np.concatenate([tones, pause])
+    n = codec.samples_per_frame
+    usable = pcm.shape[0] // n * n
+    frames = tuple(codec.encode(pcm[i : i + n]) for i in range(0, usable, n))
+    if len(_phrases) >= _PHRASE_CACHE_SIZE:
+        _phrases.pop(next(iter(_phrases)))
+    _phrases[fmt] = frames
+    return frames
 
 
 @dataclass
@@ -90,12 +133,15 @@ class MediaCounters:
     uplink: TrackCounters = field(default_factory=TrackCounters)
     downlink: TrackCounters = field(default_factory=TrackCounters)
     received: deque[AudioFrame] = field(default_factory=lambda: deque(maxlen=KEEP_FRAMES))
+    #: The format the callee declared for what it sends (None: none, or not yet).
+    format: AudioFormat | None = None
 
     def to_json(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "callSid": self.call_sid,
                 "joined": self.joined,
+                "format": None if self.format is None else str(self.format),
                 "uplink": self.uplink.to_json(),
                 "downlink": self.downlink.to_json(),
             }
@@ -116,8 +162,11 @@ class Callees(Scanner):
         cert_sha256: str,
         others_present: Callable[[str], bool],
         callers_present: Callable[[str], bool] = lambda sid: False,
+        markers: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
+        #: Whether answering callees send numbered markers instead of audio.
+        self._markers = markers
         self._others_present = others_present
         self._callers_present = callers_present
         self._lock = threading.Lock()
@@ -194,9 +243,17 @@ class Callees(Scanner):
                     return
                 async with self._pool.join(call) as member:
                     downlink = await member.subscribe(VoiceTrack.DOWNLINK)
-                    uplink = await member.publish(VoiceTrack.UPLINK)
+                    markers = call.callee is not Callee.ECHO and self._markers()
+                    catalog = None if markers else await member.catalog()
+                    fmt = None
+                    if catalog is not None:
+                        fmt = await Member.declared(catalog, VoiceTrack.DOWNLINK)
+                        if fmt is None and call.callee is not Callee.ECHO:
+                            fmt = DEFAULT_FORMAT
+                    uplink = await member.publish(VoiceTrack.UPLINK, fmt)
                     with media.lock:
                         media.joined = True
+                        media.format = fmt
                     # Frames are handled as they arrive (no scheduling round each);
                     # iterating the subscription then only waits for its end.
                     if call.callee is Callee.ECHO:
@@ -213,7 +270,10 @@ class Callees(Scanner):
                     else:
                         downlink.on_frame = lambda frame: self._count_downlink(media, frame)
                         async with anyio.create_task_group() as tg:
-                            tg.start_soon(self._speak, uplink.write_nowait, media)
+                            if catalog is None:
+                                tg.start_soon(self._mark, uplink.write_nowait, media)
+                            else:
+                                tg.start_soon(self._speak, uplink, catalog, media)
                             async for _ in downlink:
                                 pass
                             tg.cancel_scope.cancel()
@@ -230,9 +290,12 @@ class Callees(Scanner):
         on downlink (counted as received on uplink and sent on downlink)."""
         async with self._loop_pool.join(call) as member:
             uplink = await member.subscribe(VoiceTrack.UPLINK)
-            downlink = await member.publish(VoiceTrack.DOWNLINK)
+            # Declare the caller's format, so that what goes back is not transcoded.
+            fmt = await Member.declared(await member.catalog(), VoiceTrack.UPLINK)
+            downlink = await member.publish(VoiceTrack.DOWNLINK, fmt)
             with media.lock:
                 media.joined = True
+                media.format = fmt
 
             def echo(frame: AudioFrame) -> None:
                 downlink.write_nowait(frame.data, frame.timestamp_us)
@@ -251,7 +314,8 @@ class Callees(Scanner):
             media.received.append(frame)
 
     @staticmethod
-    async def _speak(write: Callable[[bytes, int], None], media: MediaCounters) -> None:
+    async def _mark(write: Callable[[bytes, int], None], media: MediaCounters) -> None:
+        """``callee_markers`` mode: a numbered marker frame every 20 ms."""
         with media.lock:
             seq = media.uplink.frames
         period = FRAME_MS / 1000
@@ -263,6 +327,39 @@ class Callees(Scanner):
             with media.lock:
                 media.uplink.add(frame, timestamp)
             seq += 1
+            deadline += period
+            now = anyio.current_time()
+            if deadline < now - 10 * period:  # stalled (a debugger, an overloaded host)
+                deadline = now
+            await anyio.sleep_until(deadline)
+
+    @staticmethod
+    async def _speak(
+        uplink: AudioPublication, catalog: CatalogSubscription, media: MediaCounters
+    ) -> None:
+        """Say the phrase over and over in the declared format, in real time; switch
+        when the server side declares another format."""
+        fmt = uplink.format or DEFAULT_FORMAT
+        frames = phrase_frames(fmt)
+        seq = 0
+        timestamp = 0
+        deadline = anyio.current_time()
+        while True:
+            latest = catalog.latest
+            wanted = latest.format_of(VoiceTrack.DOWNLINK) if latest is not None else None
+            if wanted is not None and wanted != fmt:
+                fmt = wanted
+                frames = phrase_frames(fmt)
+                uplink.set_format(fmt)
+                with media.lock:
+                    media.format = fmt
+            frame = frames[seq % len(frames)]
+            uplink.write_nowait(frame, timestamp)
+            with media.lock:
+                media.uplink.add(frame, timestamp)
+            seq += 1
+            timestamp += fmt.frame_ms * 1000
+            period = fmt.frame_ms / 1000
             deadline += period
             now = anyio.current_time()
             if deadline < now - 10 * period:  # stalled (a debugger, an overloaded host)

@@ -38,7 +38,7 @@ from ._state import SCOPES, Store
 from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
 from .callees import CALLEE_IMPLEMENTATION, Callees
-from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay
+from .relay import HANDSHAKE_TIMEOUT, SETUP_TIMEOUT, Relay, RelayStats
 from .softphone import softphone_routes
 
 if TYPE_CHECKING:
@@ -101,6 +101,10 @@ class Engine:
     ``relay_port`` is trusted by clients that trusted the previous one. Without
     it, each engine makes a fresh certificate in a temporary directory.
 
+    ``callee_markers`` (dev only, for tests of frame order and loss): answering
+    callees send numbered marker frames instead of audio; also settable on a
+    running engine (:attr:`callee_markers`), for calls whose callee joins later.
+
     ``relay_handshake_timeout``: the relay drops a QUIC connection that has no
     session this many seconds after its first packet. ``relay_setup_timeout``: it
     closes a session that has not completed MoQT SETUP this long after its
@@ -129,6 +133,7 @@ class Engine:
         cert_dir: str | os.PathLike[str] | None = None,
         relay_handshake_timeout: float = HANDSHAKE_TIMEOUT,
         relay_setup_timeout: float = SETUP_TIMEOUT,
+        callee_markers: bool = False,
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
@@ -161,6 +166,8 @@ class Engine:
         self._callees_task: Future[None] | None = None
         self._agent_host: AgentHost | None = None
         self._agent_host_task: Future[None] | None = None
+        #: Answering callees send numbered marker frames, not audio (dev only).
+        self.callee_markers = callee_markers
         self._relay_handshake_timeout = relay_handshake_timeout
         self._relay_setup_timeout = relay_setup_timeout
         self._stopping = False
@@ -264,6 +271,7 @@ class Engine:
             callers_present=lambda sid: (
                 relay.sessions(sid, exclude=members, role=VoiceRole.CALLER) > 0
             ),
+            markers=lambda: self.callee_markers,
         )
         self._relay.on_peer = self._callees.peer_joined
         self._agent_host = AgentHost(
@@ -398,6 +406,14 @@ class Engine:
             return 0
         relay = self._relay
         return self._portal.call(lambda: relay.sessions(call_sid))
+
+    def relay_stats(self) -> RelayStats:
+        """The relay's counters (sessions, backlog, transcoding, catalogs)."""
+        self._check()
+        if self._portal is None or self._relay is None:
+            raise EngineError("the engine is not running")
+        relay = self._relay
+        return self._portal.call(relay.stats)
 
     def relay_client_sessions(self) -> list[frozenset[str]]:
         """The calls each relay session of a client carries, one set per session

@@ -52,11 +52,12 @@ from ..errors import (
     BridgeClosedError,
     BridgeConnectError,
     BridgeError,
+    BridgeFormatError,
     BridgeTrackError,
     InternalServerError,
     RateLimitError,
 )
-from ..moqt import AudioFrame, VoiceTrack, voice_track
+from ..moqt import AudioFormat, AudioFrame, Catalog, VoiceTrack, voice_track
 from ..transport import ConnectionKind, Verify
 from ..transport.backend import Signal, spawn
 from .link import MoqtLink, wait_any
@@ -187,13 +188,15 @@ class _Conn:
     #: Publications that handed frames to this session; what the relay did not
     #: acknowledge is settled when it ends.
     senders: set[AudioPublication] = field(default_factory=set)
-    publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher] = field(
-        default_factory=dict
+    publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher | moqt.CatalogPublisher] = (
+        field(default_factory=dict)
     )
     announced: dict[moqt.Namespace, NamespaceState] = field(default_factory=dict)
-    subscribers: dict[int, tuple[AudioSubscription, moqt.AudioSubscriber]] = field(
-        default_factory=dict
-    )
+    subscribers: dict[
+        int,
+        tuple[AudioSubscription, moqt.AudioSubscriber]
+        | tuple[CatalogSubscription, moqt.CatalogSubscriber],
+    ] = field(default_factory=dict)
 
     def delivered(self, keys: tuple[int, ...]) -> bool:
         """Whether the relay acknowledged every stream of one frame (by stream key)."""
@@ -240,6 +243,20 @@ class AudioPublication:
         self._closed = False
         #: Why the relay refused this track on the current session, if it did.
         self.error: BridgeError | None = None
+        #: The catalog declaring this track's format (``publish_audio(format=...)``).
+        self.catalog: CatalogPublication | None = None
+
+    @property
+    def format(self) -> AudioFormat | None:
+        """The format this track declares in its catalog (None: it declares none)."""
+        return self.catalog.format if self.catalog is not None else None
+
+    def set_format(self, fmt: AudioFormat) -> None:
+        """Declare another format (a new catalog version); frames written from now
+        on should be in it. Only for a track published with a format."""
+        if self.catalog is None:
+            raise BridgeError("this track was published without a format")
+        self.catalog.set_format(fmt)
 
     @property
     def stats(self) -> AudioStats:
@@ -290,7 +307,8 @@ class AudioPublication:
         conn = self._client._conn
         if conn is None or not conn.setup_done:
             return None
-        return conn.publishers.get((self.namespace, self.track_name))
+        publisher = conn.publishers.get((self.namespace, self.track_name))
+        return publisher if isinstance(publisher, moqt.AudioPublisher) else None
 
     def _accepted(self) -> bool:
         conn = self._client._conn
@@ -517,6 +535,8 @@ class AudioPublication:
             client._withdraw(conn, self)
         self._drop(len(self._queue))
         self._queue.clear()
+        if self.catalog is not None:
+            await self.catalog.aclose()
         await self._linger()
 
     async def _linger(self) -> None:
@@ -702,6 +722,204 @@ class AudioSubscription:
         self._ending()
 
 
+class CatalogPublication:
+    """The MSF catalog of one voice track this client publishes: the track
+    ``catalog`` of namespace ``voice/<sid>/<track>`` (see :mod:`clutchcall.moqt.catalog`).
+
+    Each subscriber gets the current catalog as soon as it subscribes; a new
+    version (:meth:`set_format`) goes to every subscriber as a new group.
+    """
+
+    def __init__(
+        self,
+        client: MoqtClient,
+        call_sid: str,
+        track: VoiceTrack,
+        fmt: AudioFormat,
+        token: str | None = None,
+    ) -> None:
+        self._client = client
+        self.call_sid = call_sid
+        self.track = track
+        self.namespace = moqt.catalog_namespace(call_sid, track)
+        self.track_name = moqt.CATALOG_TRACK
+        self.token = token
+        self.format = fmt
+        self._payload = moqt.encode_catalog(moqt.side_catalog(call_sid, track, fmt))
+        #: The group of the current version; a new session or version takes the next.
+        self._group = 0
+        #: Subscriptions (of the current session) that have the current version.
+        self._sent: set[int] = set()
+        self._closed = False
+        self.error: BridgeError | None = None
+
+    def _start(self, session: moqt.Session) -> moqt.CatalogPublisher:
+        self.error = None
+        self._group += 1
+        self._sent.clear()
+        return moqt.CatalogPublisher(session, self.namespace)
+
+    def _refused(self, error: BridgeError) -> None:
+        self.error = error
+        logger.info("%s", error)
+
+    def _client_ended(self) -> None:
+        pass
+
+    def _accepted(self) -> bool:
+        conn = self._client._conn
+        return conn is not None and conn.announced.get(self.namespace) is NamespaceState.ACCEPTED
+
+    def _answered(self) -> bool:
+        return self._accepted() or self.error is not None
+
+    def _flush(self) -> None:
+        conn = self._client._conn
+        if conn is None or not conn.setup_done or conn.link is None or conn.closing:
+            return
+        publisher = conn.publishers.get((self.namespace, self.track_name))
+        if not isinstance(publisher, moqt.CatalogPublisher):
+            return
+        waiting = publisher.subscriptions - self._sent
+        if not waiting:
+            return
+        try:
+            self._sent.update(publisher.send(self._payload, self._group, sorted(waiting)))
+        except moqt.MoqtUsageError:  # the session closed under us; the next one sends it
+            return
+        conn.link.kick()
+
+    def set_format(self, fmt: AudioFormat) -> None:
+        """Publish a new catalog version declaring ``fmt``."""
+        if fmt == self.format:
+            return
+        self.format = fmt
+        self._payload = moqt.encode_catalog(moqt.side_catalog(self.call_sid, self.track, fmt))
+        self._group += 1
+        self._sent.clear()
+        self._flush()
+
+    async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._publications.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None and conn.setup_done:
+            client._withdraw(conn, self)
+
+
+class CatalogSubscription:
+    """A catalog this client receives: a call's merged catalog (``voice/<sid>``)
+    or one side's (``voice/<sid>/<track>``). :attr:`latest` is the newest valid
+    version; iterating yields each version as it arrives, and raises
+    :class:`~clutchcall.BridgeFormatError` for a malformed one (iteration may
+    go on after it)."""
+
+    def __init__(
+        self,
+        client: MoqtClient,
+        call_sid: str,
+        track: VoiceTrack | None,
+        token: str | None = None,
+    ) -> None:
+        self._client = client
+        self.call_sid = call_sid
+        #: The side whose catalog this is (None: the call's merged catalog).
+        self.side = track
+        self.track = f"{track}/catalog" if track is not None else "catalog"
+        self.namespace = moqt.catalog_namespace(call_sid, track)
+        self.track_name = moqt.CATALOG_TRACK
+        self.token = token
+        self.track_ended = False
+        self.answered = False
+        self.error: BridgeError | None = None
+        #: The newest valid catalog received (None: none yet).
+        self.latest: Catalog | None = None
+        #: Catalog objects that were malformed (each raised from the iterator once).
+        self.malformed = 0
+        self._pending: deque[Catalog | BridgeFormatError] = deque(maxlen=4)
+        self._arrived = Signal()
+        self._closed = False
+        self.on_end: Callable[[], None] | None = None
+
+    def _start(self, session: moqt.Session) -> tuple[int, moqt.CatalogSubscriber]:
+        self.error = None
+        subscriber = moqt.CatalogSubscriber(session, self.namespace)
+        return subscriber.start(_token_parameters(self.token)), subscriber
+
+    def _accepted(self, largest: moqt.Location | None) -> None:
+        self.answered = True
+
+    def _refused(self, error: BridgeError) -> None:
+        self.error = error
+
+    def _track_finished(self) -> None:
+        self.track_ended = True
+        self._ending()
+
+    def _client_ended(self) -> None:
+        self._ending()
+
+    def _ending(self) -> None:
+        self._arrived.notify()
+        if self.on_end is not None:
+            self.on_end()
+
+    def _object(self, obj: moqt.ObjectReceived) -> None:
+        try:
+            catalog = moqt.decode_catalog(obj.payload)
+        except moqt.CatalogError as exc:
+            self.malformed += 1
+            self._pending.append(
+                BridgeFormatError(f"malformed catalog for {self.call_sid} ({self.track}): {exc}")
+            )
+        else:
+            self.latest = catalog
+            self._pending.append(catalog)
+        self._arrived.notify()
+
+    @property
+    def ended(self) -> bool:
+        return self._closed or self.track_ended or self._client._ended
+
+    def __aiter__(self) -> CatalogSubscription:
+        return self
+
+    async def __anext__(self) -> Catalog:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._pending:
+                item = self._pending.popleft()
+                if isinstance(item, BridgeFormatError):
+                    raise item
+                return item
+            if self.ended:
+                raise StopAsyncIteration
+            await self._arrived.wait()
+
+    async def aclose(self) -> None:
+        """UNSUBSCRIBE."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._subscriptions.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None:
+            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
+                if sub is self:
+                    del conn.subscribers[request_id]
+                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
+                        subscriber.stop()
+                        if conn.link is not None:
+                            conn.link.kick()
+        self._ending()
+
+
 class MoqtClient:
     """A MoQT client for a call's voice tracks, with automatic reconnect.
 
@@ -755,8 +973,12 @@ class MoqtClient:
         self._backoff = backoff
         self._implementation = implementation
         self._counters = _Counters()
-        self._publications: dict[tuple[moqt.Namespace, bytes], AudioPublication] = {}
-        self._subscriptions: dict[tuple[moqt.Namespace, bytes], AudioSubscription] = {}
+        self._publications: dict[
+            tuple[moqt.Namespace, bytes], AudioPublication | CatalogPublication
+        ] = {}
+        self._subscriptions: dict[
+            tuple[moqt.Namespace, bytes], AudioSubscription | CatalogSubscription
+        ] = {}
         self._conn: _Conn | None = None
         self._started = False
         self._closing = False
@@ -895,30 +1117,94 @@ class MoqtClient:
         *,
         use_datagrams: bool = False,
         token: str | None = None,
+        format: AudioFormat | None = None,
     ) -> AudioPublication:
         """Announce ``voice/<call_sid>`` and serve ``track`` to whoever subscribes.
 
         ``token``: a bridge token for this call, sent with the announcement, so
         that one client can carry several calls (the setup token covers one).
-        Returns once the relay accepted the namespace; raises
-        :class:`BridgeAuthError` if it refused it.
+        ``format``: declare the track's audio format in an MSF catalog
+        (``voice/<call_sid>/<track>/catalog``, see :mod:`clutchcall.moqt.catalog`),
+        so that subscribers (and the platform's media gateway) know how to decode
+        it. Returns once the relay accepted the namespace; raises
+        :class:`BridgeAuthError` if it refused it. A relay that refuses the
+        catalog's namespace only leaves the format undeclared (logged, and in
+        ``publication.catalog.error``).
         """
         self._require_running()
         name = voice_track(track)
+        if format is not None and not isinstance(format, AudioFormat):
+            raise TypeError(f"format must be a clutchcall.moqt.AudioFormat, not {format!r}")
         key = (moqt.voice_namespace(call_sid), name.wire_name)
         if key in self._publications:
             raise BridgeError(f"{name} of {call_sid} is already published by this client")
         publication = AudioPublication(self, call_sid, name, use_datagrams, token)
         self._publications[key] = publication
+        catalog = None
+        if format is not None:
+            catalog = CatalogPublication(self, call_sid, name, format, token)
+            publication.catalog = catalog
+            self._publications[(catalog.namespace, catalog.track_name)] = catalog
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
             self._start_publication(conn, publication)
+            if catalog is not None:
+                self._start_publication(conn, catalog)
         try:
             await self._wait_answer(publication._accepted, publication)
+            if catalog is not None:
+                await self._wait_answer(catalog._answered, catalog, raise_refusal=False)
         except BaseException:
             await publication.aclose()
             raise
         return publication
+
+    async def subscribe_catalog(
+        self, call_sid: str, track: str | None = None, *, token: str | None = None
+    ) -> CatalogSubscription:
+        """SUBSCRIBE to a catalog: ``track`` None for the call's merged catalog
+        (``voice/<call_sid>/catalog``, served by the platform's relay), or
+        ``"uplink"`` / ``"downlink"`` for the catalog that side publishes
+        (``voice/<call_sid>/<track>/catalog``, through any relay). Returns once the
+        relay accepted; :attr:`CatalogSubscription.latest` and iteration give the
+        catalogs (:class:`~clutchcall.moqt.Catalog`) as they arrive."""
+        self._require_running()
+        side = voice_track(track) if track is not None else None
+        subscription = CatalogSubscription(self, call_sid, side, token)
+        key = (subscription.namespace, subscription.track_name)
+        if key in self._subscriptions:
+            raise BridgeError(f"{subscription.track} of {call_sid} is already subscribed")
+        self._subscriptions[key] = subscription
+        conn = self._conn
+        if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
+            self._start_subscription(conn, subscription)
+        try:
+            await self._wait_answer(lambda: subscription.answered, subscription)
+        except BaseException:
+            await subscription.aclose()
+            raise
+        return subscription
+
+    async def read_catalog(
+        self,
+        call_sid: str,
+        track: str | None = None,
+        *,
+        token: str | None = None,
+        within: float = 5.0,
+    ) -> Catalog:
+        """The current catalog (as :meth:`subscribe_catalog`), then unsubscribe.
+
+        Raises :class:`~clutchcall.BridgeFormatError` if the publisher sent a
+        malformed catalog, ``TimeoutError`` if none came ``within`` seconds."""
+        subscription = await self.subscribe_catalog(call_sid, track, token=token)
+        try:
+            with anyio.fail_after(within):
+                async for catalog in subscription:
+                    return catalog
+            raise BridgeClosedError(f"the catalog of {call_sid} ended before it arrived")
+        finally:
+            await subscription.aclose()
 
     async def subscribe_audio(
         self, call_sid: str, track: str, *, token: str | None = None
@@ -951,22 +1237,30 @@ class MoqtClient:
             raise BridgeClosedError("the client is closed")
 
     async def _wait_answer(
-        self, ready: Callable[[], bool], track: AudioPublication | AudioSubscription
+        self,
+        ready: Callable[[], bool],
+        track: AudioPublication | AudioSubscription | CatalogPublication | CatalogSubscription,
+        *,
+        raise_refusal: bool = True,
     ) -> None:
         assert self._changed is not None
         with anyio.fail_after(self._connect_timeout):
             while not ready():
                 if track.error is not None:
+                    if not raise_refusal:
+                        return
                     raise track.error
                 if self._ended:
                     raise BridgeClosedError("the client ended before the relay answered")
                 await self._changed.wait()
-        if track.error is not None:
+        if track.error is not None and raise_refusal:
             raise track.error
 
     # -- per-session track plumbing ----------------------------------------------------
 
-    def _start_publication(self, conn: _Conn, publication: AudioPublication) -> None:
+    def _start_publication(
+        self, conn: _Conn, publication: AudioPublication | CatalogPublication
+    ) -> None:
         session = conn.session
         publisher = publication._start(session)
         namespace = publication.namespace
@@ -977,15 +1271,21 @@ class MoqtClient:
         if conn.link is not None:
             conn.link.kick()
 
-    def _start_subscription(self, conn: _Conn, subscription: AudioSubscription) -> None:
+    def _start_subscription(
+        self, conn: _Conn, subscription: AudioSubscription | CatalogSubscription
+    ) -> None:
         if subscription.track_ended:
             return
-        request_id, subscriber = subscription._start(conn.session)
-        conn.subscribers[request_id] = (subscription, subscriber)
+        if isinstance(subscription, CatalogSubscription):
+            catalog_id, catalog_subscriber = subscription._start(conn.session)
+            conn.subscribers[catalog_id] = (subscription, catalog_subscriber)
+        else:
+            request_id, subscriber = subscription._start(conn.session)
+            conn.subscribers[request_id] = (subscription, subscriber)
         if conn.link is not None:
             conn.link.kick()
 
-    def _withdraw(self, conn: _Conn, publication: AudioPublication) -> None:
+    def _withdraw(self, conn: _Conn, publication: AudioPublication | CatalogPublication) -> None:
         publisher = conn.publishers.pop((publication.namespace, publication.track_name), None)
         if publisher is None or conn.session.state is not moqt.SessionState.ESTABLISHED:
             return
@@ -1001,7 +1301,9 @@ class MoqtClient:
 
     def _publication_in(
         self, conn: _Conn, namespace: moqt.Namespace
-    ) -> list[tuple[AudioPublication, moqt.AudioPublisher]]:
+    ) -> list[
+        tuple[AudioPublication | CatalogPublication, moqt.AudioPublisher | moqt.CatalogPublisher]
+    ]:
         found = []
         for (ns, name), publisher in conn.publishers.items():
             publication = self._publications.get((ns, name))

@@ -6,6 +6,22 @@ a thread or a clock. See :mod:`clutchcall.moqt.voice` for the call audio tracks.
 Importing it loads no I/O module.
 """
 
+from .catalog import (
+    CATALOG_TRACK,
+    DEFAULT_FORMAT,
+    AudioFormat,
+    Catalog,
+    CatalogError,
+    CatalogPublisher,
+    CatalogSubscriber,
+    CatalogTrack,
+    call_catalog,
+    catalog_namespace,
+    decode_catalog,
+    encode_catalog,
+    parse_catalog_namespace,
+    side_catalog,
+)
 from .data import (
     LEGACY_TIMESTAMP_EXTENSION,
     TIMESTAMP_EXTENSION,
@@ -82,15 +98,23 @@ from .wire import Location, Namespace, Parameters
 
 __all__ = [
     "ALPN",
+    "CATALOG_TRACK",
+    "DEFAULT_FORMAT",
     "DOWNLINK",
     "DRAFT_14",
     "LEGACY_TIMESTAMP_EXTENSION",
     "SUPPORTED_VERSIONS",
     "TIMESTAMP_EXTENSION",
     "UPLINK",
+    "AudioFormat",
     "AudioFrame",
     "AudioPublisher",
     "AudioSubscriber",
+    "Catalog",
+    "CatalogError",
+    "CatalogPublisher",
+    "CatalogSubscriber",
+    "CatalogTrack",
     "DataStreamParser",
     "Event",
     "FetchErrorCode",
@@ -154,7 +178,13 @@ __all__ = [
     "VoiceTrack",
     "answer_unclaimed",
     "authorization_token",
+    "call_catalog",
+    "catalog_namespace",
+    "decode_catalog",
+    "encode_catalog",
     "encode_subgroup_object",
+    "parse_catalog_namespace",
+    "side_catalog",
     "voice_namespace",
     "voice_track",
 ]

@@ -20,6 +20,7 @@ from clutchcall.dev.agents import (
     HeardFrame,
     encode_pcm,
 )
+from clutchcall.moqt import DEFAULT_FORMAT, AudioFormat
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +37,10 @@ class MemoryChannel:
     @property
     def call_sid(self) -> str:
         return "CA" + "a" * 32
+
+    @property
+    def format(self) -> AudioFormat:
+        return DEFAULT_FORMAT
 
     async def frames(self) -> AsyncIterator[HeardFrame]:
         for i, data in enumerate(self._frames):

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.lowlevel
 import pytest
-from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
+from bridge_fixtures import hang_up_calls_afterwards, marker_frames  # noqa: F401
 from bridge_helpers import ECHO, answered_call, frames_heard, seq_of, until, wait_callee
 
 from clutchcall import AsyncAudioBridge, AsyncVoice, BridgeClosedError, InvalidArgumentError
 from clutchcall.bridge import AudioFrame
 from clutchcall.dev import Engine
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("marker_frames")]
 
 
 @pytest.fixture(params=["quic", "webtransport"])
@@ -128,7 +128,8 @@ async def test_attach_caller_mirrors_attach(bridge_voice: AsyncVoice, engine: En
         caller = await bridge_voice.audio_bridge.attach_caller(
             sid, codec="pcm16", on_downlink=lambda f, ts: heard_by_caller.append((f, ts))
         )
-        server = await bridge_voice.audio_bridge.attach(sid)
+        # One format on both sides: the relay forwards the frames as they are.
+        server = await bridge_voice.audio_bridge.attach(sid, codec="pcm16")
         try:
             assert caller.role == "caller" and server.role == "server"
             for n in range(10):

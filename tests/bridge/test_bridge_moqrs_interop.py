@@ -34,6 +34,7 @@ from bridge_helpers import answered_call, until
 
 from clutchcall.bridge import BridgeTrackError, MoqtClient
 from clutchcall.dev import Engine
+from clutchcall.moqt import AudioFormat
 
 pytest.importorskip("moq")
 
@@ -168,3 +169,26 @@ async def test_the_audio_bridge_talks_through_moq_rs(
                     await until(lambda: len(heard) >= 10)
     assert heard == [b"caller-%d" % n for n in range(10)]
     assert replies == [b"agent-%d" % n for n in range(10)]
+
+
+async def test_catalogs_travel_through_moq_rs_like_any_track(moqrs: MoqRs) -> None:
+    """On a plain relay each side's catalog is a track of its own namespace
+    (``voice/<sid>/<track>``), so a MoqtClient reads the other side's format there."""
+    sid = "CAmoqrscatalog"
+    fmt = AudioFormat("pcm16", 16000, 1, 20)
+    with anyio.fail_after(20):
+        async with moqrs.client("quic") as alice, moqrs.client("quic") as bob:
+            uplink = await alice.publish_audio(sid, "uplink", format=fmt)
+            assert uplink.catalog is not None and uplink.catalog.error is None
+            catalog = await bob.read_catalog(sid, "uplink")
+            assert catalog.format_of("uplink") == fmt
+            entry = catalog.track("uplink")
+            assert entry is not None and entry.namespace == f"voice/{sid}"
+            # A new declaration reaches a subscriber as a new catalog version.
+            subscription = await bob.subscribe_catalog(sid, "uplink")
+            first = await subscription.__anext__()
+            assert first.format_of("uplink") == fmt
+            uplink.set_format(AudioFormat("g711_ulaw", 8000))
+            second = await subscription.__anext__()
+            assert second.format_of("uplink") == AudioFormat("g711_ulaw", 8000)
+            await subscription.aclose()

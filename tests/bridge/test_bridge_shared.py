@@ -9,7 +9,7 @@ import time
 
 import anyio
 import pytest
-from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
+from bridge_fixtures import hang_up_calls_afterwards, marker_frames  # noqa: F401
 from bridge_helpers import ANSWERS, ECHO, answered_call, callee_joined, seq_of, until
 
 from clutchcall import AsyncAudioBridge, AsyncVoice, BridgeAuthError
@@ -17,7 +17,7 @@ from clutchcall.dev import Engine, tokens
 from clutchcall.moqnet import MoqtClient
 from clutchcall.moqt import PublishNamespaceErrorCode, SubscribeErrorCode, VoiceRole
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60), pytest.mark.usefixtures("marker_frames")]
 
 
 class Echoes:

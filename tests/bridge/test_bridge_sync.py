@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
+from bridge_fixtures import hang_up_calls_afterwards, marker_frames  # noqa: F401
 from bridge_helpers import (
     ECHO,
     answered_call_sync,
@@ -20,7 +20,7 @@ from bridge_helpers import (
 from clutchcall import AudioBridge, BridgeClosedError, InvalidArgumentError, Voice
 from clutchcall.dev import Engine
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("marker_frames")]
 
 
 def bridge_threads() -> list[threading.Thread]:
