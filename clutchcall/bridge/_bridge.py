@@ -54,10 +54,9 @@ from ..moqnet import (
     MoqtClient,
     SharedClient,
 )
-from ..moqnet._background import ThreadsafeCall, loop_id, spawn, threadsafe_caller
-from ..moqnet.link import Signal
 from ..moqt import AudioFormat, CatalogError, VoiceRole, VoiceTrack
 from ..transport import Verify
+from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
 from ._format import resolve_format
 
 logger = logging.getLogger(__name__)

@@ -59,8 +59,8 @@ from ..errors import (
 )
 from ..moqt import AudioFormat, AudioFrame, Catalog, VoiceTrack, voice_track
 from ..transport import ConnectionKind, Verify
-from ._background import spawn
-from .link import MoqtLink, Signal, wait_any
+from ..transport.backend import Signal, spawn
+from .link import MoqtLink, wait_any
 
 logger = logging.getLogger(__name__)
 # Backoff jitter from a private generator: the application's global `random` state is

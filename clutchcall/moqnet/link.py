@@ -147,8 +147,9 @@ class MoqtLink:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self.conn.stream_listener = self._take_streams
-                self.conn.complete_stream_handler = self._on_complete_stream
+                self.conn.set_stream_callbacks(
+                    arrived=self._take_streams, whole=self._on_complete_stream
+                )
                 tg.start_soon(self._accept_streams)
                 tg.start_soon(self._read_datagrams)
                 tg.start_soon(self._write_loop)
@@ -157,8 +158,7 @@ class MoqtLink:
                 self.kick()
         finally:
             self._tg = None
-            self.conn.stream_listener = None
-            self.conn.complete_stream_handler = None
+            self.conn.set_stream_callbacks()
             self.finished.set()
 
     @property
@@ -675,19 +675,3 @@ async def wait_any(*events: anyio.Event) -> None:
 
         for event in events:
             tg.start_soon(wait, event)
-
-
-class Signal:
-    """A broadcast wake-up: every waiter sleeps until the next :meth:`notify`."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = anyio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()

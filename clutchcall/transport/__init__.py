@@ -22,9 +22,8 @@ one UDP socket. Both sides get the same :class:`Connection`::
             print(await stream.receive())
 """
 
-from ._quic import Verify
 from .certs import SelfSignedCertificate, fingerprint_sha256, generate_self_signed
-from .client import connect, parse_url
+from .client import Verify, connect, parse_url
 from .connection import Connection, ConnectionKind
 from .errors import (
     CertificateError,

@@ -1,4 +1,9 @@
-"""aioquic configuration and a QuicConnection with read-driven flow control.
+"""Every use of aioquic's internals: a QuicConnection with read-driven flow control.
+
+The rest of clutchcall uses aioquic's public API only (plus what this module
+exports); tests/transport/test_aioquic_internals.py checks that each private
+attribute, hook and module relied on here still has the shape expected, so that
+an aioquic upgrade fails there, by name, rather than somewhere in the transport.
 
 aioquic grants the peer more receive credit as soon as data *arrives* (it doubles
 the window once half of it is used), so a peer can make an application that does
@@ -13,18 +18,21 @@ only the close frame, so a peer could not tell the data processed in the last
 moments from the data never received; now what it sees acknowledged is exactly
 what arrived (a publisher settles its frames by that).
 
-This overrides private hooks of aioquic, which is pinned to 1.7.2; the transport
-tests prove the flow control (a reader that stops reading stalls the sender
-instead of growing memory), the frame-accounting tests the close.
+This overrides private hooks of aioquic, which is pinned to 1.7.2 (see
+pyproject.toml); the transport tests prove the flow control (a reader that stops
+reading stalls the sender instead of growing memory), the frame-accounting tests
+the close.
 """
 
 from __future__ import annotations
 
-import os
-import ssl
+from collections.abc import KeysView
 from typing import Any
 
 from aioquic import tls
+
+# The same classes as aioquic.buffer's (whose re-export mypy does not see).
+from aioquic._buffer import Buffer, BufferReadError
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import (
     ACK_FRAME_CAPACITY,
@@ -54,7 +62,15 @@ streams are discarded when a packet is sent, so 128 runs out and frames wait."""
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised max_datagram_frame_size (enables QUIC DATAGRAM frames)."""
 
-Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+__all__ = [
+    "CONNECTION_WINDOW",
+    "MAX_DATAGRAM_FRAME_SIZE",
+    "STREAM_WINDOW",
+    "UNI_STREAM_WINDOW",
+    "Buffer",
+    "BufferReadError",
+    "FlowControlledQuicConnection",
+]
 
 
 class FlowControlledQuicConnection(QuicConnection):
@@ -222,39 +238,12 @@ class FlowControlledQuicConnection(QuicConnection):
     def peer_certificate(self) -> Any:
         return self.tls._peer_certificate
 
+    @property
+    def max_packet_size(self) -> int:
+        """Largest UDP payload the connection sends."""
+        return self._max_datagram_size
 
-def apply_verify(configuration: QuicConfiguration, verify: Verify) -> None:
-    """Map ``verify=`` onto what aioquic understands (verify_mode, cafile, cadata).
-
-    ``True`` verifies against certifi's CA bundle (aioquic's default); ``False``
-    disables verification; a path is a PEM file of trusted certificates (a
-    self-signed server certificate itself works). An ``ssl.SSLContext``
-    contributes its verify mode and the CA certificates loaded into it, as
-    ``get_ca_certs()`` reports them: OpenSSL lists only CA certificates there, so
-    pin a self-signed leaf with a path instead; a context without any falls back
-    to certifi. The host name is always checked when verifying.
-    """
-    if verify is True:
-        configuration.verify_mode = ssl.CERT_REQUIRED
-        return
-    if verify is False:
-        configuration.verify_mode = ssl.CERT_NONE
-        return
-    if isinstance(verify, ssl.SSLContext):
-        configuration.verify_mode = (
-            ssl.CERT_NONE if verify.verify_mode == ssl.CERT_NONE else ssl.CERT_REQUIRED
-        )
-        ders = verify.get_ca_certs(binary_form=True)
-        if ders:
-            configuration.cadata = b"".join(
-                ssl.DER_cert_to_PEM_cert(der).encode("ascii") for der in ders
-            )
-        return
-    if isinstance(verify, str | os.PathLike):
-        path = os.fspath(verify)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"CA file not found: {path}")
-        configuration.verify_mode = ssl.CERT_REQUIRED
-        configuration.cafile = path
-        return
-    raise TypeError(f"verify must be a bool, a CA file path or an ssl.SSLContext, not {verify!r}")
+    @property
+    def stream_ids(self) -> KeysView[int]:
+        """The streams aioquic still keeps (a live view): finished ones are discarded."""
+        return self._streams.keys()

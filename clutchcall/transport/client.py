@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
@@ -16,21 +17,25 @@ import anyio
 import anyio.abc
 from aioquic.quic.configuration import QuicConfiguration
 
+from ._driver import Driver
 from ._quic import (
     CONNECTION_WINDOW,
     MAX_DATAGRAM_FRAME_SIZE,
     STREAM_WINDOW,
     FlowControlledQuicConnection,
-    Verify,
-    apply_verify,
 )
-from .connection import Connection, ConnectionKind, receive_datagrams, socket_sender
+from ._sockets import receive_datagrams
+from .backend import direct_sender
+from .connection import Connection, ConnectionKind
 from .errors import ConnectError, ConnectTimeout, InvalidURL, TransportError
 
 logger = logging.getLogger(__name__)
 
 MOQT_ALPN = "moq-00"
 H3_ALPN = "h3"
+
+Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+"""What ``verify=`` accepts: see :func:`connect`."""
 
 
 @dataclass(frozen=True)
@@ -79,16 +84,53 @@ def _normalise_pins(pins: str | Iterable[str] | None) -> frozenset[str]:
     return frozenset(pin.replace(":", "").lower() for pin in pins)
 
 
-async def _receive_loop(sock: anyio.abc.UDPSocket, conn: Connection) -> None:
+def _apply_verify(configuration: QuicConfiguration, verify: Verify) -> None:
+    """Map ``verify=`` onto what aioquic understands (verify_mode, cafile, cadata).
+
+    ``True`` verifies against certifi's CA bundle (aioquic's default); ``False``
+    disables verification; a path is a PEM file of trusted certificates (a
+    self-signed server certificate itself works). An ``ssl.SSLContext``
+    contributes its verify mode and the CA certificates loaded into it, as
+    ``get_ca_certs()`` reports them: OpenSSL lists only CA certificates there, so
+    pin a self-signed leaf with a path instead; a context without any falls back
+    to certifi. The host name is always checked when verifying.
+    """
+    if verify is True:
+        configuration.verify_mode = ssl.CERT_REQUIRED
+        return
+    if verify is False:
+        configuration.verify_mode = ssl.CERT_NONE
+        return
+    if isinstance(verify, ssl.SSLContext):
+        configuration.verify_mode = (
+            ssl.CERT_NONE if verify.verify_mode == ssl.CERT_NONE else ssl.CERT_REQUIRED
+        )
+        ders = verify.get_ca_certs(binary_form=True)
+        if ders:
+            configuration.cadata = b"".join(
+                ssl.DER_cert_to_PEM_cert(der).encode("ascii") for der in ders
+            )
+        return
+    if isinstance(verify, str | os.PathLike):
+        path = os.fspath(verify)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"CA file not found: {path}")
+        configuration.verify_mode = ssl.CERT_REQUIRED
+        configuration.cafile = path
+        return
+    raise TypeError(f"verify must be a bool, a CA file path or an ssl.SSLContext, not {verify!r}")
+
+
+async def _receive_loop(sock: anyio.abc.UDPSocket, driver: Driver) -> None:
     async def handle(data: bytes, addr: Any) -> None:
-        conn.datagram_received(data, addr)
+        driver.datagram_received(data, addr)
 
     await receive_datagrams(sock, handle)
 
 
-async def _run_guarded(conn: Connection) -> None:
+async def _run_guarded(driver: Driver) -> None:
     try:
-        await conn.run()
+        await driver.run()
     except Exception:  # run() handles its own errors; this keeps the task group clean
         logger.exception("QUIC driver task failed")
 
@@ -134,7 +176,7 @@ class _ClientSession:
             max_data=CONNECTION_WINDOW,
             max_stream_data=STREAM_WINDOW,
         )
-        apply_verify(configuration, self._verify)
+        _apply_verify(configuration, self._verify)
         if self._pins:
             # The pinned fingerprint replaces chain verification (like WebTransport's
             # serverCertificateHashes); it is checked right after the handshake.
@@ -183,18 +225,17 @@ class _ClientSession:
 
         quic = FlowControlledQuicConnection(configuration=configuration)
         keepalive = self._idle_timeout / 3 if self._keepalive else None
-        conn = Connection(
-            quic, send, is_client=True, keepalive=keepalive, send_nowait=socket_sender(sock)
-        )
+        driver = Driver(quic, send, send_nowait=direct_sender(sock), keepalive=keepalive)
+        conn = Connection(driver, is_client=True)
         self._conn = conn
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         try:
-            tg.start_soon(_receive_loop, sock, conn)
-            tg.start_soon(_run_guarded, conn)
+            tg.start_soon(_receive_loop, sock, driver)
+            tg.start_soon(_run_guarded, driver)
             quic.connect(remote, now=anyio.current_time())
-            conn._wakeup()
+            driver.wakeup()
             with anyio.move_on_after(self._timeout) as scope:
                 await conn.establish_client_session(
                     authority=target.authority,

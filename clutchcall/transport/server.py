@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from aioquic._buffer import Buffer
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.packet import (
@@ -23,19 +22,17 @@ from aioquic.quic.packet import (
 )
 from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
 
+from ._driver import Driver
 from ._quic import (
     CONNECTION_WINDOW,
     MAX_DATAGRAM_FRAME_SIZE,
     STREAM_WINDOW,
+    Buffer,
     FlowControlledQuicConnection,
 )
-from .connection import (
-    Connection,
-    PathFilter,
-    SendDatagramNowait,
-    receive_datagrams,
-    socket_sender,
-)
+from ._sockets import SendDatagramNowait, receive_datagrams
+from .backend import direct_sender
+from .connection import Connection, PathFilter
 from .errors import TransportError
 
 logger = logging.getLogger(__name__)
@@ -70,9 +67,9 @@ def _path_filter(wt_paths: Collection[str] | PathFilter | None) -> PathFilter | 
     return accept
 
 
-async def _run_guarded(conn: Connection) -> None:
+async def _run_guarded(driver: Driver, conn: Connection) -> None:
     try:
-        await conn.run()
+        await driver.run()
     except Exception:
         logger.exception("QUIC driver task failed for the connection from %s", _peer(conn))
 
@@ -149,7 +146,7 @@ class Server:
         self._tg: anyio.abc.TaskGroup | None = None
         self._send_lock = anyio.Lock()
         self._sender: SendDatagramNowait | None = None
-        self._routes: dict[bytes, Connection] = {}
+        self._routes: dict[bytes, Driver] = {}
         self._connections: set[Connection] = set()
         self._port = 0
         self._closing = False
@@ -179,7 +176,7 @@ class Server:
         sock = await anyio.create_udp_socket(local_host=self._host, local_port=self._requested_port)
         self._sock = sock
         self._port = int(sock.extra(anyio.abc.SocketAttribute.local_port))
-        self._sender = socket_sender(sock, self._send_lock.locked)
+        self._sender = direct_sender(sock, self._send_lock.locked)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -332,9 +329,9 @@ class Server:
                 destination_cid=header.source_cid,
                 supported_versions=configuration.supported_versions,
             )
-        conn = self._routes.get(header.destination_cid)
+        driver = self._routes.get(header.destination_cid)
         if (
-            conn is None
+            driver is None
             and header.packet_type == QuicPacketType.INITIAL
             and len(data) >= SMALLEST_MAX_DATAGRAM_SIZE
             and len(self._connections) < MAX_CONNECTIONS
@@ -344,37 +341,33 @@ class Server:
                 configuration=configuration,
                 original_destination_connection_id=header.destination_cid,
             )
-            conn = Connection(
-                quic,
-                self._send,
-                is_client=False,
-                path_filter=self._path_filter,
-                send_nowait=self._send_nowait,
-            )
-            conn.event_listener = partial(self._on_quic_event, conn)
-            self._routes[header.destination_cid] = conn
-            self._routes[quic.host_cid] = conn
+            driver = Driver(quic, self._send, send_nowait=self._send_nowait)
+            conn = Connection(driver, is_client=False, path_filter=self._path_filter)
+            driver.event_listener = partial(self._on_quic_event, driver)
+            self._routes[header.destination_cid] = driver
+            self._routes[quic.host_cid] = driver
             self._connections.add(conn)
-            self._tg.start_soon(self._run_connection, conn, name=f"QUIC connection {addr!r}")
-        if conn is not None:
-            conn.datagram_received(data, addr)
+            name = f"QUIC connection {addr!r}"
+            self._tg.start_soon(self._run_connection, driver, conn, name=name)
+        if driver is not None:
+            driver.datagram_received(data, addr)
         return None
 
-    def _on_quic_event(self, conn: Connection, event: quic_events.QuicEvent) -> None:
+    def _on_quic_event(self, driver: Driver, event: quic_events.QuicEvent) -> None:
         if isinstance(event, quic_events.ConnectionIdIssued):
-            self._routes[event.connection_id] = conn
+            self._routes[event.connection_id] = driver
         elif (
             isinstance(event, quic_events.ConnectionIdRetired)
-            and self._routes.get(event.connection_id) is conn
+            and self._routes.get(event.connection_id) is driver
         ):
             del self._routes[event.connection_id]
 
-    async def _run_connection(self, conn: Connection) -> None:
+    async def _run_connection(self, driver: Driver, conn: Connection) -> None:
         """One connection's task: whatever fails in it is logged with the peer's
         address and closes this connection only, never the server."""
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_run_guarded, conn)
+                tg.start_soon(_run_guarded, driver, conn)
                 try:
                     await self._serve_connection(conn)
                     with anyio.move_on_after(5):
@@ -390,7 +383,7 @@ class Server:
             conn.abort(QuicErrorCode.INTERNAL_ERROR, "internal error")
         finally:
             self._connections.discard(conn)
-            for cid in [cid for cid, owner in self._routes.items() if owner is conn]:
+            for cid in [cid for cid, owner in self._routes.items() if owner is driver]:
                 del self._routes[cid]
 
     async def _serve_connection(self, conn: Connection) -> None:

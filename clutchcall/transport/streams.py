@@ -8,20 +8,24 @@
 - ``send()`` returns once the data is queued and the stream's unacknowledged
   backlog is below a limit, so a slow peer slows the sender down instead of
   growing memory.
+
+Each stream is a facade over a :class:`ReceiveSide` and/or a :class:`SendSide`,
+which its connection creates, feeds and fails; the sides reach the connection
+only through its :class:`StreamHost`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-if TYPE_CHECKING:
-    from .connection import Connection
+from .backend import Signal
 
 SEND_CHUNK = 64 * 1024
 """Largest piece handed to aioquic at once."""
@@ -30,34 +34,40 @@ SEND_HIGH_WATER = 512 * 1024
 """A send waits while this many bytes of the stream are still unacknowledged."""
 
 
-class Signal:
-    """A broadcast wake-up: waiters sleep until the next :meth:`notify`."""
+@dataclass(frozen=True, slots=True)
+class StreamHost:
+    """What a stream asks of its connection (which fills it in with its own methods).
 
-    __slots__ = ("_event",)
+    Every call takes the stream ID first.
+    """
 
-    def __init__(self) -> None:
-        # Created by the first waiter: a notify with nobody waiting costs nothing.
-        self._event: anyio.Event | None = None
+    #: ``(id, size)``: ``size`` bytes arrived in the stream's read buffer.
+    buffered: Callable[[int, int], None]
+    #: ``(id, size)``: ``size`` bytes left the read buffer (read or dropped).
+    consumed: Callable[[int, int], None]
+    #: ``(id, data, end_stream)``: queue data (raises ``BrokenResourceError``).
+    write: Callable[[int, bytes, bool], None]
+    #: ``(id, code)``: RESET_STREAM.
+    reset: Callable[[int, int], None]
+    #: ``(id, code)``: STOP_SENDING.
+    stop: Callable[[int, int], None]
+    #: ``(id)``: bytes written and not yet acknowledged.
+    backlog: Callable[[int], int]
+    #: ``(id, limit, check)``: wait until the backlog is below ``limit``, calling
+    #: ``check`` (which raises if the stream cannot be written) on each wake-up.
+    wait_room: Callable[[int, int, Callable[[], None]], Awaitable[None]]
+    #: Raises unless the connection is open.
+    check_open: Callable[[], None]
+    #: Whether the connection was closed locally.
+    closed_locally: Callable[[], bool]
 
-    def notify(self) -> None:
-        event = self._event
-        if event is not None:
-            self._event = None
-            event.set()
 
-    async def wait(self) -> None:
-        event = self._event
-        if event is None:
-            event = self._event = anyio.Event()
-        await event.wait()
+class ReceiveSide:
+    """The readable half of a stream, fed by its connection."""
 
-
-class _ReceiveSide:
-    """The readable half of a stream, fed by the connection's event loop."""
-
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self._conn = conn
-        self._id = stream_id
+    def __init__(self, host: StreamHost, stream_id: int) -> None:
+        self._host = host
+        self.stream_id = stream_id
         self._chunks: deque[bytes] = deque()
         self._fin = False
         self._error: BaseException | None = None
@@ -74,7 +84,7 @@ class _ReceiveSide:
             return
         if data:
             self._chunks.append(data)
-            self._conn._quic.buffered(self._id, len(data))
+            self._host.buffered(self.stream_id, len(data))
         if fin:
             self._fin = True
         self._signal.notify()
@@ -88,12 +98,16 @@ class _ReceiveSide:
         self._error = error
         self._signal.notify()
 
+    def refuse(self) -> None:
+        """The connection turned the stream away: drop what it holds, read nothing."""
+        self._drop()
+        self._closed = True
+
     def _drop(self) -> None:
         dropped = sum(len(chunk) for chunk in self._chunks)
         self._chunks.clear()
         if dropped:
-            self._conn._quic.buffered(self._id, -dropped)
-            self._conn._wakeup()
+            self._host.consumed(self.stream_id, dropped)
 
     async def receive(self, max_bytes: int) -> bytes:
         await anyio.lowlevel.checkpoint()
@@ -111,13 +125,12 @@ class _ReceiveSide:
             if len(chunk) > max_bytes:
                 self._chunks.appendleft(chunk[max_bytes:])
                 chunk = chunk[:max_bytes]
-            self._conn._quic.buffered(self._id, -len(chunk))
-            self._conn._wakeup()
+            self._host.consumed(self.stream_id, len(chunk))
             return chunk
         if self._fin:
             raise anyio.EndOfStream
         if self._error is not None:
-            if self._conn._closed_locally:
+            if self._host.closed_locally():
                 raise anyio.ClosedResourceError
             raise anyio.BrokenResourceError from self._error
         raise anyio.WouldBlock
@@ -126,18 +139,18 @@ class _ReceiveSide:
         if self._closed:
             return
         if not self.done:
-            self._conn._stop_stream(self._id, code)
+            self._host.stop(self.stream_id, code)
         self._drop()
         self._closed = True
         self._signal.notify()
 
 
-class _SendSide:
+class SendSide:
     """The writable half of a stream."""
 
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self._conn = conn
-        self._id = stream_id
+    def __init__(self, host: StreamHost, stream_id: int) -> None:
+        self._host = host
+        self.stream_id = stream_id
         self._eof = False
         self._reset = False
         self._error: BaseException | None = None
@@ -150,10 +163,14 @@ class _SendSide:
         if not self.done:
             self._error = error
 
+    def refuse(self) -> None:
+        """The connection turned the stream away (and reset it)."""
+        self._reset = True
+
     def _check(self) -> None:
         if self._reset or self._eof:
             raise anyio.ClosedResourceError
-        self._conn._check_open()
+        self._host.check_open()
         if self._error is not None:
             raise anyio.BrokenResourceError from self._error
 
@@ -162,20 +179,21 @@ class _SendSide:
         self._check()
         view = memoryview(data).cast("B")
         while view:
-            await self._conn._wait_send_room(self._id, SEND_HIGH_WATER, self._check)
-            self._conn._send_stream_data(self._id, bytes(view[:SEND_CHUNK]), end_stream=False)
+            await self._host.wait_room(self.stream_id, SEND_HIGH_WATER, self._check)
+            self._host.write(self.stream_id, bytes(view[:SEND_CHUNK]), False)
             view = view[SEND_CHUNK:]
 
     def send_nowait(self, data: bytes | bytearray | memoryview, *, eof: bool) -> None:
         self._check()
-        if self._conn._quic.send_buffer_size(self._id) >= SEND_HIGH_WATER:
+        host, stream_id = self._host, self.stream_id
+        if host.backlog(stream_id) >= SEND_HIGH_WATER:
             raise anyio.WouldBlock
         view = memoryview(data).cast("B")
         while len(view) > SEND_CHUNK:
-            self._conn._send_stream_data(self._id, bytes(view[:SEND_CHUNK]), end_stream=False)
+            host.write(stream_id, bytes(view[:SEND_CHUNK]), False)
             view = view[SEND_CHUNK:]
         self._eof = eof
-        self._conn._send_stream_data(self._id, bytes(view), end_stream=eof)
+        host.write(stream_id, bytes(view), eof)
 
     async def send_eof(self) -> None:
         await anyio.lowlevel.checkpoint()
@@ -186,22 +204,30 @@ class _SendSide:
             return
         self._check()
         self._eof = True
-        self._conn._send_stream_data(self._id, b"", end_stream=True)
+        self._host.write(self.stream_id, b"", True)
 
     def reset(self, code: int) -> None:
         if self.done:
             self._reset = True
             return
         self._reset = True
-        self._conn._reset_stream(self._id, code)
+        self._host.reset(self.stream_id, code)
+
+    async def finish(self) -> None:
+        """Send the FIN unless the stream was reset or failed (or the connection
+        closed); afterwards nothing more can be sent."""
+        if not self.done and not self._host.closed_locally():
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await self.send_eof()
+        self._eof = self._eof or not self._reset
 
 
 class SendStream(anyio.abc.ByteSendStream):
     """A unidirectional stream opened by this side."""
 
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self._send_side = _SendSide(conn, stream_id)
-        self.stream_id = stream_id
+    def __init__(self, send_side: SendSide) -> None:
+        self._send_side = send_side
+        self.stream_id = send_side.stream_id
 
     async def send(self, item: bytes) -> None:
         """Queue ``item``; wait while the stream's backlog is above its limit."""
@@ -230,10 +256,7 @@ class SendStream(anyio.abc.ByteSendStream):
 
     async def aclose(self) -> None:
         """Finish the stream gracefully (FIN) unless it was reset or failed."""
-        if not self._send_side.done and not self._send_side._conn._closed_locally:
-            with contextlib.suppress(anyio.BrokenResourceError):
-                await self._send_side.send_eof()
-        self._send_side._eof = self._send_side._eof or not self._send_side._reset
+        await self._send_side.finish()
         await anyio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:
@@ -243,9 +266,9 @@ class SendStream(anyio.abc.ByteSendStream):
 class ReceiveStream(anyio.abc.ByteReceiveStream):
     """A unidirectional stream opened by the peer."""
 
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self._receive_side = _ReceiveSide(conn, stream_id)
-        self.stream_id = stream_id
+    def __init__(self, receive_side: ReceiveSide) -> None:
+        self._receive_side = receive_side
+        self.stream_id = receive_side.stream_id
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Next chunk of data (at most ``max_bytes``); ``EndOfStream`` after FIN."""
@@ -275,10 +298,10 @@ class ReceiveStream(anyio.abc.ByteReceiveStream):
 class Stream(anyio.abc.ByteStream):
     """A bidirectional stream (opened by either side)."""
 
-    def __init__(self, conn: Connection, stream_id: int) -> None:
-        self._send_side = _SendSide(conn, stream_id)
-        self._receive_side = _ReceiveSide(conn, stream_id)
-        self.stream_id = stream_id
+    def __init__(self, send_side: SendSide, receive_side: ReceiveSide) -> None:
+        self._send_side = send_side
+        self._receive_side = receive_side
+        self.stream_id = send_side.stream_id
 
     async def send(self, item: bytes) -> None:
         """Queue ``item``; wait while the stream's backlog is above its limit."""
@@ -306,11 +329,7 @@ class Stream(anyio.abc.ByteStream):
 
     async def aclose(self) -> None:
         """Finish sending (FIN) and stop receiving."""
-        send_side = self._send_side
-        if not send_side.done and not send_side._conn._closed_locally:
-            with contextlib.suppress(anyio.BrokenResourceError):
-                await send_side.send_eof()
-        send_side._eof = send_side._eof or not send_side._reset
+        await self._send_side.finish()
         self._receive_side.stop(0)
         await anyio.lowlevel.checkpoint()
 

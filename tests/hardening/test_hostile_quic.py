@@ -39,7 +39,7 @@ from clutchcall import moqt, transport
 from clutchcall.dev import Engine, EngineError
 from clutchcall.transport import Connection, ConnectionLost, Stream
 from clutchcall.transport import server as server_module
-from clutchcall.transport.connection import receive_datagrams
+from clutchcall.transport._sockets import receive_datagrams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

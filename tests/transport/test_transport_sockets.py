@@ -10,7 +10,8 @@ import sniffio
 from transport_helpers import KINDS, client, server
 
 from clutchcall.transport import Connection, ReceiveStream, SendStream
-from clutchcall.transport.connection import RECEIVE_BATCH, SocketReceiver, socket_sender
+from clutchcall.transport._sockets import RECEIVE_BATCH, SocketReceiver
+from clutchcall.transport.backend import direct_sender
 
 pytestmark = pytest.mark.anyio
 
@@ -19,7 +20,7 @@ async def test_asyncio_sockets_get_the_direct_send_path() -> None:
     async with await anyio.create_udp_socket(local_host="127.0.0.1") as sink:
         port = sink.extra(anyio.abc.SocketAttribute.local_port)
         async with await anyio.create_udp_socket(local_host="127.0.0.1") as sock:
-            sender = socket_sender(sock)
+            sender = direct_sender(sock)
             if sniffio.current_async_library() != "asyncio":
                 assert sender is None  # trio: every send goes through anyio
                 return

@@ -1,5 +1,5 @@
 """Whole short streams (an audio frame each) without a stream object at either end:
-``Connection.send_uni_stream_nowait`` and ``Connection.complete_stream_handler``."""
+``Connection.send_uni_stream_nowait`` and ``Connection.set_stream_callbacks(whole=...)``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def test_whole_streams_reach_the_handler_and_a_long_one_is_accepted(kind: 
 
     with anyio.fail_after(20):
         async with server(handler) as srv, client(kind, srv.port) as conn:
-            conn.complete_stream_handler = on_whole
+            conn.set_stream_callbacks(whole=on_whole)
             go.set()
             accepted = await conn.accept_stream()
             assert isinstance(accepted, ReceiveStream)
@@ -97,12 +97,12 @@ async def test_a_failing_handler_is_logged_and_later_streams_still_arrive(
     with caplog.at_level(logging.ERROR, logger="clutchcall.transport.connection"):
         with anyio.fail_after(20):
             async with server(handler) as srv, client(kind, srv.port) as conn:
-                conn.complete_stream_handler = on_whole
+                conn.set_stream_callbacks(whole=on_whole)
                 go.set()
                 await second.wait()
                 assert not conn.closed
     assert arrived == [b"good"]
-    assert "complete-stream handler failed" in caplog.text
+    assert "whole-stream callback failed" in caplog.text
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -119,3 +119,53 @@ async def test_send_uni_stream_nowait_refuses_what_it_cannot_send(kind: str) -> 
         assert _quic.UNI_STREAM_WINDOW - 10 <= sent <= _quic.UNI_STREAM_WINDOW
     with pytest.raises(anyio.ClosedResourceError):
         conn.send_uni_stream_nowait(b"after close")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_arrived_callback_takes_streams_as_packets_open_them(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    go = anyio.Event()
+    later = anyio.Event()
+
+    async def handler(conn: Connection) -> None:
+        await go.wait()
+        for index in range(3):
+            stream = await conn.open_uni_stream()
+            await stream.send(b"part %d" % index)  # no FIN: never a whole stream
+        await later.wait()
+        stream = await conn.open_uni_stream()
+        await stream.send(b"after")
+        await anyio.sleep(5)
+
+    taken: list[ReceiveStream] = []
+    three = anyio.Event()
+
+    def take() -> None:
+        while True:
+            try:
+                stream = conn.accept_stream_nowait()
+            except anyio.WouldBlock:
+                break
+            assert isinstance(stream, ReceiveStream)
+            taken.append(stream)
+        if len(taken) >= 3:
+            three.set()
+        raise RuntimeError("arrival callback broke")  # logged; the connection goes on
+
+    with caplog.at_level(logging.ERROR, logger="clutchcall.transport.connection"):
+        with anyio.fail_after(20):
+            async with server(handler) as srv, client(kind, srv.port) as conn:
+                conn.set_stream_callbacks(arrived=take)
+                go.set()
+                await three.wait()
+                parts = sorted([await stream.receive() for stream in taken])
+                assert parts == [b"part 0", b"part 1", b"part 2"]
+                conn.set_stream_callbacks()  # removed: streams wait for accept_stream
+                later.set()
+                last = await conn.accept_stream()
+                assert isinstance(last, ReceiveStream)
+                assert await last.receive() == b"after"
+                assert len(taken) == 3
+                assert not conn.closed
+    assert "stream arrival callback failed" in caplog.text

@@ -1,0 +1,349 @@
+"""Every aioquic internal clutchcall relies on, checked one by one.
+
+clutchcall/transport/_quic.py subclasses aioquic's ``QuicConnection`` and reads
+and writes its private state; aioquic is pinned exactly for that (pyproject.toml
+says why). When aioquic is upgraded, a failure here names the private module,
+attribute or hook that changed and the pin it was checked against, instead of
+the transport misbehaving somewhere downstream. The checks run on a real
+(sans-IO) connection: no network.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import inspect
+import tomllib
+from collections.abc import Callable, Sized
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from aioquic import tls
+from aioquic.quic import connection as quic_connection
+from aioquic.quic import packet, packet_builder
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.rangeset import RangeSet
+
+from clutchcall.transport._quic import FlowControlledQuicConnection
+
+pytestmark = pytest.mark.timeout(30)
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "clutchcall"
+INTERNALS_MODULE = PACKAGE / "transport" / "_quic.py"
+
+
+def _pin() -> str:
+    """The aioquic requirement pyproject.toml pins (``aioquic==1.7.2``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return str(next(dep for dep in project["dependencies"] if dep.startswith("aioquic")))
+
+
+PIN = _pin()
+INSTALLED = importlib.metadata.version("aioquic")
+
+
+def changed(internal: str, detail: str) -> NoReturn:
+    pytest.fail(
+        f"aioquic internal {internal} changed: {detail}. "
+        f"clutchcall/transport/_quic.py relies on it as of the pinned {PIN} "
+        f"(installed: aioquic {INSTALLED}); adapt _quic.py before moving the pin "
+        "(see pyproject.toml).",
+        pytrace=False,
+    )
+
+
+def require(condition: bool, internal: str, detail: str) -> None:
+    if not condition:
+        changed(internal, detail)
+
+
+def attribute(obj: object, name: str, kind: Kind, owner: str) -> Any:
+    """``obj.name``, which must exist and be a ``kind``."""
+    internal = f"{owner}.{name}"
+    if not hasattr(obj, name):
+        changed(internal, "the attribute is gone")
+    value = getattr(obj, name)
+    require(
+        isinstance(value, kind),
+        internal,
+        f"expected {kind}, found {type(value).__name__} ({value!r})",
+    )
+    return value
+
+
+def parameters(function: Callable[..., Any], expected: list[str], internal: str) -> None:
+    names = list(inspect.signature(function).parameters)
+    require(names == expected, internal, f"parameters are now {names}, expected {expected}")
+
+
+def source_has(function: Callable[..., Any], snippet: str, internal: str, why: str) -> None:
+    require(snippet in inspect.getsource(function), internal, f"no longer {why} ({snippet!r})")
+
+
+def connected_client() -> FlowControlledQuicConnection:
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=["moq-00"])
+    quic = FlowControlledQuicConnection(configuration=configuration)
+    quic.connect(("127.0.0.1", 4433), now=0.0)
+    return quic
+
+
+QC = "QuicConnection"
+
+Kind = type | tuple[type, ...]
+
+
+# -- the checks, one per internal --------------------------------------------------------
+
+
+def check_buffer_module() -> None:
+    """``aioquic._buffer``: Buffer and BufferReadError (the varint codec)."""
+    try:
+        from aioquic import _buffer
+    except ImportError:
+        changed("aioquic._buffer", "the module is gone")
+    buffer_class = attribute(_buffer, "Buffer", type, "aioquic._buffer")
+    error_class = attribute(_buffer, "BufferReadError", type, "aioquic._buffer")
+    buf = buffer_class(data=b"\x40\x05abcde")
+    require(buf.pull_uint_var() == 5, "aioquic._buffer.Buffer.pull_uint_var", "bad result")
+    require(buf.pull_bytes(5) == b"abcde", "aioquic._buffer.Buffer.pull_bytes", "bad result")
+    require(buf.tell() == 7, "aioquic._buffer.Buffer.tell", "bad result")
+    try:
+        buf.pull_uint_var()
+    except error_class:
+        pass
+    else:
+        changed("aioquic._buffer.BufferReadError", "reading past the end no longer raises it")
+
+
+def check_write_connection_limits() -> None:
+    """The MAX_DATA hook, called while writing application packets, doubling
+    the window on ``_local_max_data.used``."""
+    hook = f"{QC}._write_connection_limits"
+    parameters(
+        quic_connection.QuicConnection._write_connection_limits, ["self", "builder", "space"], hook
+    )
+    source_has(
+        quic_connection.QuicConnection._write_application,
+        "self._write_connection_limits(",
+        hook,
+        "called from _write_application",
+    )
+    source_has(
+        quic_connection.QuicConnection._write_connection_limits,
+        "max_data.used * 2 > max_data.value",
+        hook,
+        "doubling MAX_DATA on _local_max_data.used",
+    )
+    limit = attribute(connected_client(), "_local_max_data", quic_connection.Limit, QC)
+    attribute(limit, "used", int, f"{QC}._local_max_data")
+    attribute(limit, "value", int, f"{QC}._local_max_data")
+
+
+def check_write_stream_limits() -> None:
+    """The MAX_STREAM_DATA hook, doubling on ``receiver.highest_offset``."""
+    hook = f"{QC}._write_stream_limits"
+    parameters(
+        quic_connection.QuicConnection._write_stream_limits,
+        ["self", "builder", "space", "stream"],
+        hook,
+    )
+    source_has(
+        quic_connection.QuicConnection._write_application,
+        "self._write_stream_limits(",
+        hook,
+        "called from _write_application",
+    )
+    source_has(
+        quic_connection.QuicConnection._write_stream_limits,
+        "stream.receiver.highest_offset * 2 > stream.max_stream_data_local",
+        hook,
+        "doubling MAX_STREAM_DATA on receiver.highest_offset",
+    )
+
+
+def check_write_connection_close_frame() -> None:
+    """The CONNECTION_CLOSE hook the closing ACK is written ahead of."""
+    hook = f"{QC}._write_connection_close_frame"
+    parameters(
+        quic_connection.QuicConnection._write_connection_close_frame,
+        ["self", "builder", "epoch", "error_code", "frame_type", "reason_phrase"],
+        hook,
+    )
+    source_has(
+        quic_connection.QuicConnection.datagrams_to_send,
+        "self._write_connection_close_frame(",
+        hook,
+        "called from datagrams_to_send",
+    )
+    for name in ("ACK_FRAME_CAPACITY", "TRANSPORT_CLOSE_FRAME_CAPACITY"):
+        attribute(quic_connection, name, int, "aioquic.quic.connection")
+    parameters(
+        packet.push_ack_frame,
+        ["buf", "rangeset", "delay", "capacity"],
+        "aioquic.quic.packet.push_ack_frame",
+    )
+    parameters(
+        packet_builder.QuicPacketBuilder.start_frame,
+        ["self", "frame_type", "capacity", "handler", "handler_args"],
+        "QuicPacketBuilder.start_frame",
+    )
+    require(
+        isinstance(
+            inspect.getattr_static(packet_builder.QuicPacketBuilder, "remaining_buffer_space"),
+            property,
+        ),
+        "QuicPacketBuilder.remaining_buffer_space",
+        "no longer a property",
+    )
+    space = attribute(connected_client(), "_spaces", dict, QC).get(tls.Epoch.ONE_RTT)
+    require(space is not None, f"{QC}._spaces", "no ONE_RTT packet space")
+    attribute(space, "ack_queue", RangeSet, "QuicPacketSpace")
+    attribute(space, "ack_at", (float, type(None)), "QuicPacketSpace")
+
+
+def check_overridden_methods() -> None:
+    """The public methods FlowControlledQuicConnection overrides keep their signature."""
+    parameters(
+        quic_connection.QuicConnection.receive_datagram,
+        ["self", "data", "addr", "now"],
+        f"{QC}.receive_datagram",
+    )
+    parameters(
+        quic_connection.QuicConnection.reset_stream,
+        ["self", "stream_id", "error_code"],
+        f"{QC}.reset_stream",
+    )
+
+
+def check_connection_state() -> None:
+    """Private attributes read for limits, datagrams, the close and the peer certificate."""
+    quic = connected_client()
+    streams_uni = attribute(quic, "_local_max_streams_uni", quic_connection.Limit, QC)
+    attribute(streams_uni, "value", int, f"{QC}._local_max_streams_uni")
+    attribute(quic, "_remote_max_streams_uni", int, QC)
+    attribute(quic, "_remote_max_streams_bidi", int, QC)
+    attribute(quic, "_streams", dict, QC)
+    attribute(quic, "_datagrams_pending", Sized, QC)
+    attribute(quic, "_remote_max_datagram_frame_size", (int, type(None)), QC)
+    attribute(quic, "_max_datagram_size", int, QC)
+    attribute(quic, "_state", quic_connection.QuicConnectionState, QC)
+    require(
+        hasattr(quic_connection.QuicConnectionState, "DRAINING"),
+        "QuicConnectionState.DRAINING",
+        "the state is gone",
+    )
+    attribute(quic, "tls", tls.Context, QC)
+    require(
+        hasattr(quic.tls, "_peer_certificate"),
+        "tls.Context._peer_certificate",
+        "the attribute is gone",
+    )
+    require(attribute(quic, "_close_pending", bool, QC) is False, f"{QC}._close_pending", "set")
+    require(attribute(quic, "_close_event", type(None), QC) is None, f"{QC}._close_event", "set")
+    quic.close(error_code=7, reason_phrase="bye")
+    require(quic._close_pending is True, f"{QC}._close_pending", "close() no longer sets it")
+    require(quic.close_info() == (7, "bye"), f"{QC}._close_event", "close() no longer records it")
+
+
+def check_stream_state() -> None:
+    """QuicStream's sender and receiver state behind the send-buffer accounting."""
+    quic = connected_client()
+    stream_id = quic.get_next_available_stream_id()
+    quic.send_stream_data(stream_id, b"x" * 100)
+    stream = attribute(quic, "_streams", dict, QC).get(stream_id)
+    require(stream is not None, f"{QC}._streams", "send_stream_data() no longer creates the stream")
+    stream_fields: tuple[tuple[str, Kind], ...] = (
+        ("stream_id", int),
+        ("max_stream_data_local", int),
+        ("is_blocked", bool),
+    )
+    for name, kind in stream_fields:
+        attribute(stream, name, kind, "QuicStream")
+    receiver = attribute(stream, "receiver", object, "QuicStream")
+    attribute(receiver, "highest_offset", int, "QuicStreamReceiver")
+    attribute(receiver, "is_finished", bool, "QuicStreamReceiver")
+    sender = attribute(stream, "sender", object, "QuicStream")
+    sender_fields: tuple[tuple[str, Kind], ...] = (
+        ("is_finished", bool),
+        ("_buffer", bytearray),
+        ("_buffer_start", int),
+        ("_buffer_stop", int),
+        ("_buffer_fin", (int, type(None))),
+        ("_acked_fin", bool),
+        ("_reset_error_code", (int, type(None))),
+    )
+    for name, kind in sender_fields:
+        attribute(sender, name, kind, "QuicStreamSender")
+    require(
+        quic.send_buffer_size(stream_id) == 100 and quic.send_pending(stream_id),
+        "QuicStreamSender._buffer_start/_buffer_stop",
+        "they no longer bound the unacknowledged data",
+    )
+    quic.reset_stream(stream_id, 0)
+    require(
+        sender._reset_error_code == 0 and not sender._buffer,
+        "QuicStreamSender._reset_error_code/_buffer",
+        "a reset no longer records its code, or the buffer is not freed",
+    )
+    require(
+        quic.send_buffer_size(stream_id) == 0 and not quic.send_pending(stream_id),
+        "QuicStreamSender._reset_error_code",
+        "a reset stream still counts as pending",
+    )
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "aioquic._buffer": check_buffer_module,
+    "_write_connection_limits": check_write_connection_limits,
+    "_write_stream_limits": check_write_stream_limits,
+    "_write_connection_close_frame": check_write_connection_close_frame,
+    "overridden_methods": check_overridden_methods,
+    "connection_state": check_connection_state,
+    "stream_state": check_stream_state,
+}
+
+
+@pytest.mark.parametrize("internal", list(CHECKS))
+def test_aioquic_internal_still_has_the_expected_shape(internal: str) -> None:
+    CHECKS[internal]()
+
+
+def test_a_changed_internal_fails_naming_it_and_the_pin() -> None:
+    class Renamed:
+        _buffer_begin = 0
+
+    with pytest.raises(pytest.fail.Exception) as info:
+        attribute(Renamed(), "_buffer_start", int, "QuicStreamSender")
+    message = str(info.value)
+    assert "QuicStreamSender._buffer_start" in message
+    assert PIN in message
+    assert PIN.startswith("aioquic==")
+
+
+def _private_aioquic_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        found += [
+            name
+            for name in names
+            if name.split(".")[0] == "aioquic"
+            and any(part.startswith("_") for part in name.split(".")[1:])
+        ]
+    return found
+
+
+def test_only_the_internals_module_imports_private_aioquic_names() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): names
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != INTERNALS_MODULE and (names := _private_aioquic_imports(path))
+    }
+    assert offenders == {}, "aioquic internals belong in clutchcall/transport/_quic.py"
+    assert _private_aioquic_imports(INTERNALS_MODULE)  # the check does see them
