@@ -58,8 +58,8 @@ that subscriber declared for its own track (a bridge speaks and hears one
 format): when the publisher's declared format differs, the relay transcodes
 (:class:`~clutchcall.audio.Transcoder`), once per target format per track, inline
 as each frame arrives (no queue). A publisher that declares nothing is taken to
-send the SDK's default (:data:`UNDECLARED_FORMAT`, what the browser module
-sends); a subscriber that declares nothing gets the frames as published. At most
+send the SDK's default (:data:`UNDECLARED_FORMAT`, Opus 48 kHz mono 20 ms);
+a subscriber that declares nothing gets the frames as published. At most
 :data:`MAX_RENDITIONS` target formats are made per track; a subscriber beyond
 that gets the frames as published. Each rendition transcodes at most
 :data:`TRANSCODE_SPEED` times real time (a publisher sending faster loses the
@@ -154,7 +154,7 @@ URL_TOKEN_KEYS = ("jwt", "token")
 
 UNDECLARED_FORMAT = moqt.DEFAULT_FORMAT
 """What a publisher that declares no format is taken to send, for transcoding:
-the SDK's default, Opus 48 kHz mono in 20 ms frames (the browser module's)."""
+the SDK's default, Opus 48 kHz mono in 20 ms frames."""
 
 USE_VALUE = 0x3
 _CODES = moqt.SessionErrorCode
@@ -720,7 +720,7 @@ class Relay:
         track.next_group = max(track.next_group, group_id + 1)
         published = [(group_id, event.payload, event.timestamp_us)]
         # A publisher that declares nothing is taken to send the SDK's default
-        # format (what the browser module sends).
+        # format.
         source = peer.declared.get(key, UNDECLARED_FORMAT)
         transcoded: dict[AudioFormat, list[tuple[int, bytes, int | None]] | None] = {}
         for subscriber, downstream in list(track.subscribers.items()):

@@ -93,8 +93,10 @@ MSF_VERSION = "draft-01"
 MAX_CATALOG_BYTES = 16 * 1024
 #: A catalog describing more tracks than this is refused.
 MAX_CATALOG_TRACKS = 16
-#: Strings in a catalog longer than this are refused.
+#: Strings in a catalog longer than this (in code points) are refused.
 MAX_STRING = 256
+#: Arrays and objects nested deeper than this are refused (a catalog's tracks are at 3).
+MAX_DEPTH = 32
 
 #: ``AudioCodec`` value -> MSF (WebCodecs registry) codec string.
 CODEC_NAMES: Mapping[str, str] = {
@@ -236,7 +238,7 @@ class CatalogTrack:
             or self.packaging != "loc"
             or self.samplerate is None
             or self.channel_config is None
-            or not self.channel_config.isdigit()
+            or not _ascii_digits(self.channel_config)
         ):
             return None
         frame_ms = self.max_group_duration if self.max_group_duration is not None else 20
@@ -352,9 +354,10 @@ def _reject_constant(name: str) -> Any:
 def decode_catalog(data: bytes | bytearray | memoryview) -> Catalog:
     """Parse one catalog object; :class:`CatalogError` for anything malformed.
 
-    Bounds: at most :data:`MAX_CATALOG_BYTES`, :data:`MAX_CATALOG_TRACKS` tracks and
-    :data:`MAX_STRING` characters per string. Delta updates (``deltaUpdate``) are
-    refused: the voice tracks publish independent catalogs only.
+    Bounds: at most :data:`MAX_CATALOG_BYTES`, :data:`MAX_DEPTH` levels of nesting,
+    :data:`MAX_CATALOG_TRACKS` tracks and :data:`MAX_STRING` characters per string.
+    Delta updates (``deltaUpdate``) are refused: the voice tracks publish independent
+    catalogs only.
     """
     raw = bytes(data)
     if len(raw) > MAX_CATALOG_BYTES:
@@ -367,13 +370,14 @@ def decode_catalog(data: bytes | bytearray | memoryview) -> Catalog:
         raise CatalogError(f"the catalog is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise CatalogError("a catalog must be a JSON object")
+    _check_depth(document)
     version = document.get("version")
     if version == 1 and not isinstance(version, bool):
         version = "draft-00"
     if (
         not isinstance(version, str)
         or not version.startswith("draft-")
-        or not version[6:].isdigit()
+        or not _ascii_digits(version[6:])
         or len(version) > 12
     ):
         raise CatalogError(f"unsupported catalog version {version!r}")
@@ -385,6 +389,28 @@ def decode_catalog(data: bytes | bytearray | memoryview) -> Catalog:
     if len(tracks) > MAX_CATALOG_TRACKS:
         raise CatalogError(f"a catalog of {len(tracks)} tracks has more than {MAX_CATALOG_TRACKS}")
     return Catalog(tuple(_decode_track(entry) for entry in tracks), version=version)
+
+
+def _ascii_digits(text: str) -> bool:
+    """Only 0-9 (``str.isdigit`` also takes other scripts' digits and superscripts)."""
+    return text.isascii() and text.isdigit()
+
+
+def _check_depth(document: object) -> None:
+    """Refuse arrays and objects nested deeper than :data:`MAX_DEPTH` (the browser
+    module's decoder has the same bound, so both refuse the same catalogs)."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise CatalogError(f"arrays and objects nest deeper than {MAX_DEPTH}")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _decode_track(entry: object) -> CatalogTrack:

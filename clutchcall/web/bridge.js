@@ -10,19 +10,28 @@
 //   bridge.publishUplink(opusFrame, tsUs);
 //   bridge.close();
 //
+// The bridge declares the format of what it publishes (codec, sampleRate, channels,
+// frameMs: Opus 48 kHz mono 20 ms by default) in an MSF catalog, the track "catalog"
+// of ["voice", <sid>, "uplink"], as the Python bridges do; a relay that transcodes
+// (the dev engine's) then also sends it the downlink in that format. It reads the
+// server side's catalog too: ``bridge.downlinkFormat`` is the format the server
+// side declares for downlink (null until, and unless, it declares one).
+//
 // The browser never holds an API key: ``credentials`` returns a short-lived caller
 // bridge token for this call (from your backend, or the dev engine's softphone
 // session), the relay's WebTransport URL and, for a self-signed relay, its
 // certificate hash. It is called again before each redial, with ``fresh`` true
 // when the relay refused the previous token.
 
-import { BridgeClosedError, MoqtClient, certificateHash } from "./moqt.js";
+import { AUDIO_FORMATS, AudioFormat, CatalogError } from "./catalog.js";
+import { BridgeAuthError, BridgeClosedError, BridgeTrackError, MoqtClient, certificateHash } from "./moqt.js";
 
-export const AUDIO_CODECS = Object.freeze(["opus", "pcm16", "g711_ulaw", "g711_alaw"]);
+export const AUDIO_CODECS = Object.freeze(Object.keys(AUDIO_FORMATS));
 
 /** @typedef {import("./moqt.js").AudioStats} AudioStats */
 /** @typedef {import("./moqt.js").Credentials} Credentials */
 /** @typedef {(frame: Uint8Array, tsUs: number) => void} FrameCallback */
+/** @typedef {import("./catalog.js").Catalog} Catalog */
 
 /**
  * How to reach the relay for one call: either fixed values or a function.
@@ -32,6 +41,7 @@ export const AUDIO_CODECS = Object.freeze(["opus", "pcm16", "g711_ulaw", "g711_a
  *   channels?: number,
  *   frameMs?: number,
  *   onDownlink?: FrameCallback | null,
+ *   onDownlinkFormat?: ((format: AudioFormat | null) => void) | null,
  *   credentials?: (fresh: boolean) => Promise<{
  *     relayUrl?: string, url?: string, token: string,
  *     certificateHash?: string | null, serverCertificateHashes?: WebTransportHash[],
@@ -65,12 +75,14 @@ export class CallerBridge {
   /**
    * @param {string} callSid
    * @param {MoqtClient} client
-   * @param {{codec: string, sampleRate: number, channels: number, frameMs: number}} format
+   * @param {AudioFormat} format
    */
   constructor(callSid, client, format) {
     /** The sid this bridge belongs to. */
     this.callSid = callSid;
     this.client = client;
+    /** The format this bridge publishes and declares in its uplink catalog. */
+    this.format = format;
     this.codec = format.codec;
     this.sampleRate = format.sampleRate;
     this.channels = format.channels;
@@ -81,6 +93,12 @@ export class CallerBridge {
     this.uplink = null;
     /** @type {import("./moqt.js").AudioSubscription | null} */
     this.downlink = null;
+    /** The server side's catalog (null: the relay refused it). @type {import("./moqt.js").CatalogSubscription | null} */
+    this.downlinkCatalog = null;
+    /** Called with the downlink's declared format whenever it changes. @type {((format: AudioFormat | null) => void) | null} */
+    this.onDownlinkFormat = null;
+    /** @type {AudioFormat | null} */
+    this.lastDownlinkFormat = null;
     this.closed = false;
     /** Called once when the bridge stops for good (closed, the call ended, the token
      * could not be renewed). @type {((error: unknown) => void) | null} */
@@ -108,6 +126,25 @@ export class CallerBridge {
     this.downlinkCallback = callback;
   }
 
+  /**
+   * The format the server side declares for downlink in its catalog (null: none
+   * declared, or no catalog). A relay that transcodes, such as the dev engine's,
+   * delivers downlink in this bridge's own format whatever this says.
+   * @returns {AudioFormat | null}
+   */
+  get downlinkFormat() {
+    return this.downlinkCatalog?.formatOf("downlink") ?? null;
+  }
+
+  /** @param {Catalog} catalog */
+  downlinkCatalogArrived(catalog) {
+    const format = catalog.formatOf("downlink");
+    const last = this.lastDownlinkFormat;
+    if (format === last || (format !== null && format.equals(last))) return;
+    this.lastDownlinkFormat = format;
+    if (this.onDownlinkFormat !== null) this.onDownlinkFormat(format);
+  }
+
   /** The call's downlink track ended (the call is over), or the bridge was closed. */
   get ended() {
     return this.closed || this.client.ended || (this.downlink?.trackEnded ?? false);
@@ -130,6 +167,7 @@ export class CallerBridge {
     this.closed = true;
     this.uplink?.close();
     this.downlink?.close();
+    this.downlinkCatalog?.close();
     await this.client.close();
   }
 }
@@ -142,10 +180,7 @@ export class CallerBridge {
  */
 export async function attachCaller(callSid, options = {}) {
   if (typeof callSid !== "string" || !callSid) throw new TypeError("callSid must be a non-empty string");
-  const { codec = "opus", sampleRate = 48000, channels = 1, frameMs = 20 } = options;
-  if (!AUDIO_CODECS.includes(codec)) throw new TypeError(`codec must be one of ${AUDIO_CODECS.join(", ")}`);
-  if (![1, 2].includes(channels)) throw new TypeError("channels must be 1 or 2");
-  if (![10, 20, 40, 60].includes(frameMs)) throw new TypeError("frameMs must be 10, 20, 40 or 60");
+  const format = audioFormat(options);
   /** @type {(fresh: boolean) => Promise<Credentials>} */
   let credentials;
   const provider = options.credentials;
@@ -163,17 +198,30 @@ export async function attachCaller(callSid, options = {}) {
       const got = await credentials(fresh);
       trackToken = got.token ?? null;
       // Tracks carry the token too, as the Python bridge's do; read at each replay.
-      if (bridge.uplink !== null) bridge.uplink.token = trackToken;
-      if (bridge.downlink !== null) bridge.downlink.token = trackToken;
+      for (const track of [bridge.uplink, bridge.uplink?.catalog, bridge.downlink, bridge.downlinkCatalog]) {
+        if (track) track.token = trackToken;
+      }
       return got;
     },
     reconnect: options.reconnect,
     connectTimeoutMs: options.connectTimeoutMs,
     webTransport: options.webTransport,
   });
-  const bridge = new CallerBridge(callSid, client, { codec, sampleRate, channels, frameMs });
+  const bridge = new CallerBridge(callSid, client, format);
   bridge.onDownlink(options.onDownlink ?? null);
+  bridge.onDownlinkFormat = options.onDownlinkFormat ?? null;
   await client.connect();
+  // The server side's catalog is optional: a relay that refuses it leaves
+  // downlinkFormat null. Asked for alongside the audio tracks, not after them.
+  const downlinkCatalog = client
+    .subscribeCatalog(callSid, "downlink", {
+      token: trackToken,
+      onCatalog: (catalog) => bridge.downlinkCatalogArrived(catalog),
+    })
+    .then(
+      (subscription) => ({ subscription, error: null }),
+      (/** @type {unknown} */ error) => ({ subscription: null, error }),
+    );
   try {
     bridge.downlink = await client.subscribeAudio(callSid, "downlink", {
       token: trackToken,
@@ -182,12 +230,34 @@ export async function attachCaller(callSid, options = {}) {
     bridge.uplink = await client.publishAudio(callSid, "uplink", {
       token: trackToken,
       useDatagrams: options.useDatagrams ?? false,
+      format,
     });
+    const { subscription, error } = await downlinkCatalog;
+    if (error instanceof BridgeTrackError || error instanceof BridgeAuthError) {
+      console.info(`clutchcall: no downlink format: ${error.message}`);
+    } else if (error !== null) {
+      throw error;
+    }
+    bridge.downlinkCatalog = subscription;
   } catch (error) {
     await client.close();
     throw error;
   }
   return bridge;
+}
+
+/**
+ * The bridge's AudioFormat from attachCaller's options (TypeError if the codecs
+ * cannot speak it). ``sampleRate`` defaults to the codec's: 48000, or 8000 for G.711.
+ * @param {{codec?: string, sampleRate?: number, channels?: number, frameMs?: number}} options
+ */
+function audioFormat({ codec = "opus", sampleRate, channels = 1, frameMs = 20 }) {
+  try {
+    return new AudioFormat({ codec, sampleRate, channels, frameMs });
+  } catch (error) {
+    if (error instanceof CatalogError) throw new TypeError(error.message, { cause: error });
+    throw error;
+  }
 }
 
 /** The seed's ``v.audioBridge`` surface, for pages: ``audioBridge.attachCaller(sid, opts)``. */

@@ -4,6 +4,17 @@
 export { captureMicrophone, dbfs, loadWorklets, MicCapture, OpusPlayer } from "./audio.js";
 export { attachCaller, audioBridge, AUDIO_CODECS, CallerBridge } from "./bridge.js";
 export {
+  AudioFormat,
+  Catalog,
+  CatalogError,
+  CatalogTrack,
+  catalogNamespace,
+  decodeCatalog,
+  DEFAULT_FORMAT,
+  encodeCatalog,
+  sideCatalog,
+} from "./catalog.js";
+export {
   AudioPublication,
   AudioSubscription,
   BridgeAuthError,
@@ -11,6 +22,8 @@ export {
   BridgeConnectError,
   BridgeError,
   BridgeTrackError,
+  CatalogPublication,
+  CatalogSubscription,
   certificateHash,
   monotonicUs,
   MoqtClient,

@@ -8,6 +8,9 @@
 //     microseconds), group IDs counting up across reconnects;
 //   - the bridge token in the AUTHORIZATION_TOKEN setup parameter (USE_VALUE), and a
 //     track's own token, when given, on its PUBLISH_NAMESPACE or SUBSCRIBE;
+//   - a published track may declare its audio format in an MSF catalog, the track
+//     "catalog" of ["voice", <sid>, <track>] (catalog.js); any catalog can be read
+//     with subscribeCatalog (the relay's merged one at ["voice", <sid>]);
 //   - when the link drops, the relay restarts or sends GOAWAY: redial with jittered
 //     exponential backoff, set up again (with a fresh token if the relay refused the
 //     old one) and replay every PUBLISH_NAMESPACE and SUBSCRIBE. Frames written during
@@ -16,11 +19,22 @@
 //
 //   const client = new MoqtClient({ url, token, serverCertificateHashes });
 //   await client.connect();
-//   const uplink = await client.publishAudio(callSid, "uplink");
+//   const uplink = await client.publishAudio(callSid, "uplink", { format: new AudioFormat() });
 //   const downlink = await client.subscribeAudio(callSid, "downlink");
+//   const catalog = await client.subscribeCatalog(callSid, "downlink");
 //   downlink.onFrame = (frame, tsUs) => player.push(tsUs, frame);
 //   uplink.write(tsUs, opusFrame);
 
+import {
+  CATALOG_TRACK,
+  AudioFormat,
+  CatalogError,
+  catalogNamespace,
+  decodeCatalog,
+  encodeCatalog,
+  encodeCatalogObjectStream,
+  sideCatalog,
+} from "./catalog.js";
 import {
   ControlStreamParser,
   DRAFT_14,
@@ -37,10 +51,12 @@ import {
   encodeAudioObjectStream,
   encodeDatagram,
   encodeMessage,
+  FilterType,
   timestampFromExtensions,
   utf8,
 } from "./wire.js";
 
+/** @typedef {import("./catalog.js").Catalog} Catalog */
 /** @typedef {import("./wire.js").Message} Message */
 /** @typedef {import("./wire.js").Parameters} Parameters */
 
@@ -175,6 +191,23 @@ function checkTrack(track) {
   return track;
 }
 
+/**
+ * A map key for a namespace (its fields are text).
+ * @param {readonly string[]} namespace
+ */
+function namespaceKey(namespace) {
+  return JSON.stringify(namespace);
+}
+
+/**
+ * A map key for a full track name.
+ * @param {readonly string[]} namespace
+ * @param {string} trackName
+ */
+function trackKey(namespace, trackName) {
+  return JSON.stringify([namespace, trackName]);
+}
+
 /** @param {string | null | undefined} token @returns {Parameters} */
 function tokenParameters(token) {
   return token ? [authorizationToken(token)] : [];
@@ -220,9 +253,12 @@ export class AudioPublication {
     this.callSid = callSid;
     this.track = track;
     this.namespace = ["voice", callSid];
+    this.trackName = track;
     /** Bridge token sent with this track's PUBLISH_NAMESPACE (read at each (re)start). */
     this.token = token;
     this.useDatagrams = useDatagrams;
+    /** The catalog declaring this track's format (``publishAudio(..., {format})``). @type {CatalogPublication | null} */
+    this.catalog = null;
     /** @type {AudioStats} */
     this.stats = zeroStats();
     /** @type {{queuedAt: number, frame: Uint8Array, tsUs: number}[]} */
@@ -236,6 +272,26 @@ export class AudioPublication {
   /** Subscriptions the relay holds on this track in the current session. */
   get subscribers() {
     return this.client.session?.subscribersOf(this)?.length ?? 0;
+  }
+
+  /** The format this track declares in its catalog (null: it declares none). */
+  get format() {
+    return this.catalog?.format ?? null;
+  }
+
+  /**
+   * Declare another format (a new catalog version): frames written from now on are
+   * in ``format``.
+   * @param {AudioFormat} format
+   */
+  setFormat(format) {
+    if (this.catalog === null) throw new BridgeError(`${this.track} was published without a format`);
+    this.catalog.setFormat(format);
+  }
+
+  /** What to call this track in messages. */
+  get label() {
+    return `${this.track} of ${this.callSid}`;
   }
 
   /** Frames waiting for the session (or a subscriber) to come back. */
@@ -292,13 +348,86 @@ export class AudioPublication {
     }
   }
 
-  /** Stop publishing: PUBLISH_DONE to subscribers, withdraw the namespace if unused. */
+  /** Stop publishing (and its catalog): PUBLISH_DONE to subscribers, withdraw the
+   * namespace if unused. */
   close() {
     if (this.closed) return;
     this.closed = true;
-    this.client.publications.delete(`${this.callSid}/${this.track}`);
+    this.client.publications.delete(trackKey(this.namespace, this.trackName));
     this.client.session?.withdraw(this);
     this.queue.length = 0;
+    this.catalog?.close();
+  }
+}
+
+/**
+ * The MSF catalog of one voice track this client publishes: the track "catalog" of
+ * ["voice", <sid>, <track>] (see catalog.js). Every subscriber gets the current
+ * version as soon as it subscribes; a new version (``setFormat``), or a new session,
+ * takes the next group.
+ */
+export class CatalogPublication {
+  /**
+   * @param {MoqtClient} client
+   * @param {string} callSid
+   * @param {string} track "uplink" or "downlink": the track it describes
+   * @param {AudioFormat} format
+   * @param {{token?: string | null}} options
+   */
+  constructor(client, callSid, track, format, { token = null }) {
+    this.client = client;
+    this.callSid = callSid;
+    this.track = track;
+    this.namespace = catalogNamespace(callSid, track);
+    this.trackName = CATALOG_TRACK;
+    /** Bridge token sent with the catalog's PUBLISH_NAMESPACE (read at each (re)start). */
+    this.token = token;
+    /** @type {AudioFormat} */
+    this.format = format;
+    this.payload = encodeCatalog(sideCatalog(callSid, track, format));
+    /** The group of the current version: each session and each version takes the next. */
+    this.group = 0;
+    this.closed = false;
+    /** @type {BridgeError | null} Why the relay refused the catalog (the format is then undeclared). */
+    this.error = null;
+  }
+
+  /** What to call this track in messages. */
+  get label() {
+    return `the ${this.track} catalog of ${this.callSid}`;
+  }
+
+  /**
+   * Publish a new version declaring ``format``.
+   * @param {AudioFormat} format
+   */
+  setFormat(format) {
+    if (!(format instanceof AudioFormat)) throw new TypeError("format must be an AudioFormat");
+    if (this.closed) throw new BridgeClosedError(`${this.label} was closed`);
+    if (format.equals(this.format)) return;
+    this.format = format;
+    this.payload = encodeCatalog(sideCatalog(this.callSid, this.track, format));
+    this.group++;
+    this.flush();
+  }
+
+  /** Send the current version to every subscription of this session that lacks it. */
+  flush() {
+    const session = this.client.session;
+    if (this.closed || !session) return;
+    for (const sub of session.subscribersOf(this)) {
+      if (sub.sentGroup === this.group) continue;
+      sub.sentGroup = this.group;
+      session.sendCatalog(sub, this.group, this.payload);
+    }
+  }
+
+  /** Stop publishing the catalog (PUBLISH_DONE, withdraw its namespace). */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.publications.delete(trackKey(this.namespace, this.trackName));
+    this.client.session?.withdraw(this);
   }
 }
 
@@ -315,6 +444,7 @@ export class AudioSubscription {
     this.callSid = callSid;
     this.track = track;
     this.namespace = ["voice", callSid];
+    this.trackName = track;
     /** Bridge token sent with this track's SUBSCRIBE (read at each (re)start). */
     this.token = token;
     /** Called with each frame, in group order. */
@@ -395,14 +525,130 @@ export class AudioSubscription {
     }
   }
 
+  /** What to call this track in messages. */
+  get label() {
+    return `${this.track} of ${this.callSid}`;
+  }
+
   /** UNSUBSCRIBE. */
   close() {
     if (this.closed) return;
     this.closed = true;
-    this.client.subscriptions.delete(`${this.callSid}/${this.track}`);
+    this.client.subscriptions.delete(trackKey(this.namespace, this.trackName));
     this.client.session?.unsubscribe(this);
   }
 }
+
+/**
+ * A catalog this client receives (``client.subscribeCatalog``): one side's, at
+ * ["voice", <sid>, <track>], or the call's merged catalog at ["voice", <sid>].
+ * ``latest`` is the newest valid version; a malformed one is counted in
+ * ``malformed`` (its error in ``lastError``) and leaves ``latest`` as it was.
+ */
+export class CatalogSubscription {
+  /**
+   * @param {MoqtClient} client
+   * @param {string} callSid
+   * @param {string | null} track "uplink", "downlink", or null for the merged catalog
+   * @param {{token?: string | null, onCatalog?: ((catalog: Catalog) => void) | null}} options
+   */
+  constructor(client, callSid, track, { token = null, onCatalog = null }) {
+    this.client = client;
+    this.callSid = callSid;
+    /** The side whose catalog this is (null: the call's merged catalog). */
+    this.track = track;
+    this.namespace = catalogNamespace(callSid, track);
+    this.trackName = CATALOG_TRACK;
+    /** Bridge token sent with the SUBSCRIBE (read at each (re)start). */
+    this.token = token;
+    /** Called with each valid version as it arrives. */
+    this.onCatalog = onCatalog;
+    /** @type {Catalog | null} The newest valid catalog received (null: none yet). */
+    this.latest = null;
+    /** @type {number | null} The group of ``latest`` in this session (older versions are ignored). */
+    this.latestGroup = null;
+    /** Catalog objects that were malformed. */
+    this.malformed = 0;
+    /** @type {CatalogError | null} Why the last malformed one was refused. */
+    this.lastError = null;
+    this.answered = false;
+    /** The publisher ended the catalog for good (PUBLISH_DONE TRACK_ENDED). */
+    this.trackEnded = false;
+    this.closed = false;
+    /** @type {BridgeError | null} */
+    this.error = null;
+  }
+
+  get ended() {
+    return this.closed || this.trackEnded || this.client.ended;
+  }
+
+  /** What to call this track in messages. */
+  get label() {
+    return this.track === null ? `the catalog of ${this.callSid}` : `the ${this.track} catalog of ${this.callSid}`;
+  }
+
+  /**
+   * The format the latest version declares for voice track ``track`` (null: none).
+   * @param {string} track "uplink" or "downlink"
+   */
+  formatOf(track) {
+    return this.latest?.formatOf(track) ?? null;
+  }
+
+  /** A new session: its groups are compared among themselves only. */
+  restartOrder() {
+    this.latestGroup = null;
+  }
+
+  /**
+   * One catalog object: keep it if it is valid and not older than the latest.
+   * @param {number} groupId
+   * @param {Uint8Array} payload
+   * @param {number} [_tsUs] unused (catalog objects carry no timestamp)
+   */
+  receive(groupId, payload, _tsUs) {
+    if (this.latestGroup !== null && groupId < this.latestGroup) return;
+    let catalog;
+    try {
+      catalog = decodeCatalog(payload);
+    } catch (error) {
+      if (!(error instanceof CatalogError)) throw error;
+      this.malformed++;
+      this.lastError = error;
+      return;
+    }
+    this.latest = catalog;
+    this.latestGroup = groupId;
+    const callback = this.onCatalog;
+    if (callback === null) return;
+    try {
+      callback(catalog);
+    } catch (error) {
+      console.error("clutchcall: the catalog callback failed", error);
+    }
+  }
+
+  /** UNSUBSCRIBE. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.subscriptions.delete(trackKey(this.namespace, this.trackName));
+    this.client.session?.unsubscribe(this);
+  }
+}
+
+/**
+ * A subscription the relay holds on one of our tracks, in one session.
+ * @typedef {{
+ *   requestId: number,
+ *   alias: number,
+ *   forward: boolean,
+ *   publication: AudioPublication | CatalogPublication,
+ *   sentGroup: number,
+ * }} IncomingSubscription
+ *   ``sentGroup``: the catalog version (group) it has, -1 for none (catalogs only).
+ */
 
 /**
  * One WebTransport session and its MoQT state.
@@ -440,12 +686,12 @@ class Session {
     this.blockedSentAt = -1;
     /** @type {Map<number, {kind: string, target?: any}>} */
     this.myRequests = new Map();
-    /** @type {Map<string, "pending" | "accepted">} */
+    /** @type {Map<string, "pending" | "accepted">} namespaceKey -> state */
     this.announced = new Map();
-    /** @type {Map<number, {requestId: number, alias: number, forward: boolean, publication: AudioPublication}>} */
+    /** @type {Map<number, IncomingSubscription>} */
     this.incoming = new Map();
     this.nextAlias = 0;
-    /** @type {Map<number, {subscription: AudioSubscription, alias: number | null}>} */
+    /** @type {Map<number, {subscription: AudioSubscription | CatalogSubscription, alias: number | null}>} */
     this.subscribers = new Map();
     /** @type {Map<number, number>} track alias -> request id */
     this.aliases = new Map();
@@ -458,9 +704,9 @@ class Session {
     return this.setupDone.set && !this.finished.set;
   }
 
-  /** @param {AudioPublication} publication */
+  /** @param {AudioPublication | CatalogPublication} publication */
   subscribersOf(publication) {
-    if (!this.established || this.announced.get(publication.callSid) !== "accepted") return [];
+    if (!this.established || this.announced.get(namespaceKey(publication.namespace)) !== "accepted") return [];
     return [...this.incoming.values()].filter((s) => s.publication === publication && s.forward);
   }
 
@@ -511,7 +757,24 @@ class Session {
       this.datagramWriter?.write(datagram).catch(() => {});
       return;
     }
-    const bytes = encodeAudioObjectStream({ trackAlias: sub.alias, groupId, payload, timestampUs: tsUs });
+    this.sendStream(encodeAudioObjectStream({ trackAlias: sub.alias, groupId, payload, timestampUs: tsUs }));
+  }
+
+  /**
+   * One catalog version, alone in its group, on a stream of its own.
+   * @param {{alias: number}} sub
+   * @param {number} groupId
+   * @param {Uint8Array} payload
+   */
+  sendCatalog(sub, groupId, payload) {
+    this.sendStream(encodeCatalogObjectStream({ trackAlias: sub.alias, groupId, payload }));
+  }
+
+  /**
+   * Write ``bytes`` on a new unidirectional stream and end it.
+   * @param {Uint8Array} bytes
+   */
+  sendStream(bytes) {
     this.backlog++;
     this.transport
       .createUnidirectionalStream()
@@ -528,33 +791,39 @@ class Session {
 
   // -- tracks -------------------------------------------------------------------------
 
-  /** @param {AudioPublication} publication */
+  /** @param {AudioPublication | CatalogPublication} publication */
   startPublication(publication) {
     publication.error = null;
-    if (!this.announced.has(publication.callSid)) {
-      this.announced.set(publication.callSid, "pending");
+    if (publication instanceof CatalogPublication) publication.group++; // a new session, a new group
+    const key = namespaceKey(publication.namespace);
+    if (!this.announced.has(key)) {
+      this.announced.set(key, "pending");
       const requestId = this.request({
         type: MessageType.PUBLISH_NAMESPACE,
         namespace: publication.namespace,
         parameters: tokenParameters(publication.token),
       });
-      if (requestId >= 0) this.myRequests.set(requestId, { kind: "publish_namespace", target: publication.callSid });
+      if (requestId >= 0) this.myRequests.set(requestId, { kind: "publish_namespace", target: key });
     }
   }
 
-  /** @param {AudioSubscription} subscription */
+  /** @param {AudioSubscription | CatalogSubscription} subscription */
   startSubscription(subscription) {
     if (subscription.trackEnded) return;
     subscription.error = null;
     subscription.restartOrder();
+    // A catalog is read from group 0 on, so that a relay holding the current version
+    // sends it too (as clutchcall.moqt.CatalogSubscriber does); audio from now on.
+    const catalog = subscription instanceof CatalogSubscription;
     const requestId = this.request({
       type: MessageType.SUBSCRIBE,
       namespace: subscription.namespace,
-      trackName: subscription.track,
-      subscriberPriority: 128,
+      trackName: subscription.trackName,
+      subscriberPriority: catalog ? 0 : 128,
       groupOrder: 1,
       forward: 1,
-      filterType: 2,
+      filterType: catalog ? FilterType.ABSOLUTE_START : FilterType.LARGEST_OBJECT,
+      start: catalog ? { group: 0, object: 0 } : null,
       parameters: tokenParameters(subscription.token),
     });
     if (requestId >= 0) {
@@ -563,7 +832,7 @@ class Session {
     }
   }
 
-  /** @param {AudioPublication} publication */
+  /** @param {AudioPublication | CatalogPublication} publication */
   withdraw(publication) {
     if (!this.established) return;
     for (const [requestId, sub] of this.incoming) {
@@ -577,14 +846,15 @@ class Session {
         reason: "track ended",
       });
     }
-    const stillUsed = [...this.client.publications.values()].some((p) => p.callSid === publication.callSid);
-    if (!stillUsed && this.announced.get(publication.callSid) === "accepted") {
-      this.announced.delete(publication.callSid);
+    const key = namespaceKey(publication.namespace);
+    const stillUsed = [...this.client.publications.values()].some((p) => namespaceKey(p.namespace) === key);
+    if (!stillUsed && this.announced.get(key) === "accepted") {
+      this.announced.delete(key);
       this.send({ type: MessageType.PUBLISH_NAMESPACE_DONE, namespace: publication.namespace });
     }
   }
 
-  /** @param {AudioSubscription} subscription */
+  /** @param {AudioSubscription | CatalogSubscription} subscription */
   unsubscribe(subscription) {
     for (const [requestId, entry] of this.subscribers) {
       if (entry.subscription !== subscription) continue;
@@ -686,9 +956,9 @@ class Session {
           const requestId = this.request(message);
           if (requestId < 0) continue;
           if (message.type === MessageType.PUBLISH_NAMESPACE) {
-            this.myRequests.set(requestId, { kind: "publish_namespace", target: message.namespace[1] });
+            this.myRequests.set(requestId, { kind: "publish_namespace", target: namespaceKey(message.namespace) });
           } else if (message.type === MessageType.SUBSCRIBE) {
-            const subscription = client.subscriptions.get(`${message.namespace[1]}/${message.trackName}`);
+            const subscription = client.subscriptions.get(trackKey(message.namespace, message.trackName));
             if (subscription) {
               this.myRequests.set(requestId, { kind: "subscribe" });
               this.subscribers.set(requestId, { subscription, alias: null });
@@ -709,13 +979,8 @@ class Session {
         return;
       case MessageType.SUBSCRIBE: {
         this.acceptPeerRequestId(msg.requestId);
-        const publication = client.publications.get(`${msg.namespace[1]}/${msg.trackName}`);
-        if (
-          publication === undefined ||
-          msg.namespace.length !== 2 ||
-          msg.namespace[0] !== "voice" ||
-          this.announced.get(publication.callSid) === undefined
-        ) {
+        const publication = client.publications.get(trackKey(msg.namespace, msg.trackName));
+        if (publication === undefined || this.announced.get(namespaceKey(publication.namespace)) === undefined) {
           this.send({
             type: MessageType.SUBSCRIBE_ERROR,
             requestId: msg.requestId,
@@ -730,6 +995,7 @@ class Session {
           alias,
           forward: msg.forward === 1,
           publication,
+          sentGroup: -1,
         });
         this.send({
           type: MessageType.SUBSCRIBE_OK,
@@ -761,7 +1027,7 @@ class Session {
         this.myRequests.set(msg.requestId, { kind: "publish_namespace_accepted", target: request.target });
         this.announced.set(request.target, "accepted");
         for (const publication of client.publications.values()) {
-          if (publication.callSid === request.target) publication.flush();
+          if (namespaceKey(publication.namespace) === request.target) publication.flush();
         }
         client.changed();
         return;
@@ -772,10 +1038,9 @@ class Session {
         this.myRequests.delete(msg.requestId);
         this.announced.delete(request.target);
         for (const publication of client.publications.values()) {
-          if (publication.callSid !== request.target) continue;
+          if (namespaceKey(publication.namespace) !== request.target) continue;
           publication.error = refusal(
-            `the relay refused to let this client publish ${publication.track} of ${publication.callSid}: ` +
-              `${msg.reason || "no reason given"}`,
+            `the relay refused to let this client publish ${publication.label}: ${msg.reason || "no reason given"}`,
             msg.errorCode,
             msg.reason,
           );
@@ -784,11 +1049,11 @@ class Session {
         return;
       }
       case MessageType.PUBLISH_NAMESPACE_CANCEL: {
-        const sid = msg.namespace[1];
-        if (!this.announced.delete(sid)) return;
+        const key = namespaceKey(msg.namespace);
+        if (!this.announced.delete(key)) return;
         for (const publication of client.publications.values()) {
-          if (publication.callSid !== sid) continue;
-          publication.error = refusal(`the relay cancelled ${publication.track} of ${sid}`, msg.errorCode, msg.reason);
+          if (namespaceKey(publication.namespace) !== key) continue;
+          publication.error = refusal(`the relay cancelled ${publication.label}`, msg.errorCode, msg.reason);
         }
         client.changed();
         return;
@@ -806,9 +1071,10 @@ class Session {
         }
         entry.alias = msg.trackAlias;
         this.aliases.set(msg.trackAlias, msg.requestId);
-        entry.subscription.answered = true;
-        if (msg.largest !== null && entry.subscription.expected === null) {
-          entry.subscription.expected = msg.largest.group + 1;
+        const subscription = entry.subscription;
+        subscription.answered = true;
+        if (subscription instanceof AudioSubscription && msg.largest !== null && subscription.expected === null) {
+          subscription.expected = msg.largest.group + 1;
         }
         const arrived = this.aliasArrived;
         this.aliasArrived = new Flag();
@@ -823,8 +1089,7 @@ class Session {
         this.subscribers.delete(msg.requestId);
         if (entry) {
           entry.subscription.error = refusal(
-            `the relay refused the subscription to ${entry.subscription.track} of ` +
-              `${entry.subscription.callSid}: ${msg.reason || "no reason given"}`,
+            `the relay refused the subscription to ${entry.subscription.label}: ${msg.reason || "no reason given"}`,
             msg.errorCode,
             msg.reason,
           );
@@ -1000,9 +1265,9 @@ export class MoqtClient {
       options.webTransport ?? ((/** @type {string} */ u, /** @type {WebTransportOptions} */ o) => new WebTransport(u, o));
     /** @type {AudioStats} */
     this.stats = zeroStats();
-    /** @type {Map<string, AudioPublication>} */
+    /** @type {Map<string, AudioPublication | CatalogPublication>} trackKey -> track */
     this.publications = new Map();
-    /** @type {Map<string, AudioSubscription>} */
+    /** @type {Map<string, AudioSubscription | CatalogSubscription>} trackKey -> track */
     this.subscriptions = new Map();
     /** @type {Session | null} */
     this.session = null;
@@ -1066,19 +1331,43 @@ export class MoqtClient {
   /**
    * Announce ``voice/<callSid>`` and serve ``track`` to whoever subscribes. Resolves
    * once the relay accepted the namespace.
+   *
+   * ``format`` (an AudioFormat): declare the track's audio format in an MSF catalog,
+   * the track "catalog" of ["voice", <callSid>, <track>] (catalog.js), so that
+   * subscribers and the platform's media gateway know how to decode it. A relay
+   * that refuses the catalog's namespace only leaves the format undeclared
+   * (``publication.catalog.error``), as with the Python MoqtClient.
    * @param {string} callSid
    * @param {string} track
-   * @param {{token?: string | null, useDatagrams?: boolean}} [options]
+   * @param {{token?: string | null, useDatagrams?: boolean, format?: AudioFormat | null}} [options]
    */
   async publishAudio(callSid, track, options = {}) {
     this.requireRunning();
-    const key = `${callSid}/${checkTrack(track)}`;
+    const { format = null, ...trackOptions } = options;
+    if (format !== null && !(format instanceof AudioFormat)) throw new TypeError("format must be an AudioFormat");
+    const publication = new AudioPublication(this, callSid, checkTrack(track), trackOptions);
+    const key = trackKey(publication.namespace, publication.trackName);
     if (this.publications.has(key)) throw new BridgeError(`${track} of ${callSid} is already published`);
-    const publication = new AudioPublication(this, callSid, track, options);
     this.publications.set(key, publication);
-    if (this.connected) /** @type {Session} */ (this.session).startPublication(publication);
+    /** @type {CatalogPublication | null} */
+    let catalog = null;
+    if (format !== null) {
+      catalog = new CatalogPublication(this, callSid, track, format, { token: trackOptions.token });
+      publication.catalog = catalog;
+      this.publications.set(trackKey(catalog.namespace, catalog.trackName), catalog);
+    }
+    if (this.connected) {
+      const session = /** @type {Session} */ (this.session);
+      session.startPublication(publication);
+      if (catalog !== null) session.startPublication(catalog);
+    }
     try {
-      await this.waitAnswer(() => this.session?.announced.get(callSid) === "accepted", publication);
+      await this.waitAnswer(() => this.session?.announced.get(namespaceKey(publication.namespace)) === "accepted", publication);
+      if (catalog !== null) {
+        const accepted = () => this.session?.announced.get(namespaceKey(catalog.namespace)) === "accepted";
+        await this.waitAnswer(() => accepted() || catalog.error !== null, catalog, { raiseRefusal: false });
+        if (catalog.error !== null) console.info(`clutchcall: ${catalog.error.message}`);
+      }
     } catch (error) {
       publication.close();
       throw error;
@@ -1094,9 +1383,33 @@ export class MoqtClient {
    */
   async subscribeAudio(callSid, track, options = {}) {
     this.requireRunning();
-    const key = `${callSid}/${checkTrack(track)}`;
-    if (this.subscriptions.has(key)) throw new BridgeError(`${track} of ${callSid} is already subscribed`);
-    const subscription = new AudioSubscription(this, callSid, track, options);
+    const subscription = new AudioSubscription(this, callSid, checkTrack(track), options);
+    return this.subscribe(subscription);
+  }
+
+  /**
+   * SUBSCRIBE to a catalog: ``track`` null for the call's merged catalog (["voice",
+   * <callSid>], served by the platform's relay), or "uplink" / "downlink" for the one
+   * that side publishes (["voice", <callSid>, <track>]). Resolves once the relay
+   * accepted; ``latest`` and ``onCatalog`` give the versions as they arrive.
+   * @param {string} callSid
+   * @param {string | null} [track]
+   * @param {{token?: string | null, onCatalog?: ((catalog: Catalog) => void) | null}} [options]
+   */
+  async subscribeCatalog(callSid, track = null, options = {}) {
+    this.requireRunning();
+    const subscription = new CatalogSubscription(this, callSid, track === null ? null : checkTrack(track), options);
+    return this.subscribe(subscription);
+  }
+
+  /**
+   * @template {AudioSubscription | CatalogSubscription} T
+   * @param {T} subscription
+   * @returns {Promise<T>}
+   */
+  async subscribe(subscription) {
+    const key = trackKey(subscription.namespace, subscription.trackName);
+    if (this.subscriptions.has(key)) throw new BridgeError(`${subscription.label} is already subscribed`);
     this.subscriptions.set(key, subscription);
     if (this.connected) /** @type {Session} */ (this.session).startSubscription(subscription);
     try {
@@ -1115,18 +1428,22 @@ export class MoqtClient {
 
   /**
    * @param {() => boolean} ready
-   * @param {AudioPublication | AudioSubscription} track
+   * @param {AudioPublication | AudioSubscription | CatalogPublication | CatalogSubscription} track
+   * @param {{raiseRefusal?: boolean}} [options] false: return when the relay refused
    */
-  async waitAnswer(ready, track) {
+  async waitAnswer(ready, track, { raiseRefusal = true } = {}) {
     const deadline = performance.now() + this.connectTimeoutMs;
     while (!ready()) {
-      if (track.error !== null) throw track.error;
+      if (track.error !== null) {
+        if (!raiseRefusal) return;
+        throw track.error;
+      }
       if (this.ended) throw new BridgeClosedError("the client ended before the relay answered");
       const left = deadline - performance.now();
       if (left <= 0) throw new BridgeConnectError("the relay did not answer in time");
       await Promise.race([this.changedFlag.promise, sleep(Math.min(left, 250))]);
     }
-    if (track.error !== null) throw track.error;
+    if (track.error !== null && raiseRefusal) throw track.error;
   }
 
   /** @param {Session} session */

@@ -245,7 +245,7 @@ async def test_the_relay_ignores_a_malformed_catalog(
 async def test_a_publisher_that_declares_nothing_is_taken_to_send_the_default(
     async_voice: AsyncVoice, engine: Engine
 ) -> None:
-    """Like the browser module: Opus 48 kHz mono with no catalog reaches a pcm16
+    """Like a generic MoQT client: Opus 48 kHz mono with no catalog reaches a pcm16
     16 kHz bridge transcoded."""
     call = await async_voice.calls.originate(
         to="+15005550002", from_=FROM, trunk_id="t", ring_timeout_sec=120

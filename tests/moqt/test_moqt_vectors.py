@@ -1,7 +1,9 @@
 """The byte vectors in ``wire_vectors.json``, checked against the Python codec.
 
-The browser module's codec (``clutchcall/web/wire.js``) is checked against the same
-file by ``tests/web/wire.test.mjs``, so the two implementations cannot drift apart.
+The browser module's codec (``clutchcall/web/wire.js``, ``catalog.js``) is checked
+against the same file by ``tests/web/wire.test.mjs`` and ``tests/web/catalog.test.mjs``,
+so the two implementations cannot drift apart. The MSF catalog sections are generated
+from the Python code by ``catalog_vectors.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import catalog_vectors
 import pytest
+from moqt_helpers import established
 
+from clutchcall import moqt
 from clutchcall.moqt import messages as m
 from clutchcall.moqt.data import (
     DataStreamParser,
@@ -23,6 +28,7 @@ from clutchcall.moqt.data import (
     encode_subgroup_object,
 )
 from clutchcall.moqt.errors import MoqtProtocolError
+from clutchcall.moqt.events import StreamWrite, SubscribeReceived
 from clutchcall.moqt.session import authorization_token
 from clutchcall.moqt.wire import Location, NeedMoreData, Parameters, Reader, encode_varint
 
@@ -171,3 +177,96 @@ def test_vector_fields_cover_every_dataclass_field() -> None:
     for vector in VECTORS["messages"]:
         cls = MESSAGE_CLASSES[vector["name"]]
         assert set(vector["fields"]) == {f.name for f in dataclasses.fields(cls)}
+
+
+# --- MSF catalogs ------------------------------------------------------------------------
+
+
+def test_catalog_sections_are_generated_from_the_python_code() -> None:
+    """The file's catalog vectors are what ``catalog_vectors.py`` makes of its inputs
+    with the current code: run it after changing either."""
+    generated = catalog_vectors.build()
+    for section in catalog_vectors.SECTIONS:
+        assert VECTORS[section] == generated[section], (
+            f"run tests/moqt/catalog_vectors.py ({section})"
+        )
+
+
+def _format(fields: dict[str, int | str]) -> moqt.AudioFormat:
+    return moqt.AudioFormat(**fields)  # type: ignore[arg-type]
+
+
+def _catalog_stream(namespace: moqt.Namespace, versions: list[tuple[int, bytes]]) -> list[bytes]:
+    """What :class:`~clutchcall.moqt.CatalogPublisher` writes for each version, on a
+    real session whose peer (the relay) subscribed to the catalog."""
+    link = established()
+    publisher, relay = link.client.session, link.server.session
+    announce = publisher.publish_namespace(namespace)
+    link.pump()
+    relay.accept_publish_namespace(announce)
+    relay.subscribe(namespace, moqt.CATALOG_TRACK, subscriber_priority=0)
+    link.pump()
+    catalog = moqt.CatalogPublisher(publisher, namespace)
+    (request,) = [e for e in link.take(link.client) if isinstance(e, SubscribeReceived)]
+    assert catalog.handle(request)
+    link.pump()
+    streams = []
+    for group, payload in versions:
+        assert catalog.send(payload, group, [request.request_id]) == [request.request_id]
+        (write,) = publisher.stream_commands_to_send()
+        assert isinstance(write, StreamWrite) and write.open and write.end
+        streams.append(write.data)
+    return streams
+
+
+@pytest.mark.parametrize("vector", VECTORS["catalogs"], ids=lambda v: v["why"])
+def test_catalog_vectors(vector: dict[str, Any]) -> None:
+    """A side's catalog encodes to exactly these bytes (deterministic, ASCII-only)."""
+    fmt = _format(vector["format"])
+    payload = moqt.encode_catalog(moqt.side_catalog(vector["call_sid"], vector["track"], fmt))
+    assert payload == vector["json"].encode("ascii")
+    decoded = moqt.decode_catalog(payload)
+    assert decoded.format_of(vector["track"]) == fmt
+    assert len(decoded.tracks) == 1 and decoded.tracks[0].namespace == f"voice/{vector['call_sid']}"
+
+
+def test_catalog_stream_vectors() -> None:
+    """Each version is object 0, alone in its group, on a type 0x18 stream at priority 0,
+    exactly as CatalogPublisher sends it on a session."""
+    for vector in VECTORS["catalog_streams"]:
+        namespace = moqt.catalog_namespace(vector["call_sid"], vector["track"])
+        versions = [(v["group_id"], v["payload"].encode("ascii")) for v in vector["versions"]]
+        streams = _catalog_stream(namespace, versions)
+        assert [data.hex() for data in streams] == [v["hex"] for v in vector["versions"]]
+        for version, data in zip(vector["versions"], streams, strict=True):
+            items = DataStreamParser().feed(data, end=True)
+            assert items == [
+                SubgroupHeader(vector["track_alias"], version["group_id"], 0, end_of_group=True),
+                SubgroupObject(0, version["payload"].encode("ascii"), 0, ()),
+            ]
+
+
+@pytest.mark.parametrize("vector", VECTORS["catalog_decodes"], ids=lambda v: v["why"])
+def test_catalog_decode_vectors(vector: dict[str, Any]) -> None:
+    catalog = moqt.decode_catalog(catalog_vectors.payload_bytes(vector["payload"]))
+    assert catalog.version == vector["version"]
+    assert [catalog_vectors.track_fields(t) for t in catalog.tracks] == vector["tracks"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["bad_catalogs"], ids=lambda v: v["why"])
+def test_bad_catalog_vectors(vector: dict[str, Any]) -> None:
+    with pytest.raises(moqt.CatalogError):
+        moqt.decode_catalog(catalog_vectors.payload_bytes(vector["payload"]))
+
+
+def test_catalog_vector_generator_check_mode(tmp_path: Path) -> None:
+    """``--check`` passes on the committed file and fails on a stale copy."""
+    assert catalog_vectors.main(["--check"]) == 0
+    stale = json.loads(catalog_vectors.VECTORS_FILE.read_text(encoding="utf-8"))
+    stale["catalogs"][0]["json"] = stale["catalogs"][0]["json"].replace("48000", "44100")
+    copy = tmp_path / "wire_vectors.json"
+    copy.write_text(catalog_vectors.render(stale), encoding="utf-8")
+    assert catalog_vectors.main(["--check"], copy) == 1
+    assert catalog_vectors.main([], copy) == 0
+    assert catalog_vectors.main(["--check"], copy) == 0
+    assert copy.read_text(encoding="utf-8") == catalog_vectors.VECTORS_FILE.read_text("utf-8")

@@ -15,9 +15,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -25,6 +27,8 @@ from numpy.typing import NDArray
 from clutchcall.audio import make_codec, synth_silence, synth_tone
 from clutchcall.audio.wav import write_wav
 from clutchcall.dev import Engine
+from clutchcall.moqnet import MoqtClient
+from clutchcall.moqt import AudioFormat, Catalog
 
 CHROMIUM = Path(os.environ.get("CLUTCHCALL_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.is_file():
@@ -250,6 +254,99 @@ def test_page_and_python_server_bridge_hear_each_other(page: Any, web_engine: En
     assert dominant_frequency(pcm.astype(np.float64) / 32768) == pytest.approx(MIC_TONE, abs=5)
     # ...and the browser played the tone Python published.
     assert dominant_frequency(played) == pytest.approx(SERVER_TONE, abs=5)
+
+
+def merged_catalog_once(engine: Engine, call_sid: str, token: str, track: str) -> Catalog:
+    """The call's merged catalog, read by a Python MoqtClient over QUIC as soon as it
+    declares ``track`` in Opus 48 kHz mono 20 ms (the browser's format)."""
+
+    async def read() -> Catalog:
+        assert engine.relay_url is not None and engine.relay_ca_file is not None
+        async with MoqtClient(engine.relay_url, token=token, verify=engine.relay_ca_file) as client:
+            subscription = await client.subscribe_catalog(call_sid)
+            with anyio.fail_after(10):
+                async for catalog in subscription:
+                    if catalog.format_of(track) == AudioFormat("opus", 48000, 1, 20):
+                        return catalog
+        raise AssertionError("the catalog subscription ended")
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's loop
+        return pool.submit(anyio.run, read).result(timeout=20)
+
+
+def test_page_declares_its_format_and_hears_a_pcm16_server_through_the_gateway(
+    page: Any, web_engine: Engine
+) -> None:
+    """The page's bridge declares Opus 48 kHz mono 20 ms in its uplink catalog: Python
+    finds it in the relay's merged catalog, the page reads the pcm16 server bridge's
+    downlink format, and the relay, told what the page speaks, transcodes that pcm16
+    downlink into Opus for it (without the declaration the page got raw pcm16)."""
+    server = make_codec("pcm16", sample_rate=16000, channels=1, frame_ms=20)
+    tone = synth_tone(SERVER_TONE, 1.0, 16000)
+    frames = [server.encode(tone[i : i + 320]) for i in range(0, 16000, 320)]
+    heard: list[bytes] = []
+    lock = threading.Lock()
+
+    def on_uplink(frame: bytes, timestamp_us: int) -> None:
+        with lock:
+            heard.append(frame)
+
+    with web_engine.voice() as voice:
+        call = voice.calls.originate(to=NORMAL_NUMBER, from_="+15558675309", trunk_id="trunk_main")
+        wait_for(lambda: voice.calls.get(call.sid).status == "in_progress", 5, "the answer")
+        token = voice.calls.create_bridge_token(call.sid, "server").token
+        with voice.audio_bridge.attach(
+            call.sid, codec="pcm16", sample_rate=16000, on_uplink=on_uplink
+        ) as bridge:
+            page.fill("#join-sid", call.sid)
+            page.click("#join")
+            catalog = merged_catalog_once(web_engine, call.sid, token, "uplink")
+            assert catalog.format_of("downlink") == AudioFormat("pcm16", 16000)
+            (uplink,) = [t for t in catalog.tracks if t.name == "uplink"]
+            assert (uplink.codec, uplink.samplerate, uplink.channel_config) == ("opus", 48000, "1")
+            declared = wait_for(
+                lambda: page.evaluate(
+                    "() => window.softphone.bridge && window.softphone.bridge.downlinkFormat"
+                    " && String(window.softphone.bridge.downlinkFormat)"
+                ),
+                10,
+                "the page to read the downlink format",
+            )
+            assert declared == "pcm16 16000 Hz 1 ch 20 ms"
+            with lock:
+                heard.clear()  # from here on the page is the uplink's publisher
+            stop = threading.Event()
+
+            def speak() -> None:
+                next_at = time.monotonic()
+                i = 0
+                while not stop.is_set() and i < 500:
+                    bridge.publish_downlink(frames[i % len(frames)])
+                    i += 1
+                    next_at += 0.02
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+
+            speaker = threading.Thread(target=speak, daemon=True)
+            speaker.start()
+            try:
+                wait_for_audio(page, frames=40)
+                played = _samples(page.evaluate(RECORD_JS, 1000))
+                wait_for(lambda: len(heard) >= 60, 10, "60 uplink frames in Python")
+            finally:
+                stop.set()
+                speaker.join(timeout=5)
+        with lock:
+            uplink_frames = list(heard[-50:])
+        voice.calls.hangup(call.sid)
+    # The page played the server's tone, transcoded from pcm16, and decoded every frame...
+    assert dominant_frequency(played) == pytest.approx(SERVER_TONE, abs=5)
+    assert page_state(page)["player"]["decodeErrors"] == 0
+    # ...and Python heard the page's Opus as pcm16 16 kHz, the format it declared.
+    assert all(len(frame) == 640 for frame in uplink_frames)
+    pcm = np.concatenate([server.decode(frame).reshape(-1) for frame in uplink_frames])
+    assert dominant_frequency(pcm.astype(np.float64) / 32768, 16000) == pytest.approx(
+        MIC_TONE, abs=5
+    )
 
 
 def test_dev_agent_hears_the_page_and_the_page_hears_it(page: Any, web_engine: Engine) -> None:
