@@ -12,7 +12,8 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
     │   ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
     │   ├── BridgeTrackError        the relay refused a track for another reason
     │   ├── BridgeFormatError       a peer's catalog (its audio format) is malformed
-    │   └── BridgeClosedError       the bridge or client was already closed
+    │   └── BridgeClosedError       the bridge or client was closed, or ended
+    │       └── CallEndedError      the bridge's call ended (a hang-up): it carries no more audio
     └── APIError                    the control plane could not serve a request
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
         │   └── APITimeoutError     the request timed out
@@ -53,6 +54,7 @@ __all__ = [
     "BridgeError",
     "BridgeFormatError",
     "BridgeTrackError",
+    "CallEndedError",
     "ClientClosedError",
     "ClutchCallError",
     "ConfigurationError",
@@ -134,7 +136,24 @@ class BridgeFormatError(BridgeError, ValueError):
 
 
 class BridgeClosedError(BridgeError):
-    """The bridge (or client) was closed; it cannot be used any more."""
+    """The bridge (or client) is closed and cannot be used any more: it was closed,
+    its client was closed, or it ended on its own (its call ended, raising the
+    subclass :class:`CallEndedError`, or its relay session could not be restored;
+    the message says which)."""
+
+
+class CallEndedError(BridgeClosedError):
+    """The bridge's call ended (either side hung up, or the platform ended it): the
+    relay ended the call's tracks and the bridge closed itself. Raised by
+    ``publish_downlink`` / ``publish_uplink`` from then on; ``call_sid`` names the call.
+
+    A subclass of :class:`BridgeClosedError`, so ``except BridgeClosedError`` also
+    catches it; catch this one to tell a finished call from a bridge closed by you.
+    """
+
+    def __init__(self, message: str, *, call_sid: str) -> None:
+        super().__init__(message)
+        self.call_sid = call_sid
 
 
 class APIError(ClutchCallError):
