@@ -5,12 +5,16 @@ These tests use an engine of their own, since they stop its relay.
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import anyio
 import pytest
 from bridge_fixtures import own_engine_fixture  # noqa: F401
 from bridge_helpers import answered_call, callee_joined, frames_heard, seq_of, until
 
 from clutchcall.dev import Engine
+from clutchcall.moqnet.client import RECONNECT_LOG_INTERVAL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -127,3 +131,57 @@ async def test_bridges_sharing_a_connection_all_resume_after_a_relay_restart(
                     await bridge.aclose()
     for sid in sids:
         assert len(set(heard[sid])) == len(heard[sid])
+
+
+async def test_an_outage_is_logged_once_at_warning_with_its_cost(
+    own_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay goes away and comes back: one WARNING for the loss, one for the
+    recovery (how long, how many attempts, how many frames dropped), at most one
+    for a failed attempt and a bounded number of INFO lines in between; nothing
+    per frame, however many frames were published meanwhile."""
+    engine = own_engine
+    heard: list[int] = []
+    caplog.set_level(logging.INFO, logger="clutchcall")
+    mine = threading.get_ident()  # the engine's own clients log from its threads
+    async with engine.async_voice() as voice:
+        sid = await answered_call(voice)
+        with anyio.fail_after(30):
+            async with await voice.audio_bridge.attach(
+                sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+            ) as bridge:
+                await until(lambda: callee_joined(engine, sid) and len(heard) >= 5)
+                await anyio.to_thread.run_sync(engine.stop_relay)
+                await until(lambda: not bridge.connected, 8)
+                for n in range(100):  # 1 s of audio into the outage
+                    await bridge.publish_downlink(b"outage-%d" % n, n)
+                    await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(engine.start_relay)
+                await until(lambda: bridge.stats.reconnects == 1, 15)
+                before = len(heard)
+                await until(lambda: len(heard) >= before + 5, 10)
+                stats = bridge.stats
+    records = [
+        r
+        for r in caplog.records
+        if r.name.startswith("clutchcall") and r.thread == mine and r.levelno >= logging.INFO
+    ]
+    client = [r for r in records if r.name == "clutchcall.moqnet.client"]
+    warnings = [r for r in client if r.levelno >= logging.WARNING]
+    lost = [r for r in warnings if r.getMessage().startswith("lost the session")]
+    back = [r for r in warnings if "is back after" in r.getMessage()]
+    failed = [r for r in warnings if "attempt 1 failed" in r.getMessage()]
+    assert len(lost) == 1 and len(back) == 1, [r.getMessage() for r in client]
+    assert len(failed) <= 1
+    assert len(warnings) == len(lost) + len(back) + len(failed), [r.getMessage() for r in warnings]
+    assert lost[0].created <= back[0].created
+    assert sid in lost[0].call_sids and sid in back[0].call_sids
+    assert lost[0].relay_url == back[0].relay_url and "?" not in back[0].relay_url
+    assert back[0].reconnect_attempts >= 1
+    assert 0 < back[0].frames_dropped <= stats.dropped
+    outage = back[0].outage_seconds
+    still = [r for r in client if r.getMessage().startswith("still reconnecting")]
+    assert len(still) <= 1 + outage / RECONNECT_LOG_INTERVAL
+    # Nothing else: no line per frame or per attempt.
+    assert len(client) == len(warnings) + len(still), [r.getMessage() for r in client]
+    assert len(records) <= len(client) + 1, [r.getMessage() for r in records]

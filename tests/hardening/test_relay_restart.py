@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import selectors
 import signal
@@ -106,8 +107,9 @@ def dev_args(tmp_path: Path) -> Iterator[list[str]]:
 
 
 async def test_sigkilled_engine_only_a_typed_error_reaches_user_code_and_nothing_leaks(
-    dev_args: list[str],
+    dev_args: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="clutchcall")
     threads_before, sockets_before = thread_names(), open_sockets()
     tasks_before = asyncio.all_tasks()
     echoes = Echoes()
@@ -150,6 +152,17 @@ async def test_sigkilled_engine_only_a_typed_error_reaches_user_code_and_nothing
             stop(restarted)
     assert errors and all(type(e) is BridgeClosedError for e in errors), errors
     assert "call_not_found" in str(errors[-1])
+    # Logged once each, at WARNING: the loss, the first failed attempt, giving up;
+    # nothing per frame (the bridge published for seconds into the dead link).
+    records = [r for r in caplog.records if r.name.startswith("clutchcall")]
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) in (2, 3), warnings
+    assert warnings[0].startswith("lost the session with the relay"), warnings
+    assert warnings[-1].startswith("gave up reconnecting"), warnings
+    assert all("attempt 1 failed" in w for w in warnings[1:-1]), warnings
+    gave_up = next(r for r in records if r.getMessage().startswith("gave up"))
+    assert gave_up.call_sids == [sid] and gave_up.reconnect_attempts >= 1
+    assert len(records) <= len(warnings) + 2, [r.getMessage() for r in records]
     assert stats.reconnects == 0 and stats.dropped > 0
     assert asyncio.all_tasks() - tasks_before == set()
     await until(lambda: thread_names() == threads_before)
