@@ -161,7 +161,7 @@ async def test_sigkilled_engine_only_a_typed_error_reaches_user_code_and_nothing
     assert warnings[-1].startswith("gave up reconnecting"), warnings
     assert all("attempt 1 failed" in w for w in warnings[1:-1]), warnings
     gave_up = next(r for r in records if r.getMessage().startswith("gave up"))
-    assert gave_up.call_sids == [sid] and gave_up.reconnect_attempts >= 1
+    assert vars(gave_up)["call_sids"] == [sid] and vars(gave_up)["reconnect_attempts"] >= 1
     assert len(records) <= len(warnings) + 2, [r.getMessage() for r in records]
     assert stats.reconnects == 0 and stats.dropped > 0
     assert asyncio.all_tasks() - tasks_before == set()
