@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 import anyio
 import pytest
 from bridge_fixtures import own_engine_fixture  # noqa: F401
-from bridge_helpers import answered_call, callee_joined, frames_heard, seq_of, until
+from bridge_helpers import (
+    answered_call,
+    answered_call_sync,
+    callee_joined,
+    frames_heard,
+    seq_of,
+    until,
+    wait_until,
+)
 
 from clutchcall.dev import Engine
 from clutchcall.moqnet.client import RECONNECT_LOG_INTERVAL
@@ -161,10 +171,49 @@ async def test_an_outage_is_logged_once_at_warning_with_its_cost(
                 before = len(heard)
                 await until(lambda: len(heard) >= before + 5, 10)
                 stats = bridge.stats
+    check_outage_records(caplog, lambda r: r.thread == mine, sid, stats.dropped)
+
+
+def test_an_outage_of_a_blocking_bridge_is_logged_once_at_warning(
+    own_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The blocking twin: its client runs (and logs) on the bridge thread."""
+    engine = own_engine
+    heard: list[int] = []
+    caplog.set_level(logging.INFO, logger="clutchcall")
+    with engine.voice() as voice:
+        sid = answered_call_sync(voice)
+        with voice.audio_bridge.attach(
+            sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+        ) as bridge:
+            wait_until(lambda: callee_joined(engine, sid) and len(heard) >= 5)
+            engine.stop_relay()
+            wait_until(lambda: not bridge.connected, 8)
+            for n in range(100):  # 1 s of audio into the outage
+                bridge.publish_downlink(b"outage-%d" % n, n)
+                time.sleep(0.01)
+            engine.start_relay()
+            wait_until(lambda: bridge.stats.reconnects == 1, 15)
+            before = len(heard)
+            wait_until(lambda: len(heard) >= before + 5, 10)
+            stats = bridge.stats
+    check_outage_records(
+        caplog, lambda r: r.threadName == "clutchcall-audio-bridge", sid, stats.dropped
+    )
+
+
+def check_outage_records(
+    caplog: pytest.LogCaptureFixture,
+    ours: Callable[[logging.LogRecord], bool],
+    sid: str,
+    dropped: int,
+) -> None:
+    """One outage of the bridge of ``sid``, as its client logged it (``ours``: the
+    records of that client, not of the engine's own clients in its threads)."""
     records = [
         r
         for r in caplog.records
-        if r.name.startswith("clutchcall") and r.thread == mine and r.levelno >= logging.INFO
+        if r.name.startswith("clutchcall") and ours(r) and r.levelno >= logging.INFO
     ]
     client = [r for r in records if r.name == "clutchcall.moqnet.client"]
     warnings = [r for r in client if r.levelno >= logging.WARNING]
@@ -180,7 +229,7 @@ async def test_an_outage_is_logged_once_at_warning_with_its_cost(
     assert lost_fields["relay_url"] == back_fields["relay_url"]
     assert "?" not in back_fields["relay_url"]
     assert back_fields["reconnect_attempts"] >= 1
-    assert 0 < back_fields["frames_dropped"] <= stats.dropped
+    assert 0 < back_fields["frames_dropped"] <= dropped
     outage = back_fields["outage_seconds"]
     still = [r for r in client if r.getMessage().startswith("still reconnecting")]
     assert len(still) <= 1 + outage / RECONNECT_LOG_INTERVAL
