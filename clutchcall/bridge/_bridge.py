@@ -147,14 +147,14 @@ class CallbackFailures:
     def __init__(self, what: str, call_sid: str) -> None:
         self._what = what
         self._call_sid = call_sid
-        #: When the failures not logged yet started to be counted (0: none logged yet).
-        self._since = 0.0
+        #: When the failures not logged yet started to be counted (None: no failure yet).
+        self._since: float | None = None
         self._unlogged = 0
         self._last: BaseException | None = None
 
     def failed(self, exc: BaseException) -> None:
         now = time.monotonic()
-        if not self._since:
+        if self._since is None:
             self._since = now
             logger.error(
                 "the %s raised; the bridge carries on (further failures are counted and "
@@ -172,7 +172,7 @@ class CallbackFailures:
 
     def flush(self, now: float | None = None) -> None:
         """Log the failures counted since the last line, if any."""
-        if not self._unlogged:
+        if not self._unlogged or self._since is None:
             return
         now = time.monotonic() if now is None else now
         logger.error(
