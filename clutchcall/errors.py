@@ -12,7 +12,13 @@ Everything the SDK raises on purpose derives from :class:`ClutchCallError`::
     │   ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
     │   ├── BridgeTrackError        the relay refused a track for another reason
     │   ├── BridgeFormatError       a peer's catalog (its audio format) is malformed
-    │   └── BridgeClosedError       the bridge or client was already closed
+    │   └── BridgeClosedError       the bridge or client was closed, or ended
+    │       └── CallEndedError      the bridge's call ended (a hang-up): it carries no more audio
+    ├── AudioError                  the audio layer (clutchcall.audio) could not do its work
+    │   ├── UnsupportedFormatError  codec / sample rate / channels / frame length not supported
+    │   ├── FrameSizeError          a PCM or encoded frame has the wrong size or shape
+    │   ├── DecodeError             an encoded frame could not be decoded
+    │   └── WavFormatError          a WAV file is unreadable or not 16-bit PCM
     └── APIError                    the control plane could not serve a request
         ├── APIConnectionError      no usable HTTP exchange (refused, reset, TLS...)
         │   └── APITimeoutError     the request timed out
@@ -45,6 +51,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AudioError",
     "AuthenticationError",
     "BadRequestError",
     "BridgeAuthError",
@@ -53,11 +60,14 @@ __all__ = [
     "BridgeError",
     "BridgeFormatError",
     "BridgeTrackError",
+    "CallEndedError",
     "ClientClosedError",
     "ClutchCallError",
     "ConfigurationError",
     "ConflictError",
+    "DecodeError",
     "FieldError",
+    "FrameSizeError",
     "InternalServerError",
     "InvalidArgumentError",
     "MissingExtraError",
@@ -66,6 +76,8 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
+    "UnsupportedFormatError",
+    "WavFormatError",
 ]
 
 
@@ -134,7 +146,47 @@ class BridgeFormatError(BridgeError, ValueError):
 
 
 class BridgeClosedError(BridgeError):
-    """The bridge (or client) was closed; it cannot be used any more."""
+    """The bridge (or client) is closed and cannot be used any more: it was closed,
+    its client was closed, or it ended on its own (its call ended, raising the
+    subclass :class:`CallEndedError`, or its relay session could not be restored;
+    the message says which)."""
+
+
+class CallEndedError(BridgeClosedError):
+    """The bridge's call ended (either side hung up, or the platform ended it): the
+    relay ended the call's tracks and the bridge closed itself. Raised by
+    ``publish_downlink`` / ``publish_uplink`` from then on; ``call_sid`` names the call.
+
+    A subclass of :class:`BridgeClosedError`, so ``except BridgeClosedError`` also
+    catches it; catch this one to tell a finished call from a bridge closed by you.
+    """
+
+    def __init__(self, message: str, *, call_sid: str) -> None:
+        super().__init__(message)
+        self.call_sid = call_sid
+
+
+class AudioError(ClutchCallError):
+    """Base class of the errors raised by the audio layer (:mod:`clutchcall.audio`).
+
+    Defined here with the rest of the tree, so that catching them needs no audio
+    extra; :mod:`clutchcall.audio.errors` re-exports them."""
+
+
+class UnsupportedFormatError(AudioError, ValueError):
+    """The codec cannot run with this sample rate, channel count or frame length."""
+
+
+class FrameSizeError(AudioError, ValueError):
+    """A frame handed to a codec does not have the size (or shape, or dtype) it needs."""
+
+
+class DecodeError(AudioError):
+    """An encoded frame is corrupt or does not decode to exactly one frame of audio."""
+
+
+class WavFormatError(AudioError):
+    """A WAV file could not be read, or is not 16-bit integer PCM."""
 
 
 class APIError(ClutchCallError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 
@@ -46,6 +48,30 @@ def test_every_error_is_exported_from_the_top_level_package() -> None:
     for name, cls in found.items():
         assert name in clutchcall.__all__, name
         assert getattr(clutchcall, name) is cls, name
+
+
+def test_every_error_defined_anywhere_in_the_package_is_exported() -> None:
+    """Every public ClutchCallError subclass, whichever module of the package defines
+    it (all of them imported), is ``clutchcall.<Name>`` and in ``clutchcall.__all__``."""
+    modules = [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(clutchcall.__path__, "clutchcall.")
+        if not info.name.endswith("__main__")
+    ]
+    assert "clutchcall.audio.errors" in {m.__name__ for m in modules}
+    defined = {
+        obj
+        for module in modules
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, errors.ClutchCallError)
+        and obj.__module__.startswith("clutchcall")
+        and not obj.__name__.startswith("_")
+    }
+    assert {"CallEndedError", "AudioError", "WavFormatError"} <= {c.__name__ for c in defined}
+    for cls in defined:
+        assert cls.__name__ in clutchcall.__all__, cls
+        assert getattr(clutchcall, cls.__name__) is cls, cls
 
 
 def test_the_top_level_names_load_on_first_use() -> None:

@@ -543,7 +543,7 @@ class AsyncVoice:
         caller-supplied ``http_client`` stays open). Requests made afterwards raise
         :class:`~clutchcall.errors.ClientClosedError`."""
         try:
-            await self.audio_bridge.aclose()
+            await self.audio_bridge.close()
         finally:
             await self._http.aclose()
 

@@ -10,12 +10,20 @@ All of them derive from :class:`AudioError`, itself a
     └── WavFormatError           a WAV file is unreadable or not 16-bit PCM
 
 The first two are also :class:`ValueError`: they mean "you called me wrong",
-and nothing was encoded or sent.
+and nothing was encoded or sent. They are defined with the rest of the SDK's
+error tree, in :mod:`clutchcall.errors` (so that catching them needs no extra),
+and exported from :mod:`clutchcall` too.
 """
 
 from __future__ import annotations
 
-from ..errors import ClutchCallError
+from ..errors import (
+    AudioError,
+    DecodeError,
+    FrameSizeError,
+    UnsupportedFormatError,
+    WavFormatError,
+)
 
 __all__ = [
     "AudioError",
@@ -24,23 +32,3 @@ __all__ = [
     "UnsupportedFormatError",
     "WavFormatError",
 ]
-
-
-class AudioError(ClutchCallError):
-    """Base class of the errors raised by the audio layer."""
-
-
-class UnsupportedFormatError(AudioError, ValueError):
-    """The codec cannot run with this sample rate, channel count or frame length."""
-
-
-class FrameSizeError(AudioError, ValueError):
-    """A frame handed to a codec does not have the size (or shape, or dtype) it needs."""
-
-
-class DecodeError(AudioError):
-    """An encoded frame is corrupt or does not decode to exactly one frame of audio."""
-
-
-class WavFormatError(AudioError):
-    """A WAV file could not be read, or is not 16-bit integer PCM."""

@@ -17,6 +17,7 @@ from ..errors import (
     BridgeConnectError,
     BridgeError,
     BridgeTrackError,
+    CallEndedError,
 )
 from ..moqnet import (
     AudioFrame,
@@ -55,6 +56,7 @@ __all__ = [
     "BridgeGrant",
     "BridgeSettings",
     "BridgeTrackError",
+    "CallEndedError",
     "FrameCallback",
     "FrameIterator",
     "MoqtClient",

@@ -10,9 +10,20 @@ consumer at all, frames wait in a bounded buffer (the oldest are dropped and
 counted).
 
 The bridge's work runs in a background task of the event loop that attached it;
-``aclose()`` (or leaving ``async with``) stops it and ends its tracks. A bridge
+``close()`` (or leaving ``async with``) stops it and ends its tracks. A bridge
 that is garbage-collected unclosed warns with ``ResourceWarning`` and is shut
 down the same way.
+
+When the call ends (either side hangs up), the relay ends its tracks: the bridge
+is ``ended`` and ``closed`` from then on, its iterators stop once they have
+given what they hold, it releases its session, and publishing raises
+:class:`~clutchcall.CallEndedError`. A bridge whose relay session cannot be
+restored ends the same way, and publishing raises
+:class:`~clutchcall.BridgeClosedError` naming the reason.
+
+A callback that raises is logged with its traceback the first time; later
+failures of the same callback are counted and logged as one line at most every
+``CALLBACK_ERROR_LOG_INTERVAL`` seconds, and once more when the bridge ends.
 
 Connections: by default the bridges of one client that go to the same relay in
 the same role share one QUIC connection and MoQT session (each track carries
@@ -45,7 +56,7 @@ import anyio.abc
 import anyio.lowlevel
 from clutchcall_api.models import AudioCodec
 
-from ..errors import BridgeClosedError, InvalidArgumentError
+from ..errors import BridgeClosedError, CallEndedError, ConflictError, InvalidArgumentError
 from ..moqnet import (
     AudioFrame,
     AudioPublication,
@@ -67,6 +78,9 @@ FrameCallback = Callable[[bytes, int], Any]
 DEFAULT_RELAY_PORT = 443
 TOKEN_REFRESH_MARGIN = 30.0
 ITERATOR_BUFFER_FRAMES = 500
+#: After its first failure (logged with the traceback), a callback's failures are
+#: logged as a count at most this often (seconds).
+CALLBACK_ERROR_LOG_INTERVAL = 5.0
 
 
 class BridgeGrant(Protocol):
@@ -120,6 +134,58 @@ def check_attach(
     audio_format = resolve_format(codec, sample_rate, channels, frame_ms)
     _check_callback(callback, f"on_{role.subscribes}")
     return audio_format
+
+
+class CallbackFailures:
+    """The failures of one callback, logged without flooding: the first with its
+    traceback, then the count of the others at most every
+    ``CALLBACK_ERROR_LOG_INTERVAL`` seconds (and what is left by :meth:`flush`).
+
+    The records carry ``call_sid`` and, for the counts, ``callback_failures``.
+    """
+
+    def __init__(self, what: str, call_sid: str) -> None:
+        self._what = what
+        self._call_sid = call_sid
+        #: When the failures not logged yet started to be counted (None: no failure yet).
+        self._since: float | None = None
+        self._unlogged = 0
+        self._last: BaseException | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+            logger.error(
+                "the %s raised; the bridge carries on (further failures are counted and "
+                "logged at most every %g s)",
+                self._what,
+                CALLBACK_ERROR_LOG_INTERVAL,
+                exc_info=exc,
+                extra={"call_sid": self._call_sid},
+            )
+            return
+        self._unlogged += 1
+        self._last = exc
+        if now - self._since >= CALLBACK_ERROR_LOG_INTERVAL:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log the failures counted since the last line, if any."""
+        if not self._unlogged or self._since is None:
+            return
+        now = time.monotonic() if now is None else now
+        logger.error(
+            "the %s raised %d more time(s) in the last %.1f s (last: %r)",
+            self._what,
+            self._unlogged,
+            now - self._since,
+            self._last,
+            extra={"call_sid": self._call_sid, "callback_failures": self._unlogged},
+        )
+        self._since = now
+        self._unlogged = 0
+        self._last = None
 
 
 class FrameIterator:
@@ -203,8 +269,19 @@ class BridgeCore:
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
         self._call_soon: ThreadsafeCall | None = None
+        self._failures = self._failures_of(callback)
+        #: Closed by its owner (or with the client); set before the bridge has stopped.
+        self.close_requested = False
+        #: The bridge can no longer publish: closed by its owner, or its tracks ended
+        #: on their own (set at once, while frames received may still be delivered).
         self.closed = False
+        #: No more frames will flow (set once the bridge's task has stopped).
         self.finished = False
+        #: The bridge ended on its own, and why: the call ended, or what stopped its
+        #: client (publishing raises it).
+        self.ended_by_itself = False
+        self.call_ended = False
+        self.lost: BaseException | None = None
         self.dropped = 0
 
     # -- start / stop ------------------------------------------------------------------
@@ -248,7 +325,7 @@ class BridgeCore:
                 self.call_sid, self.receive_track, token=track_token
             )
             self._subscription.on_frame = self._on_frame
-            self._subscription.on_end = self._work.notify
+            self._subscription.on_end = self._on_end
             self._publication = await client.publish_audio(
                 self.call_sid, self.send_track, token=track_token, format=self.declared_format()
             )
@@ -296,19 +373,82 @@ class BridgeCore:
         return token
 
     async def _run(self) -> None:
+        on_its_own = False
+        failed: BaseException | None = None
         try:
             with self._scope:
                 await self._dispatch()
-        except Exception:
+                on_its_own = True  # the tracks ended (not cancelled by close())
+        except Exception as exc:
             logger.exception("audio bridge of %s failed", self.call_sid)
+            on_its_own = True
+            failed = exc
         finally:
-            self.finished = True
+            if on_its_own and not self.close_requested:
+                self._note_end(failed)
+            elif not self.ended_by_itself:  # closed, or cancelled with its task group
+                self.close_requested = True
+            self.finished = self.closed = True
             for iterator in list(self._iterators):
                 iterator._end()
             with anyio.CancelScope(shield=True):
                 await self._release_client()
+            self._failures.flush()
             self.owner._cores.discard(self)
             self._done.set()
+
+    def _end_cause(self) -> tuple[bool, BaseException | None]:
+        """Why the tracks ended on their own: (the call ended, what stopped the client)."""
+        subscription = self._subscription
+        client = self.client
+        failure = client.failure if client is not None else None
+        call_ended = (subscription is not None and subscription.track_ended) or (
+            isinstance(failure, ConflictError) and failure.code == "call_ended"
+        )
+        return call_ended, failure
+
+    def _on_end(self) -> None:
+        """The subscription may have ended (the client calls this in its loop)."""
+        subscription = self._subscription
+        if subscription is not None and subscription.ended and not self.close_requested:
+            self._note_end(None)
+        self._work.notify()
+
+    def _note_end(self, failed: BaseException | None) -> None:
+        """The bridge ended on its own: it is closed from now on; keep why (publishing
+        raises it) and log it once (the client has logged at WARNING what it could not
+        get past)."""
+        self.closed = True
+        if self.ended_by_itself:
+            return
+        self.ended_by_itself = True
+        self.call_ended, failure = self._end_cause()
+        if self.call_ended:
+            logger.info(
+                "the call %s ended; its audio bridge is closed",
+                self.call_sid,
+                extra={"call_sid": self.call_sid},
+            )
+            return
+        self.lost = failed or failure or BridgeClosedError("its relay session ended")
+        logger.info(
+            "the audio bridge of %s ended: %s",
+            self.call_sid,
+            self.lost,
+            extra={"call_sid": self.call_sid},
+        )
+
+    def closed_error(self) -> BridgeClosedError:
+        """What publishing raises once the bridge is closed or has ended."""
+        sid = self.call_sid
+        call_ended, lost = self.call_ended, self.lost
+        if not self.ended_by_itself and not self.close_requested:  # ending right now
+            call_ended, lost = self._end_cause()
+        if call_ended:
+            return CallEndedError(f"the call {sid} ended; its audio bridge is closed", call_sid=sid)
+        if lost is not None:
+            return BridgeClosedError(f"the audio bridge of {sid} ended: {lost}")
+        return BridgeClosedError(f"the audio bridge of {sid} is closed")
 
     # -- receiving ---------------------------------------------------------------------
     #
@@ -336,8 +476,8 @@ class BridgeCore:
         if callback is not None:
             try:
                 result = callback(frame.data, frame.timestamp_us)
-            except Exception:
-                logger.exception("%s callback of %s raised", self.receive_track, self.call_sid)
+            except Exception as exc:
+                self._failures.failed(exc)
             else:
                 if inspect.isawaitable(result):
                     self._awaiting = result
@@ -354,8 +494,8 @@ class BridgeCore:
             if awaiting is not None:
                 try:
                     await awaiting
-                except Exception:
-                    logger.exception("%s callback of %s raised", self.receive_track, self.call_sid)
+                except Exception as exc:
+                    self._failures.failed(exc)
                 self._awaiting = None
             elif pending and self._has_consumer():
                 self._deliver(pending.popleft())
@@ -365,6 +505,8 @@ class BridgeCore:
                 await self._work.wait()
 
     async def aclose(self) -> None:
+        if not self.finished:
+            self.close_requested = True
         self.closed = True
         if self.client is None:
             return
@@ -374,6 +516,8 @@ class BridgeCore:
 
     def close_soon(self) -> None:
         """Ask for a shutdown from any thread (the garbage-collection path)."""
+        if not self.finished:
+            self.close_requested = True
         self.closed = True
         call_soon = self._call_soon
         if call_soon is not None:
@@ -386,20 +530,27 @@ class BridgeCore:
             raise InvalidArgumentError(
                 f"a {self.role}-side bridge publishes {self.send_track}, not {track}"
             )
-        if self.closed:
-            raise BridgeClosedError(f"the audio bridge of {self.call_sid} is closed")
+        subscription = self._subscription
+        if self.closed or self.finished or (subscription is not None and subscription.ended):
+            raise self.closed_error()
         publication = self._publication
         assert publication is not None
-        if self.finished:
-            self.dropped += 1
-            return
         publication.write_nowait(frame, timestamp_us)
 
     def set_callback(self, track: VoiceTrack, callback: FrameCallback | None) -> None:
         self._check_receive(track)
         _check_callback(callback, f"on_{track}")
+        if callback is not self.callback:
+            self._failures.flush()
+            self._failures = self._failures_of(callback)
         self.callback = callback
         self._work.notify()
+
+    def _failures_of(self, callback: FrameCallback | None) -> CallbackFailures:
+        name = getattr(callback, "__qualname__", None) or type(callback).__name__
+        return CallbackFailures(
+            f"on_{self.receive_track} callback {name} of {self.call_sid}", self.call_sid
+        )
 
     def iterate(self, track: VoiceTrack) -> FrameIterator:
         self._check_receive(track)
@@ -586,7 +737,11 @@ class BridgeHandle:
 
     @property
     def closed(self) -> bool:
-        """The bridge was closed (by its owner or by closing the client)."""
+        """The bridge cannot publish any more: it was closed (``close()``, leaving the
+        ``with`` block, closing the client), or it ended on its own (see :attr:`ended`).
+        Publishing then raises :class:`~clutchcall.BridgeClosedError`
+        (:class:`~clutchcall.CallEndedError` if the call ended). Closing a closed
+        bridge does nothing (it still waits until the bridge's session is released)."""
         return self._core.closed
 
     @property
@@ -596,13 +751,19 @@ class BridgeHandle:
 
     @property
     def ended(self) -> bool:
-        """No more frames will flow: closed, or the call ended."""
+        """No more frames will flow: the call ended (either side hung up), the relay
+        session could not be restored, or the bridge was closed. The iterators end
+        after the frames they hold. An ended bridge is :attr:`closed` too; it releases
+        its relay session on its own."""
         return self._core.finished
 
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
-        if core is not None and not core.closed and not core.finished:
-            core.close_soon()
+        if core is None or core.finished:
+            return
+        unclosed = not core.closed  # not closed, nor ended on its own
+        core.close_soon()
+        if unclosed:
             warnings.warn(
                 f"audio bridge of {core.call_sid} was garbage-collected without "
                 f"{self._close_call}; closing it now",
@@ -612,7 +773,13 @@ class BridgeHandle:
             )
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "ended" if self.ended else "open"
+        core = self._core
+        if core.call_ended:
+            state = "closed: the call ended"
+        elif core.lost is not None:
+            state = "closed: lost its relay session"
+        else:
+            state = "closed" if core.closed else "open"
         return f"<{type(self).__name__} {self.call_sid} role={self.role} {state}>"
 
 
@@ -622,18 +789,23 @@ class AsyncAudioBridge(BridgeHandle):
     Server side (``attach``): :meth:`publish_downlink`, :meth:`on_uplink`,
     :meth:`uplink`. Caller side (``attach_caller``): :meth:`publish_uplink`,
     :meth:`on_downlink`, :meth:`downlink`. Hold it for the whole call and close
-    it (``await bridge.aclose()`` or ``async with``). Callbacks run in the event
-    loop and may return an awaitable (awaited before the next frame). Publishing
-    is a cancel point but not a scheduling point, so that frame-paced loops stay
-    cheap.
+    it (``await bridge.close()`` or ``async with``; ``aclose()`` is the same, for
+    ``contextlib.aclosing`` and anyio). Callbacks run in the event loop and may
+    return an awaitable (awaited before the next frame). Publishing is a cancel
+    point but not a scheduling point, so that frame-paced loops stay cheap.
     """
 
-    _close_call = "aclose()"
+    _close_call = "close()"
 
     async def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
 
-        Never waits for the network: the frame is queued for sending.
+        Never waits for the network: the frame is queued for sending (while the
+        relay session is being restored, in a small queue whose stale frames are
+        dropped and counted in :attr:`stats`). Raises
+        :class:`~clutchcall.CallEndedError` once the call has ended and
+        :class:`~clutchcall.BridgeClosedError` once the bridge is closed or lost
+        its relay session for good.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._core.publish(VoiceTrack.DOWNLINK, frame, timestamp_us)
@@ -654,16 +826,22 @@ class AsyncAudioBridge(BridgeHandle):
 
     def uplink(self) -> FrameIterator:
         """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
-        ``async for`` on the async bridge)."""
+        ``async for`` on the async bridge). The iteration ends once the bridge has
+        ended (the call ended, or it was closed) and its frames are drained."""
         return self._core.iterate(VoiceTrack.UPLINK)
 
     def downlink(self) -> FrameIterator:
         """Caller side: the cloud's frames from now on (as :meth:`uplink`)."""
         return self._core.iterate(VoiceTrack.DOWNLINK)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """End both tracks (PUBLISH_DONE, UNSUBSCRIBE) and the MoQT session; returns
         once they are gone."""
+        await self._core.aclose()
+
+    async def aclose(self) -> None:
+        """The same as :meth:`close`, under the name ``contextlib.aclosing`` and anyio
+        look for."""
         await self._core.aclose()
 
     async def __aenter__(self) -> AsyncAudioBridge:
@@ -675,7 +853,7 @@ class AsyncAudioBridge(BridgeHandle):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self.close()
 
 
 class AsyncAudioBridges:
@@ -688,7 +866,7 @@ class AsyncAudioBridges:
     a task group: every bridge opened meanwhile runs in it, and leaving closes the
     bridges, then cancels and joins whatever is left, so no task outlives the
     ``async with``. Without it, each bridge runs in a background task of its event
-    loop until it is closed (by ``aclose()`` or the client's ``close()``).
+    loop until it is closed (by its ``close()`` or the client's).
     """
 
     def __init__(self, settings: BridgeSettings, mint: MintToken) -> None:
@@ -719,7 +897,7 @@ class AsyncAudioBridges:
         task_group, self._task_group = self._task_group, None
         try:
             with anyio.CancelScope(shield=True):
-                await self.aclose()
+                await self.close()
         finally:
             self._registry.adopt(None)
             if task_group is not None:
@@ -789,7 +967,12 @@ class AsyncAudioBridges:
         )
         return AsyncAudioBridge(core)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close every bridge still open (the client's ``close()`` calls this); on the
         blocking client, its bridge thread stops too."""
+        await self._registry.close_all()
+
+    async def aclose(self) -> None:
+        """The same as :meth:`close`, under the name ``contextlib.aclosing`` and anyio
+        look for."""
         await self._registry.close_all()

@@ -129,7 +129,12 @@ class AudioBridge(BridgeHandle):
     def publish_downlink(self, frame: bytes, timestamp_us: int | None = None) -> None:
         """Send one encoded frame to the caller (``timestamp_us`` None: monotonic µs).
 
-        Never waits for the network: the frame is queued for sending.
+        Never waits for the network: the frame is queued for sending (while the
+        relay session is being restored, in a small queue whose stale frames are
+        dropped and counted in :attr:`stats`). Raises
+        :class:`~clutchcall.CallEndedError` once the call has ended and
+        :class:`~clutchcall.BridgeClosedError` once the bridge is closed or lost
+        its relay session for good.
         """
         self._call(self._core.publish, VoiceTrack.DOWNLINK, frame, timestamp_us)
 
@@ -148,7 +153,8 @@ class AudioBridge(BridgeHandle):
 
     def uplink(self) -> Iterator[AudioFrame]:
         """The caller's frames from now on, in order (``for frame in bridge.uplink()``;
-        ``async for`` on the async bridge)."""
+        ``async for`` on the async bridge). The iteration ends once the bridge has
+        ended (the call ended, or it was closed) and its frames are drained."""
         return _SyncFrames(self, self._call(self._core.iterate, VoiceTrack.UPLINK))
 
     def downlink(self) -> Iterator[AudioFrame]:

@@ -8,7 +8,8 @@ They are defined with the rest of the SDK's error tree, in :mod:`clutchcall.erro
         ├── BridgeConnectError      the relay could not be reached or set up
         ├── BridgeAuthError         the relay refused the session or a track (unauthorized)
         ├── BridgeTrackError        the relay refused a track for another reason
-        └── BridgeClosedError       the bridge or client was already closed
+        └── BridgeClosedError       the bridge or client was closed, or ended
+            └── CallEndedError      the bridge's call ended (a hang-up)
 
 Attaching to an unknown, ended or foreign call fails earlier, when the bridge
 token is requested: with the control plane's ``NotFoundError`` / ``ConflictError``.
@@ -22,6 +23,7 @@ from ..errors import (
     BridgeConnectError,
     BridgeError,
     BridgeTrackError,
+    CallEndedError,
 )
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "BridgeConnectError",
     "BridgeError",
     "BridgeTrackError",
+    "CallEndedError",
 ]

@@ -8,6 +8,16 @@ PUBLISH_NAMESPACE and SUBSCRIBE. Frames written during an outage wait in a small
 bounded queue; frames older than ``max_queue_age`` or beyond ``queue_frames`` are
 dropped and counted in :attr:`MoqtClient.stats`.
 
+Outages are logged (logger ``clutchcall.moqnet.client``) once per episode, not
+per frame or per attempt: at WARNING when a set-up session is lost (with the
+reason), when the first reconnect attempt fails, and when the session is back
+(with the outage's duration, the attempts and the frames dropped meanwhile) or
+the client gives up; in between, at most one INFO line every
+``RECONNECT_LOG_INTERVAL`` seconds counts the attempts that failed. A GOAWAY the
+relay sends, and a session that ends because its calls ended, are logged at
+INFO. The records carry ``relay_url``, ``call_sids`` and, where they apply,
+``outage_seconds``, ``reconnect_attempts`` and ``frames_dropped`` as attributes.
+
 Every frame written is counted once: ``frames_out`` when the relay has
 acknowledged it (its QUIC stream), or ``dropped``. A frame handed to a session
 that ends before the relay acknowledged it (a relay restart, a link that died)
@@ -34,6 +44,7 @@ import enum
 import logging
 import random
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -54,6 +65,7 @@ from ..errors import (
     BridgeError,
     BridgeFormatError,
     BridgeTrackError,
+    ConflictError,
     InternalServerError,
     RateLimitError,
 )
@@ -111,6 +123,11 @@ PUBLISHER_PRIORITY = 0
 #: Frames held back while waiting for an earlier group that was overtaken (a lost
 #: packet is retransmitted after a round trip or two; 12 frames is 240 ms of audio).
 REORDER_WINDOW = 12
+#: Failed reconnect attempts of one outage are logged at most this often (seconds):
+#: the first at once, then one line for those that failed meanwhile.
+RECONNECT_LOG_INTERVAL = 5.0
+#: Call sids named in a log line, at most (then "and N more").
+LOGGED_CALLS = 3
 
 
 def monotonic_us() -> int:
@@ -164,6 +181,53 @@ def _refusal(message: str, code: int, reason: str) -> BridgeError:
 
 def _token_parameters(token: str | None) -> moqt.Parameters:
     return (moqt.authorization_token(token.encode()),) if token else ()
+
+
+def _display_url(url: str) -> str:
+    """``url`` fit for a log line: without its query (it may carry a token)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<malformed relay URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _loss_reason(conn: _Conn) -> str:
+    """Why a set-up session ended, in words."""
+    if conn.goaway:
+        return "the relay sent GOAWAY"
+    link = conn.link
+    lost = link.conn.close_reason if link is not None else None
+    if lost is not None:
+        return str(lost)
+    termination = conn.session.termination
+    if termination is not None:
+        who = "the relay" if termination.by_peer else "this client"
+        return f"{who} closed the session (code {termination.error_code:#x}): {termination.reason}"
+    return "the connection ended"
+
+
+@dataclass
+class _Outage:
+    """One episode without a session: from the loss of a set-up session to the
+    next setup (or the client's end)."""
+
+    reason: str
+    #: ``time.monotonic()`` at the loss.
+    since: float
+    #: The client's dropped-frames counter at the loss.
+    dropped_before: int
+    #: The relay asked for it (GOAWAY).
+    planned: bool
+    #: Dials since the loss.
+    attempts: int = 0
+    #: The loss was logged (at the first redial: a session ended because its calls
+    #: ended is closed by its owner before that, and is no outage).
+    announced: bool = False
+    #: When a failed attempt was last logged (0: none yet), and the failures since.
+    logged_at: float = 0.0
+    unlogged_failures: int = 0
 
 
 class NamespaceState(enum.Enum):
@@ -370,6 +434,17 @@ class AudioPublication:
     def _drop(self, frames: int) -> None:
         self._client._counters.dropped += frames
         self._counters.dropped += frames
+
+    def _drop_stale(self) -> None:
+        """Drop the queued frames older than ``max_queue_age`` (the oldest are first)."""
+        oldest = time.monotonic() - self._client._max_queue_age
+        queue = self._queue
+        stale = 0
+        while queue and queue[0][0] < oldest:
+            queue.popleft()
+            stale += 1
+        if stale:
+            self._drop(stale)
 
     def _count_out(self, data: bytes) -> None:
         counters = self._client._counters
@@ -986,6 +1061,10 @@ class MoqtClient:
         self._ready_once = False
         self._goaway_url: str | None = None
         self._first_error: BaseException | None = None
+        #: The relay URL of the current (or last) dial, without its query.
+        self._url = ""
+        self._outage: _Outage | None = None
+        self._failure: BaseException | None = None
         self._changed_signal: Signal | None = None
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -1095,6 +1174,13 @@ class MoqtClient:
     def ended(self) -> bool:
         """The client stopped for good (closed, or the call/credentials are gone)."""
         return self._ended
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the client stopped on its own after its first session (what it could
+        not get past while reconnecting: a refusal, the control plane's answer...);
+        None while it runs or when it was closed."""
+        return self._failure
 
     @property
     def _changed(self) -> Signal:
@@ -1323,6 +1409,7 @@ class MoqtClient:
                 reconnect = self._ready_once
                 if reconnect:
                     self._counters.reconnects += 1
+                    self._recovered()
                 self._ready_once = True
                 if self.on_setup is not None:
                     self.on_setup(reconnect)
@@ -1425,6 +1512,12 @@ class MoqtClient:
         fresh = False
         while not self._closing:
             retry_now = False
+            failure: BaseException | None = None
+            outage = self._outage
+            if outage is not None:
+                outage.attempts += 1
+                if not outage.announced:
+                    self._announce(outage)
             try:
                 retry_now = await self._session_once(fresh)
                 fresh = False
@@ -1433,7 +1526,7 @@ class MoqtClient:
                 if not self._ready_once or fresh:
                     self._fail(exc)
                     return
-                logger.info("relay refused the token (%s); fetching a fresh one", exc)
+                failure = exc  # fetch a fresh token and redial at once
                 fresh = True
                 retry_now = True
             except APIStatusError as exc:
@@ -1442,12 +1535,12 @@ class MoqtClient:
                 ):
                     self._fail(exc)
                     return
-                logger.info("could not refresh the bridge token: %s", exc)
+                failure = exc
             except APIConnectionError as exc:
                 if not self._ready_once:
                     self._fail(exc)
                     return
-                logger.info("could not refresh the bridge token: %s", exc)
+                failure = exc
             except (
                 transport.TransportError,
                 BridgeConnectError,
@@ -1462,18 +1555,162 @@ class MoqtClient:
                         else BridgeConnectError(f"cannot reach the relay: {exc}")
                     )
                     return
-                logger.info("relay unreachable (%s); retrying", exc)
-            if self._closing or not self._reconnect:
+                failure = exc
+            if self._closing:
                 return
-            if not retry_now:
-                await self._sleep(delay * _jitter.uniform(0.5, 1.0))
+            if not self._reconnect:
+                if self._outage is not None:
+                    self._announce(self._outage, reconnecting=False)
+                return
+            wait = 0.0 if retry_now else delay * _jitter.uniform(0.5, 1.0)
+            if failure is not None:
+                self._attempt_failed(failure, wait)
+            if wait:
+                await self._sleep(wait)
                 delay = min(delay * 2, cap)
 
     def _fail(self, exc: BaseException) -> None:
         if not self._ready_once:
             self._first_error = exc
+            return
+        self._failure = exc
+        # A call that ended while the session was down: nothing to warn about.
+        call_ended = isinstance(exc, ConflictError) and exc.code == "call_ended"
+        level = logging.INFO if call_ended or self._calls_over() else logging.WARNING
+        outage = self._outage
+        if outage is None:
+            logger.log(level, "MoQT client stopped: %s", exc, extra=self._log_fields())
+            return
+        spent = time.monotonic() - outage.since
+        logger.log(
+            level,
+            "gave up reconnecting to the relay %s after %.1f s and %d attempt(s): %s; "
+            "its tracks have ended%s",
+            self._url,
+            spent,
+            outage.attempts,
+            exc,
+            self._calls_text(),
+            extra=self._log_fields(
+                outage_seconds=spent,
+                reconnect_attempts=outage.attempts,
+                frames_dropped=self._counters.dropped - outage.dropped_before,
+            ),
+        )
+
+    # -- what an outage logs -----------------------------------------------------------
+
+    def _call_sids(self) -> list[str]:
+        tracks = [*self._publications.values(), *self._subscriptions.values()]
+        return sorted({track.call_sid for track in tracks})
+
+    def _calls_text(self) -> str:
+        sids = self._call_sids()
+        if not sids:
+            return ""
+        shown = ", ".join(sids[:LOGGED_CALLS])
+        more = len(sids) - LOGGED_CALLS
+        return f" [calls {shown}{f' and {more} more' if more > 0 else ''}]"
+
+    def _log_fields(self, **fields: object) -> dict[str, object]:
+        return {"relay_url": self._url, "call_sids": self._call_sids(), **fields}
+
+    def _lost(self, conn: _Conn) -> None:
+        """A set-up session ended without the client closing it: an outage begins."""
+        self._outage = _Outage(
+            reason=_loss_reason(conn),
+            since=time.monotonic(),
+            dropped_before=self._counters.dropped,
+            planned=conn.goaway,
+        )
+
+    def _calls_over(self) -> bool:
+        """Every voice track this client receives was ended by the relay (its calls
+        ended): a session that ends then is no outage."""
+        received = [s for s in self._subscriptions.values() if isinstance(s, AudioSubscription)]
+        return bool(received) and all(s.track_ended for s in received)
+
+    def _announce(self, outage: _Outage, *, reconnecting: bool = True) -> None:
+        outage.announced = True
+        then = "reconnecting" if reconnecting else "not reconnecting (reconnect=False)"
+        if outage.planned:
+            level = logging.INFO
+            text = "the relay %s sent GOAWAY; %s%s"
+            args: tuple[object, ...] = (self._url, then, self._calls_text())
         else:
-            logger.warning("MoQT client stopped: %s", exc)
+            level = logging.INFO if self._calls_over() else logging.WARNING
+            text = "lost the session with the relay %s (%s); %s%s"
+            args = (self._url, outage.reason, then, self._calls_text())
+        logger.log(level, text, *args, extra=self._log_fields(reason=outage.reason))
+
+    def _attempt_failed(self, exc: BaseException, retry_in: float) -> None:
+        """A reconnect attempt failed: logged for the first one of an outage, then
+        at most every ``RECONNECT_LOG_INTERVAL`` seconds."""
+        outage = self._outage
+        if outage is None:
+            return
+        if outage.attempts == 0:
+            # The set-up session itself ended with this error: that is the loss.
+            outage.reason = f"{outage.reason}: {exc}"
+            return
+        outage.unlogged_failures += 1
+        now = time.monotonic()
+        if outage.logged_at and now - outage.logged_at < RECONNECT_LOG_INTERVAL:
+            return
+        fields = self._log_fields(
+            outage_seconds=now - outage.since, reconnect_attempts=outage.attempts
+        )
+        if not outage.logged_at:
+            logger.log(
+                logging.INFO if self._calls_over() else logging.WARNING,
+                "reconnecting to the relay %s: attempt %d failed (%s); next in %.2f s%s",
+                self._url,
+                outage.attempts,
+                exc,
+                retry_in,
+                self._calls_text(),
+                extra=fields,
+            )
+        else:
+            logger.info(
+                "still reconnecting to the relay %s after %.1f s: %d more attempt(s) failed "
+                "(last: %s); next in %.2f s%s",
+                self._url,
+                now - outage.since,
+                outage.unlogged_failures,
+                exc,
+                retry_in,
+                self._calls_text(),
+                extra=fields,
+            )
+        outage.logged_at = now
+        outage.unlogged_failures = 0
+
+    def _recovered(self) -> None:
+        """A session is set up again: the outage ends (frames already too old for
+        it are dropped now, so that the count logged is complete)."""
+        outage, self._outage = self._outage, None
+        if outage is None:
+            return
+        for publication in list(self._publications.values()):
+            if isinstance(publication, AudioPublication):
+                publication._drop_stale()
+        spent = time.monotonic() - outage.since
+        dropped = self._counters.dropped - outage.dropped_before
+        level = logging.INFO if outage.planned and not dropped else logging.WARNING
+        logger.log(
+            level,
+            "the session with the relay %s is back after %.2f s and %d attempt(s); "
+            "%d frame(s) dropped meanwhile%s",
+            self._url,
+            spent,
+            outage.attempts,
+            dropped,
+            self._calls_text(),
+            extra=self._log_fields(
+                outage_seconds=spent, reconnect_attempts=outage.attempts, frames_dropped=dropped
+            ),
+        )
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
@@ -1485,6 +1722,7 @@ class MoqtClient:
         url, token = await self._credentials(fresh)
         if self._goaway_url:
             url = self._goaway_url
+        self._url = _display_url(url)
         target = transport.parse_url(url)
         webtransport = target.kind is ConnectionKind.WEBTRANSPORT
         session = moqt.Session(
@@ -1539,6 +1777,8 @@ class MoqtClient:
         finally:
             self._conn = None
             self._settle(conn_state)
+            if conn_state.setup_done and not self._closing:
+                self._lost(conn_state)
             self._changed.notify()
         return conn_state.goaway
 

@@ -5,12 +5,26 @@ These tests use an engine of their own, since they stop its relay.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
 import anyio
 import pytest
 from bridge_fixtures import own_engine_fixture  # noqa: F401
-from bridge_helpers import answered_call, callee_joined, frames_heard, seq_of, until
+from bridge_helpers import (
+    answered_call,
+    answered_call_sync,
+    callee_joined,
+    frames_heard,
+    seq_of,
+    until,
+    wait_until,
+)
 
 from clutchcall.dev import Engine
+from clutchcall.moqnet.client import RECONNECT_LOG_INTERVAL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -127,3 +141,98 @@ async def test_bridges_sharing_a_connection_all_resume_after_a_relay_restart(
                     await bridge.aclose()
     for sid in sids:
         assert len(set(heard[sid])) == len(heard[sid])
+
+
+async def test_an_outage_is_logged_once_at_warning_with_its_cost(
+    own_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay goes away and comes back: one WARNING for the loss, one for the
+    recovery (how long, how many attempts, how many frames dropped), at most one
+    for a failed attempt and a bounded number of INFO lines in between; nothing
+    per frame, however many frames were published meanwhile."""
+    engine = own_engine
+    heard: list[int] = []
+    caplog.set_level(logging.INFO, logger="clutchcall")
+    mine = threading.get_ident()  # the engine's own clients log from its threads
+    async with engine.async_voice() as voice:
+        sid = await answered_call(voice)
+        with anyio.fail_after(30):
+            async with await voice.audio_bridge.attach(
+                sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+            ) as bridge:
+                await until(lambda: callee_joined(engine, sid) and len(heard) >= 5)
+                await anyio.to_thread.run_sync(engine.stop_relay)
+                await until(lambda: not bridge.connected, 8)
+                for n in range(100):  # 1 s of audio into the outage
+                    await bridge.publish_downlink(b"outage-%d" % n, n)
+                    await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(engine.start_relay)
+                await until(lambda: bridge.stats.reconnects == 1, 15)
+                before = len(heard)
+                await until(lambda: len(heard) >= before + 5, 10)
+                stats = bridge.stats
+    check_outage_records(caplog, lambda r: r.thread == mine, sid, stats.dropped)
+
+
+def test_an_outage_of_a_blocking_bridge_is_logged_once_at_warning(
+    own_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The blocking twin: its client runs (and logs) on the bridge thread."""
+    engine = own_engine
+    heard: list[int] = []
+    caplog.set_level(logging.INFO, logger="clutchcall")
+    with engine.voice() as voice:
+        sid = answered_call_sync(voice)
+        with voice.audio_bridge.attach(
+            sid, on_uplink=lambda f, ts: heard.append(seq_of(f))
+        ) as bridge:
+            wait_until(lambda: callee_joined(engine, sid) and len(heard) >= 5)
+            engine.stop_relay()
+            wait_until(lambda: not bridge.connected, 8)
+            for n in range(100):  # 1 s of audio into the outage
+                bridge.publish_downlink(b"outage-%d" % n, n)
+                time.sleep(0.01)
+            engine.start_relay()
+            wait_until(lambda: bridge.stats.reconnects == 1, 15)
+            before = len(heard)
+            wait_until(lambda: len(heard) >= before + 5, 10)
+            stats = bridge.stats
+    check_outage_records(
+        caplog, lambda r: r.threadName == "clutchcall-audio-bridge", sid, stats.dropped
+    )
+
+
+def check_outage_records(
+    caplog: pytest.LogCaptureFixture,
+    ours: Callable[[logging.LogRecord], bool],
+    sid: str,
+    dropped: int,
+) -> None:
+    """One outage of the bridge of ``sid``, as its client logged it (``ours``: the
+    records of that client, not of the engine's own clients in its threads)."""
+    records = [
+        r
+        for r in caplog.records
+        if r.name.startswith("clutchcall") and ours(r) and r.levelno >= logging.INFO
+    ]
+    client = [r for r in records if r.name == "clutchcall.moqnet.client"]
+    warnings = [r for r in client if r.levelno >= logging.WARNING]
+    lost = [r for r in warnings if r.getMessage().startswith("lost the session")]
+    back = [r for r in warnings if "is back after" in r.getMessage()]
+    failed = [r for r in warnings if "attempt 1 failed" in r.getMessage()]
+    assert len(lost) == 1 and len(back) == 1, [r.getMessage() for r in client]
+    assert len(failed) <= 1
+    assert len(warnings) == len(lost) + len(back) + len(failed), [r.getMessage() for r in warnings]
+    assert lost[0].created <= back[0].created
+    lost_fields, back_fields = vars(lost[0]), vars(back[0])  # the records' extra fields
+    assert sid in lost_fields["call_sids"] and sid in back_fields["call_sids"]
+    assert lost_fields["relay_url"] == back_fields["relay_url"]
+    assert "?" not in back_fields["relay_url"]
+    assert back_fields["reconnect_attempts"] >= 1
+    assert 0 < back_fields["frames_dropped"] <= dropped
+    outage = back_fields["outage_seconds"]
+    still = [r for r in client if r.getMessage().startswith("still reconnecting")]
+    assert len(still) <= 1 + outage / RECONNECT_LOG_INTERVAL
+    # Nothing else: no line per frame or per attempt.
+    assert len(client) == len(warnings) + len(still), [r.getMessage() for r in client]
+    assert len(records) <= len(client) + 1, [r.getMessage() for r in records]

@@ -22,8 +22,9 @@ BRIDGE_PAIRS = [
     (clutchcall.AudioBridge, clutchcall.AsyncAudioBridge),
     (clutchcall.AudioBridges, clutchcall.AsyncAudioBridges),
 ]
-#: Async names whose blocking twin is spelled differently.
-SYNC_NAME = {"aclose": "close"}
+#: Async-only aliases, and the method each one is: ``aclose`` is ``close`` under the
+#: name ``contextlib.aclosing`` and anyio look for (the blocking twin has ``close``).
+ASYNC_ALIASES = {"aclose": "close"}
 #: Methods of the async classes that are plain functions: they return at once.
 NOT_AWAITED = {"with_options", "to_dict", "on_uplink", "on_downlink", "uplink", "downlink"}
 #: Every method that sends a request, on the plain and the raw-response classes.
@@ -60,8 +61,8 @@ def public(cls: type) -> dict[str, object]:
 
 
 def public_as_sync(cls: type) -> dict[str, object]:
-    """The public members of an async class, under their blocking twins' names."""
-    return {SYNC_NAME.get(n, n): member for n, member in public(cls).items()}
+    """The public members of an async class that have a blocking twin (of the same name)."""
+    return {n: member for n, member in public(cls).items() if n not in ASYNC_ALIASES}
 
 
 @pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS + BRIDGE_PAIRS)
@@ -89,6 +90,29 @@ def test_bridge_twins_share_their_docstrings(sync_cls: type, async_cls: type) ->
         assert doc == inspect.getdoc(async_members[name]), f"{sync_cls.__name__}.{name}"
         if callable(member):
             assert doc, f"{sync_cls.__name__}.{name} has no docstring"
+
+
+@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS + BRIDGE_PAIRS)
+def test_async_aliases_are_awaitable_twins_of_what_they_alias(
+    sync_cls: type, async_cls: type
+) -> None:
+    """``await bridge.close()`` (the documented name) and ``await bridge.aclose()``
+    both exist and take the same arguments; the blocking class has only ``close``."""
+    for alias, name in ASYNC_ALIASES.items():
+        if not hasattr(async_cls, alias):
+            continue
+        assert not hasattr(sync_cls, alias), f"{sync_cls.__name__}.{alias}"
+        aliased, original = getattr(async_cls, alias), getattr(async_cls, name)
+        assert inspect.iscoroutinefunction(aliased), f"{async_cls.__name__}.{alias}"
+        assert inspect.iscoroutinefunction(original), f"{async_cls.__name__}.{name}"
+        assert inspect.signature(aliased) == inspect.signature(original)
+        assert inspect.getdoc(aliased), f"{async_cls.__name__}.{alias} has no docstring"
+
+
+@pytest.mark.parametrize(("sync_cls", "async_cls"), BRIDGE_PAIRS)
+def test_bridges_close_by_the_documented_name(sync_cls: type, async_cls: type) -> None:
+    assert {"close", "aclose"} <= set(public(async_cls))
+    assert "close" in public(sync_cls)
 
 
 @pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS + BRIDGE_PAIRS)

@@ -6,14 +6,16 @@
   ports and certificate: the new engine knows nothing of the old call (its state
   and its bridge-token secret died with the process), so audio cannot resume on
   that call; what must hold is that no exception reaches user code while the
-  bridge notices, redials and gives up, and that closing leaves no threads,
-  tasks or sockets behind.
+  bridge notices, redials and gives up, that publishing then raises
+  ``BridgeClosedError`` naming why, and that closing leaves no threads, tasks or
+  sockets behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import selectors
 import signal
@@ -29,7 +31,7 @@ import anyio
 import pytest
 from hardening_helpers import Echoes, answered_call, free_port, open_sockets, thread_names, until
 
-from clutchcall import AsyncVoice
+from clutchcall import AsyncVoice, BridgeClosedError
 from clutchcall.dev import Engine
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -104,9 +106,10 @@ def dev_args(tmp_path: Path) -> Iterator[list[str]]:
     ]
 
 
-async def test_sigkilled_engine_no_exception_reaches_user_code_and_nothing_leaks(
-    dev_args: list[str],
+async def test_sigkilled_engine_only_a_typed_error_reaches_user_code_and_nothing_leaks(
+    dev_args: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="clutchcall")
     threads_before, sockets_before = thread_names(), open_sockets()
     tasks_before = asyncio.all_tasks()
     echoes = Echoes()
@@ -138,6 +141,8 @@ async def test_sigkilled_engine_no_exception_reaches_user_code_and_nothing_leaks
                     # is refused (unknown token secret, then no such call) and ends.
                     while not bridge.ended:
                         await echoes.talk_for(bridge, 0.1, errors)
+                    # From then on, publishing says why with a typed error.
+                    assert bridge.closed
                     await echoes.talk_for(bridge, 0.2, errors)
                     stats = bridge.stats
         assert bridge.closed
@@ -145,7 +150,19 @@ async def test_sigkilled_engine_no_exception_reaches_user_code_and_nothing_leaks
         stop(proc)
         if restarted is not None:
             stop(restarted)
-    assert errors == []
+    assert errors and all(type(e) is BridgeClosedError for e in errors), errors
+    assert "call_not_found" in str(errors[-1])
+    # Logged once each, at WARNING: the loss, the first failed attempt, giving up;
+    # nothing per frame (the bridge published for seconds into the dead link).
+    records = [r for r in caplog.records if r.name.startswith("clutchcall")]
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) in (2, 3), warnings
+    assert warnings[0].startswith("lost the session with the relay"), warnings
+    assert warnings[-1].startswith("gave up reconnecting"), warnings
+    assert all("attempt 1 failed" in w for w in warnings[1:-1]), warnings
+    gave_up = next(r for r in records if r.getMessage().startswith("gave up"))
+    assert vars(gave_up)["call_sids"] == [sid] and vars(gave_up)["reconnect_attempts"] >= 1
+    assert len(records) <= len(warnings) + 2, [r.getMessage() for r in records]
     assert stats.reconnects == 0 and stats.dropped > 0
     assert asyncio.all_tasks() - tasks_before == set()
     await until(lambda: thread_names() == threads_before)
