@@ -74,7 +74,11 @@ def subscribe_like(draw: st.DrawFn, cls: type[m._SubscribeBody]) -> m.Message:
 @st.composite
 def subscribe_updates(draw: st.DrawFn) -> m.Message:
     start = draw(locations)
-    end = draw(st.one_of(st.just(0), st.integers(start.group + 1, MAX_VARINT)))
+    # End Group is the end group plus one: a start in the last group leaves only 0.
+    ends = st.just(0)
+    if start.group < MAX_VARINT:
+        ends = ends | st.integers(start.group + 1, MAX_VARINT)
+    end = draw(ends)
     return m.SubscribeUpdate(
         draw(varints), draw(varints), start, end, draw(u8), draw(flags), draw(parameters)
     )
