@@ -77,11 +77,9 @@ def validation_error(
         f"{_what(response)} answered {response.status_code} with a body that {what}: "
         f"{_shorten(reason, DETAIL_CHARS)}; body: {excerpt(response)}"
     )
-    request_id = _request_id(response, None)
-    if request_id:
-        text += f" (request id {request_id})"
+    message, request_id = _with_request_id(text, response)
     return APIResponseValidationError(
-        redact(text, response),
+        message,
         status_code=response.status_code,
         body=response.content,
         request_id=request_id,
@@ -136,11 +134,9 @@ def too_large_error(response: httpx.Response, head: bytes, limit: int) -> APIErr
         f"{_what(response)} answered {response.status_code} with a body longer than "
         f"max_response_bytes={limit}; body: {excerpt(cut)}"
     )
-    request_id = _request_id(response, None)
-    if request_id:
-        text += f" (request id {request_id})"
+    message, request_id = _with_request_id(text, response)
     return ResponseTooLargeError(
-        redact(text, response),
+        message,
         status_code=response.status_code,
         body=head,
         limit=limit,
@@ -292,6 +288,15 @@ def _request_id(response: httpx.Response, problem: dict[str, Any] | None) -> str
     if not found and problem:
         found = _string(problem, "requestId")
     return redact(_shorten(found, 100), response) if found else None
+
+
+def _with_request_id(text: str, response: httpx.Response) -> tuple[str, str | None]:
+    """``text`` ending with the response's request id (if it has one) and redacted, and
+    that request id."""
+    request_id = _request_id(response, None)
+    if request_id:
+        text += f" (request id {request_id})"
+    return redact(text, response), request_id
 
 
 def _string(problem: dict[str, Any], key: str) -> str | None:
