@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any
 
 import anyio
 import pytest
+from child_processes import ready_line, reap
 from hardening_helpers import Echoes, answered_call, free_port, open_sockets, thread_names, until
 
 from clutchcall import AsyncVoice
@@ -71,12 +71,8 @@ def start_dev(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=30)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
+    line = ready_line(proc, 30)
+    if line is None:
         stop(proc)
         raise RuntimeError("the dev engine did not start")
     return proc, json.loads(line)
@@ -86,13 +82,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
     """Stop a dev engine this test started, by its pid."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    reap(proc)
 
 
 @pytest.fixture
