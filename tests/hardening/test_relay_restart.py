@@ -27,7 +27,15 @@ from typing import Any
 import anyio
 import pytest
 from child_processes import ready_line, reap
-from hardening_helpers import Echoes, answered_call, free_port, open_sockets, thread_names, until
+from hardening_helpers import (
+    Echoes,
+    answered_call,
+    echo_bridge,
+    free_port,
+    open_sockets,
+    thread_names,
+    until,
+)
 
 from clutchcall import AsyncVoice
 from clutchcall.dev import Engine
@@ -43,22 +51,17 @@ def anyio_backend() -> str:
 async def test_frames_resume_within_2_s_of_the_relays_return() -> None:
     echoes = Echoes()
     with Engine(time_scale=0.05) as engine:
-        async with engine.async_voice() as voice:
-            sid = await answered_call(voice)
-            with anyio.fail_after(40):
-                async with await voice.audio_bridge.attach(
-                    sid, on_uplink=echoes.on_uplink
-                ) as bridge:
-                    await echoes.talk_for(bridge, 0.5)
-                    await until(lambda: echoes.rtt)
-                    await anyio.to_thread.run_sync(engine.stop_relay)
-                    await echoes.talk_for(bridge, 1.0)
-                    await anyio.to_thread.run_sync(engine.start_relay)
-                    returned_at, back_from = time.monotonic(), echoes.next_seq
-                    while echoes.back_since(back_from) < 5 and time.monotonic() < returned_at + 10:
-                        await echoes.talk_for(bridge, 0.05)
-                    resumed_after = time.monotonic() - returned_at
-                    stats = bridge.stats
+        async with engine.async_voice() as voice, echo_bridge(voice, echoes) as bridge:
+            await echoes.talk_for(bridge, 0.5)
+            await until(lambda: echoes.rtt)
+            await anyio.to_thread.run_sync(engine.stop_relay)
+            await echoes.talk_for(bridge, 1.0)
+            await anyio.to_thread.run_sync(engine.start_relay)
+            returned_at, back_from = time.monotonic(), echoes.next_seq
+            while echoes.back_since(back_from) < 5 and time.monotonic() < returned_at + 10:
+                await echoes.talk_for(bridge, 0.05)
+            resumed_after = time.monotonic() - returned_at
+            stats = bridge.stats
     assert echoes.back_since(back_from) >= 5
     assert resumed_after <= 2.0, (resumed_after, stats)
     assert stats.reconnects == 1
