@@ -32,7 +32,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -183,40 +183,47 @@ async def _dev_engine_scale(dev: DevEngineProcess, steps: tuple[int, ...]) -> di
     meter = Meter()
     bridges: list[AsyncAudioBridge] = []
     results: list[dict[str, Any]] = []
-    async with dev.voice(timeout=30) as voice:
+    async with dev.voice(timeout=30) as voice, _closing_all(bridges):
         rss_before = rss_bytes()
-        try:
-            for target in steps:
-                with anyio.fail_after(120):
-                    while len(bridges) < target:
-                        batch = range(len(bridges), min(target, len(bridges) + 25))
-                        opened: list[AsyncAudioBridge] = []
+        for target in steps:
+            with anyio.fail_after(120):
+                while len(bridges) < target:
+                    batch = range(len(bridges), min(target, len(bridges) + 25))
+                    opened: list[AsyncAudioBridge] = []
 
-                        async def open_one(index: int, opened: list[AsyncAudioBridge]) -> None:
-                            opened.append(await _open(voice, meter, index))
+                    async def open_one(index: int, opened: list[AsyncAudioBridge]) -> None:
+                        opened.append(await _open(voice, meter, index))
 
-                        async with anyio.create_task_group() as tg:
-                            for index in batch:
-                                tg.start_soon(open_one, index, opened)
-                        bridges.extend(opened)
-                rss_per_bridge = (rss_bytes() - rss_before) / len(bridges)
-                result = await _step(bridges, meter, dev.proc.pid)
-                result["rss_per_bridge_mib"] = rss_per_bridge / 2**20
-                results.append(result)
-                print(
-                    f"  {result['bridges']:4d} bridges: rtt p50 {result['rtt_p50_ms']:.2f} ms, "
-                    f"p99 {result['rtt_p99_ms']:.2f} ms, back {result['back']}/{result['sent']}, "
-                    f"dropped {result['dropped']}, cpu {result['cpu_self']:.0%} here / "
-                    f"{result['cpu_engine']:.0%} engine",
-                    flush=True,
-                )
-                if not result["ok"]:
-                    break
-        finally:
-            with anyio.CancelScope(shield=True):
-                for bridge in bridges:
-                    await bridge.aclose()
+                    async with anyio.create_task_group() as tg:
+                        for index in batch:
+                            tg.start_soon(open_one, index, opened)
+                    bridges.extend(opened)
+            rss_per_bridge = (rss_bytes() - rss_before) / len(bridges)
+            result = await _step(bridges, meter, dev.proc.pid)
+            result["rss_per_bridge_mib"] = rss_per_bridge / 2**20
+            results.append(result)
+            print(
+                f"  {result['bridges']:4d} bridges: rtt p50 {result['rtt_p50_ms']:.2f} ms, "
+                f"p99 {result['rtt_p99_ms']:.2f} ms, back {result['back']}/{result['sent']}, "
+                f"dropped {result['dropped']}, cpu {result['cpu_self']:.0%} here / "
+                f"{result['cpu_engine']:.0%} engine",
+                flush=True,
+            )
+            if not result["ok"]:
+                break
     return {"steps": results}
+
+
+@contextlib.asynccontextmanager
+async def _closing_all(bridges: list[AsyncAudioBridge]) -> AsyncIterator[None]:
+    """Close every bridge in ``bridges`` (which the block fills) when the block ends,
+    even when it is cancelled."""
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):
+            for bridge in bridges:
+                await bridge.aclose()
 
 
 # -- SDK capacity: bridges here, moq-rs relay, far ends in another process -------------
@@ -406,9 +413,12 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
             flush=True,
         )
         bridges: list[AsyncAudioBridge] = []
-        async with dev.voice(relay_url=moqrs.url, verify=False, timeout=30) as voice:
-            rss_before = rss_bytes()
-            try:
+        try:
+            async with (
+                dev.voice(relay_url=moqrs.url, verify=False, timeout=30) as voice,
+                _closing_all(bridges),
+            ):
+                rss_before = rss_bytes()
                 for target in steps:
                     sids = await _ringing_calls(voice, target - len(bridges))
                     with anyio.fail_after(120):
@@ -438,12 +448,9 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
                     )
                     if not result["ok"]:
                         break
-            finally:
-                with anyio.CancelScope(shield=True):
-                    for bridge in bridges:
-                        await bridge.aclose()
-                    with contextlib.suppress(Exception):
-                        await far.ask({"quit": True}, wait=5)
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await far.ask({"quit": True}, wait=5)
     return {"steps": results}
 
 

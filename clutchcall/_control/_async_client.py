@@ -55,6 +55,9 @@ from ._retry import RetryPolicy
 
 M = TypeVar("M")
 R = TypeVar("R")
+#: A generated ``_get_kwargs``: the org id and the operation's arguments to
+#: ``httpx.request`` keyword arguments.
+Endpoint = Callable[..., dict[str, Any]]
 
 
 class AsyncCall(CallFields):
@@ -72,9 +75,8 @@ class AsyncCall(CallFields):
         self, *, timeout: float | None = None, max_retries: int | None = None
     ) -> AsyncCall:
         """Fetch the call's current state into this handle; returns the handle."""
-        raw = self._calls.with_raw_response
-        response = await raw.get(self.sid, timeout=timeout, max_retries=max_retries)
-        self._model = response.parse()._model
+        call = await self._calls.get(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = call._model
         return self
 
     async def transfer(
@@ -86,17 +88,15 @@ class AsyncCall(CallFields):
         max_retries: int | None = None,
     ) -> None:
         """Forward to a number (``to``, or a bare string) or hand to an agent (``agent=``)."""
-        raw = self._calls.with_raw_response
-        response = await raw.transfer(
+        call = await self._calls.transfer(
             self.sid, to, agent=agent, timeout=timeout, max_retries=max_retries
         )
-        self._model = response.parse()._model
+        self._model = call._model
 
     async def hangup(self, *, timeout: float | None = None, max_retries: int | None = None) -> None:
         """End the call and drop both of its audio tracks."""
-        raw = self._calls.with_raw_response
-        response = await raw.hangup(self.sid, timeout=timeout, max_retries=max_retries)
-        self._model = response.parse()._model
+        call = await self._calls.hangup(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = call._model
 
 
 class AsyncCalls:
@@ -150,8 +150,7 @@ class AsyncCalls:
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> AsyncCall:
         """The current state of a call (poll this to follow its lifecycle)."""
-        response = await self._raw.get(sid, timeout=timeout, max_retries=max_retries)
-        return response.parse()
+        return (await self._raw.get(sid, timeout=timeout, max_retries=max_retries)).parse()
 
     async def transfer(
         self,
@@ -172,8 +171,7 @@ class AsyncCalls:
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> AsyncCall:
         """Hang up the call ``sid``; returns its final state."""
-        response = await self._raw.hangup(sid, timeout=timeout, max_retries=max_retries)
-        return response.parse()
+        return (await self._raw.hangup(sid, timeout=timeout, max_retries=max_retries)).parse()
 
     async def create_bridge_token(
         self,
@@ -205,6 +203,21 @@ class AsyncCallsWithRawResponse:
     def _call(self, model: CallModel) -> AsyncCall:
         return AsyncCall(self._calls, model)
 
+    async def _send(
+        self, options: RequestOptions, endpoint: Endpoint, *args: Any, **kwargs: Any
+    ) -> APIResponse[AsyncCall]:
+        """Send ``endpoint``'s request; a success body is a call."""
+        return await self._calls._voice._send(
+            options, CallModel, self._call, endpoint, *args, **kwargs
+        )
+
+    async def _on_call(
+        self, endpoint: Endpoint, sid: str, timeout: float | None, max_retries: int | None
+    ) -> APIResponse[AsyncCall]:
+        """Send ``endpoint``'s request about the call ``sid``, which has no body."""
+        options = request_options(timeout, max_retries)
+        return await self._send(options, endpoint, require_sid(sid))
+
     async def originate(
         self,
         *,
@@ -233,18 +246,13 @@ class AsyncCallsWithRawResponse:
             ring_timeout_sec=UNSET if ring_timeout_sec is None else ring_timeout_sec,
         )
         key = idempotency_key or new_idempotency_key()
-        v = self._calls._voice
-        request = originate_call._get_kwargs(v.org_id, body=body, idempotency_key=key)
-        return await v._send(request, options, CallModel, self._call)
+        return await self._send(options, originate_call._get_kwargs, body=body, idempotency_key=key)
 
     async def get(
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> APIResponse[AsyncCall]:
         """:meth:`AsyncCalls.get`, with its HTTP response."""
-        options = request_options(timeout, max_retries)
-        v = self._calls._voice
-        request = get_call._get_kwargs(v.org_id, require_sid(sid))
-        return await v._send(request, options, CallModel, self._call)
+        return await self._on_call(get_call._get_kwargs, sid, timeout, max_retries)
 
     async def transfer(
         self,
@@ -260,18 +268,13 @@ class AsyncCallsWithRawResponse:
         sid = require_sid(sid)
         kind, value = transfer_target(to, agent)
         body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
-        v = self._calls._voice
-        request = transfer_call._get_kwargs(v.org_id, sid, body=body)
-        return await v._send(request, options, CallModel, self._call)
+        return await self._send(options, transfer_call._get_kwargs, sid, body=body)
 
     async def hangup(
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> APIResponse[AsyncCall]:
         """:meth:`AsyncCalls.hangup`, with its HTTP response."""
-        options = request_options(timeout, max_retries)
-        v = self._calls._voice
-        request = hangup_call._get_kwargs(v.org_id, require_sid(sid))
-        return await v._send(request, options, CallModel, self._call)
+        return await self._on_call(hangup_call._get_kwargs, sid, timeout, max_retries)
 
     async def create_bridge_token(
         self,
@@ -288,9 +291,9 @@ class AsyncCallsWithRawResponse:
             body = BridgeTokenRequest(role=BridgeRole(role))
         except ValueError:
             raise InvalidArgumentError(f"role must be 'server' or 'caller', got {role!r}") from None
+        endpoint = create_bridge_token._get_kwargs
         v = self._calls._voice
-        request = create_bridge_token._get_kwargs(v.org_id, sid, body=body)
-        return await v._send(request, options, BridgeTokenModel, BridgeToken)
+        return await v._send(options, BridgeTokenModel, BridgeToken, endpoint, sid, body=body)
 
 
 class AsyncAgents:
@@ -345,8 +348,7 @@ class AsyncAgentsWithRawResponse:
             raise InvalidArgumentError(f"agent must be a non-empty agent id, got {agent!r}")
         body = AttachAgentRequest(agent=agent)
         v = self._agents._voice
-        request = attach_agent._get_kwargs(v.org_id, sid, body=body)
-        return await v._send(request, options, CallModel, _discard)
+        return await v._send(options, CallModel, _discard, attach_agent._get_kwargs, sid, body=body)
 
 
 def _discard(model: object) -> None:
@@ -475,20 +477,23 @@ class AsyncVoice:
 
     async def _send(
         self,
-        request: dict[str, Any],
         options: RequestOptions,
         model: type[M],
         wrap: Callable[[M], R],
+        endpoint: Endpoint,
+        *args: Any,
+        **kwargs: Any,
     ) -> APIResponse[R]:
-        """Send a request built by the generated client; an error status raises its
-        error, a success comes back with its body parsed (as ``model``, then ``wrap``)
-        on demand.
+        """Send the request the generated client's ``endpoint`` builds for this org and
+        ``args``; an error status raises its error, a success comes back with its body
+        parsed (as ``model``, then ``wrap``) on demand.
 
         The generated ``*_detailed`` functions are not used: they parse bodies on
         trust and raise whatever the parsing hits.
         """
         if self._http.is_closed:
             raise closed_error(self)
+        request = endpoint(self.org_id, *args, **kwargs)
         method = str(request["method"]).upper()
         extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
         if options.timeout is not None:

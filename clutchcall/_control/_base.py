@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from clutchcall_api.models import BridgeToken as BridgeTokenModel
@@ -21,6 +21,8 @@ from .. import __version__
 from ..errors import APIConnectionError, APITimeoutError, ClientClosedError, InvalidArgumentError
 from ..moqt import VoiceRole
 from ._config import ClientConfig, is_positive_seconds, is_retry_count
+
+T = TypeVar("T")
 
 USER_AGENT = f"clutchcall-python/{__version__}"
 ENDED_STATUSES = frozenset({CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.NO_ANSWER})
@@ -129,7 +131,8 @@ def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
         return None
 
 
-def _opt(value: Any) -> Any:
+def _opt(value: T | Unset | None) -> T | None:
+    """An optional field of a generated model: None where the body left it out."""
     return None if isinstance(value, Unset) else value
 
 
@@ -160,28 +163,23 @@ class CallFields:
 
     @property
     def answered_at(self) -> datetime | None:
-        value: datetime | None = _opt(self._model.answered_at)
-        return value
+        return _opt(self._model.answered_at)
 
     @property
     def ended_at(self) -> datetime | None:
-        value: datetime | None = _opt(self._model.ended_at)
-        return value
+        return _opt(self._model.ended_at)
 
     @property
     def end_reason(self) -> EndReason | None:
-        value: EndReason | None = _opt(self._model.end_reason)
-        return value
+        return _opt(self._model.end_reason)
 
     @property
     def trunk_id(self) -> str | None:
-        value: str | None = _opt(self._model.trunk_id)
-        return value
+        return _opt(self._model.trunk_id)
 
     @property
     def agent(self) -> str | None:
-        value: str | None = _opt(self._model.agent)
-        return value
+        return _opt(self._model.agent)
 
     @property
     def ring_timeout_sec(self) -> int:

@@ -73,15 +73,10 @@ def validation_error(
     response: httpx.Response, reason: str, model: str | None = None
 ) -> APIResponseValidationError:
     what = f"is not a valid {model}" if model else "the SDK cannot use"
-    text = (
-        f"{_what(response)} answered {response.status_code} with a body that {what}: "
-        f"{_shorten(reason, DETAIL_CHARS)}; body: {excerpt(response)}"
-    )
-    request_id = _request_id(response, None)
-    if request_id:
-        text += f" (request id {request_id})"
+    reason = _shorten(reason, DETAIL_CHARS)
+    message, request_id = _answered(response, f"that {what}: {reason}; body: {excerpt(response)}")
     return APIResponseValidationError(
-        redact(text, response),
+        message,
         status_code=response.status_code,
         body=response.content,
         request_id=request_id,
@@ -132,15 +127,11 @@ def too_large_error(response: httpx.Response, head: bytes, limit: int) -> APIErr
     cut = _with_body(response, head)
     if response.status_code >= 400:
         return status_error(cut, note=f"its body is longer than {limit} bytes and was not read")
-    text = (
-        f"{_what(response)} answered {response.status_code} with a body longer than "
-        f"max_response_bytes={limit}; body: {excerpt(cut)}"
+    message, request_id = _answered(
+        response, f"longer than max_response_bytes={limit}; body: {excerpt(cut)}"
     )
-    request_id = _request_id(response, None)
-    if request_id:
-        text += f" (request id {request_id})"
     return ResponseTooLargeError(
-        redact(text, response),
+        message,
         status_code=response.status_code,
         body=head,
         limit=limit,
@@ -292,6 +283,16 @@ def _request_id(response: httpx.Response, problem: dict[str, Any] | None) -> str
     if not found and problem:
         found = _string(problem, "requestId")
     return redact(_shorten(found, 100), response) if found else None
+
+
+def _answered(response: httpx.Response, body: str) -> tuple[str, str | None]:
+    """The message "<request> answered <status> with a body <``body``>", ending with
+    the response's request id (if it has one) and redacted; and that request id."""
+    text = f"{_what(response)} answered {response.status_code} with a body {body}"
+    request_id = _request_id(response, None)
+    if request_id:
+        text += f" (request id {request_id})"
+    return redact(text, response), request_id
 
 
 def _string(problem: dict[str, Any], key: str) -> str | None:

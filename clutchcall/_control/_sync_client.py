@@ -57,6 +57,9 @@ from ._sync_transport import ClientTransport, RetryTransport
 
 M = TypeVar("M")
 R = TypeVar("R")
+#: A generated ``_get_kwargs``: the org id and the operation's arguments to
+#: ``httpx.request`` keyword arguments.
+Endpoint = Callable[..., dict[str, Any]]
 
 
 class Call(CallFields):
@@ -72,9 +75,8 @@ class Call(CallFields):
 
     def refresh(self, *, timeout: float | None = None, max_retries: int | None = None) -> Call:
         """Fetch the call's current state into this handle; returns the handle."""
-        raw = self._calls.with_raw_response
-        response = raw.get(self.sid, timeout=timeout, max_retries=max_retries)
-        self._model = response.parse()._model
+        call = self._calls.get(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = call._model
         return self
 
     def transfer(
@@ -86,15 +88,15 @@ class Call(CallFields):
         max_retries: int | None = None,
     ) -> None:
         """Forward to a number (``to``, or a bare string) or hand to an agent (``agent=``)."""
-        raw = self._calls.with_raw_response
-        response = raw.transfer(self.sid, to, agent=agent, timeout=timeout, max_retries=max_retries)
-        self._model = response.parse()._model
+        call = self._calls.transfer(
+            self.sid, to, agent=agent, timeout=timeout, max_retries=max_retries
+        )
+        self._model = call._model
 
     def hangup(self, *, timeout: float | None = None, max_retries: int | None = None) -> None:
         """End the call and drop both of its audio tracks."""
-        raw = self._calls.with_raw_response
-        response = raw.hangup(self.sid, timeout=timeout, max_retries=max_retries)
-        self._model = response.parse()._model
+        call = self._calls.hangup(self.sid, timeout=timeout, max_retries=max_retries)
+        self._model = call._model
 
 
 class Calls:
@@ -148,8 +150,7 @@ class Calls:
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> Call:
         """The current state of a call (poll this to follow its lifecycle)."""
-        response = self._raw.get(sid, timeout=timeout, max_retries=max_retries)
-        return response.parse()
+        return (self._raw.get(sid, timeout=timeout, max_retries=max_retries)).parse()
 
     def transfer(
         self,
@@ -170,8 +171,7 @@ class Calls:
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> Call:
         """Hang up the call ``sid``; returns its final state."""
-        response = self._raw.hangup(sid, timeout=timeout, max_retries=max_retries)
-        return response.parse()
+        return (self._raw.hangup(sid, timeout=timeout, max_retries=max_retries)).parse()
 
     def create_bridge_token(
         self,
@@ -203,6 +203,19 @@ class CallsWithRawResponse:
     def _call(self, model: CallModel) -> Call:
         return Call(self._calls, model)
 
+    def _send(
+        self, options: RequestOptions, endpoint: Endpoint, *args: Any, **kwargs: Any
+    ) -> APIResponse[Call]:
+        """Send ``endpoint``'s request; a success body is a call."""
+        return self._calls._voice._send(options, CallModel, self._call, endpoint, *args, **kwargs)
+
+    def _on_call(
+        self, endpoint: Endpoint, sid: str, timeout: float | None, max_retries: int | None
+    ) -> APIResponse[Call]:
+        """Send ``endpoint``'s request about the call ``sid``, which has no body."""
+        options = request_options(timeout, max_retries)
+        return self._send(options, endpoint, require_sid(sid))
+
     def originate(
         self,
         *,
@@ -231,18 +244,13 @@ class CallsWithRawResponse:
             ring_timeout_sec=UNSET if ring_timeout_sec is None else ring_timeout_sec,
         )
         key = idempotency_key or new_idempotency_key()
-        v = self._calls._voice
-        request = originate_call._get_kwargs(v.org_id, body=body, idempotency_key=key)
-        return v._send(request, options, CallModel, self._call)
+        return self._send(options, originate_call._get_kwargs, body=body, idempotency_key=key)
 
     def get(
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> APIResponse[Call]:
         """:meth:`Calls.get`, with its HTTP response."""
-        options = request_options(timeout, max_retries)
-        v = self._calls._voice
-        request = get_call._get_kwargs(v.org_id, require_sid(sid))
-        return v._send(request, options, CallModel, self._call)
+        return self._on_call(get_call._get_kwargs, sid, timeout, max_retries)
 
     def transfer(
         self,
@@ -258,18 +266,13 @@ class CallsWithRawResponse:
         sid = require_sid(sid)
         kind, value = transfer_target(to, agent)
         body = TransferToNumber(to=value) if kind == "to" else TransferToAgent(agent=value)
-        v = self._calls._voice
-        request = transfer_call._get_kwargs(v.org_id, sid, body=body)
-        return v._send(request, options, CallModel, self._call)
+        return self._send(options, transfer_call._get_kwargs, sid, body=body)
 
     def hangup(
         self, sid: str, *, timeout: float | None = None, max_retries: int | None = None
     ) -> APIResponse[Call]:
         """:meth:`Calls.hangup`, with its HTTP response."""
-        options = request_options(timeout, max_retries)
-        v = self._calls._voice
-        request = hangup_call._get_kwargs(v.org_id, require_sid(sid))
-        return v._send(request, options, CallModel, self._call)
+        return self._on_call(hangup_call._get_kwargs, sid, timeout, max_retries)
 
     def create_bridge_token(
         self,
@@ -286,9 +289,9 @@ class CallsWithRawResponse:
             body = BridgeTokenRequest(role=BridgeRole(role))
         except ValueError:
             raise InvalidArgumentError(f"role must be 'server' or 'caller', got {role!r}") from None
+        endpoint = create_bridge_token._get_kwargs
         v = self._calls._voice
-        request = create_bridge_token._get_kwargs(v.org_id, sid, body=body)
-        return v._send(request, options, BridgeTokenModel, BridgeToken)
+        return v._send(options, BridgeTokenModel, BridgeToken, endpoint, sid, body=body)
 
 
 class Agents:
@@ -343,8 +346,7 @@ class AgentsWithRawResponse:
             raise InvalidArgumentError(f"agent must be a non-empty agent id, got {agent!r}")
         body = AttachAgentRequest(agent=agent)
         v = self._agents._voice
-        request = attach_agent._get_kwargs(v.org_id, sid, body=body)
-        return v._send(request, options, CallModel, _discard)
+        return v._send(options, CallModel, _discard, attach_agent._get_kwargs, sid, body=body)
 
 
 def _discard(model: object) -> None:
@@ -473,20 +475,23 @@ class Voice:
 
     def _send(
         self,
-        request: dict[str, Any],
         options: RequestOptions,
         model: type[M],
         wrap: Callable[[M], R],
+        endpoint: Endpoint,
+        *args: Any,
+        **kwargs: Any,
     ) -> APIResponse[R]:
-        """Send a request built by the generated client; an error status raises its
-        error, a success comes back with its body parsed (as ``model``, then ``wrap``)
-        on demand.
+        """Send the request the generated client's ``endpoint`` builds for this org and
+        ``args``; an error status raises its error, a success comes back with its body
+        parsed (as ``model``, then ``wrap``) on demand.
 
         The generated ``*_detailed`` functions are not used: they parse bodies on
         trust and raise whatever the parsing hits.
         """
         if self._http.is_closed:
             raise closed_error(self)
+        request = endpoint(self.org_id, *args, **kwargs)
         method = str(request["method"]).upper()
         extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
         if options.timeout is not None:

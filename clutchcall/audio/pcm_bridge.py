@@ -239,14 +239,10 @@ class _Decoder:
         return PcmFrame(tail, self.sample_rate, self.channels, self._next_timestamp_us)
 
 
-class AsyncPcmStream:
-    """Decoded frames of one track, in order (``async for frame in pcm.uplink()``).
+class _DecodedStream:
+    """What the async and the blocking PCM stream share: the decoder and its counters."""
 
-    Ends when the bridge's track ends (the bridge closed or the call ended).
-    """
-
-    def __init__(self, frames: _AsyncFrames, decoder: _Decoder) -> None:
-        self._frames = frames
+    def __init__(self, decoder: _Decoder) -> None:
         self._decoder = decoder
         self._done = False
 
@@ -260,20 +256,35 @@ class AsyncPcmStream:
         """Frames skipped because they did not decode."""
         return self._decoder.decode_errors
 
+    def _take(self, frame: AudioFrame | None) -> PcmFrame | None:
+        """``frame`` decoded (None if it is skipped); at the end of the track (``frame``
+        None), what the decoder still holds, and the stream is done."""
+        if frame is None:
+            self._done = True
+            return self._decoder.finish()
+        return self._decoder.decode(frame)
+
+
+class AsyncPcmStream(_DecodedStream):
+    """Decoded frames of one track, in order (``async for frame in pcm.uplink()``).
+
+    Ends when the bridge's track ends (the bridge closed or the call ended).
+    """
+
+    def __init__(self, frames: _AsyncFrames, decoder: _Decoder) -> None:
+        super().__init__(decoder)
+        self._frames = frames
+
     def __aiter__(self) -> AsyncPcmStream:
         return self
 
     async def __anext__(self) -> PcmFrame:
         while not self._done:
             try:
-                frame = await self._frames.__anext__()
+                frame: AudioFrame | None = await self._frames.__anext__()
             except StopAsyncIteration:
-                self._done = True
-                tail = self._decoder.finish()
-                if tail is not None:
-                    return tail
-                break
-            decoded = self._decoder.decode(frame)
+                frame = None
+            decoded = self._take(frame)
             if decoded is not None:
                 return decoded
         raise StopAsyncIteration
@@ -284,7 +295,7 @@ class AsyncPcmStream:
         await self._frames.aclose()
 
 
-class PcmStream(Iterator[PcmFrame]):
+class PcmStream(_DecodedStream, Iterator[PcmFrame]):
     """Decoded frames of one track, in order (``for frame in pcm.uplink()``; decoding
     runs in the iterating thread).
 
@@ -292,30 +303,12 @@ class PcmStream(Iterator[PcmFrame]):
     """
 
     def __init__(self, frames: Iterator[AudioFrame], decoder: _Decoder) -> None:
+        super().__init__(decoder)
         self._frames = frames
-        self._decoder = decoder
-        self._done = False
-
-    @property
-    def frames(self) -> int:
-        """Frames yielded so far."""
-        return self._decoder.frames
-
-    @property
-    def decode_errors(self) -> int:
-        """Frames skipped because they did not decode."""
-        return self._decoder.decode_errors
 
     def __next__(self) -> PcmFrame:
         while not self._done:
-            frame = next(self._frames, None)
-            if frame is None:
-                self._done = True
-                tail = self._decoder.finish()
-                if tail is not None:
-                    return tail
-                break
-            decoded = self._decoder.decode(frame)
+            decoded = self._take(next(self._frames, None))
             if decoded is not None:
                 return decoded
         raise StopIteration

@@ -30,6 +30,19 @@ def _fade(signal: NDArray[np.float64], fade_samples: int) -> NDArray[np.float64]
     return signal
 
 
+def _times(seconds: float, sample_rate: int) -> NDArray[np.float64]:
+    """The time of each sample of ``seconds`` of audio, in seconds."""
+    return np.arange(round(seconds * sample_rate), dtype=np.float64) / sample_rate
+
+
+def _sine(
+    phase: NDArray[np.float64], amplitude: float, fade_ms: float, sample_rate: int, channels: int
+) -> Pcm:
+    """``amplitude * sin(phase)``, faded in and out over ``fade_ms``."""
+    signal = amplitude * np.sin(phase)
+    return _to_pcm(_fade(signal, round(fade_ms * sample_rate / 1000)), channels)
+
+
 def synth_tone(
     frequency: float,
     seconds: float,
@@ -40,10 +53,8 @@ def synth_tone(
     fade_ms: float = 0.0,
 ) -> Pcm:
     """A sine of ``amplitude`` (fraction of full scale), shape ``(samples, channels)``."""
-    n = round(seconds * sample_rate)
-    t = np.arange(n, dtype=np.float64) / sample_rate
-    signal = amplitude * np.sin(2.0 * np.pi * frequency * t)
-    return _to_pcm(_fade(signal, round(fade_ms * sample_rate / 1000)), channels)
+    t = _times(seconds, sample_rate)
+    return _sine(2.0 * np.pi * frequency * t, amplitude, fade_ms, sample_rate, channels)
 
 
 def synth_chirp(
@@ -57,11 +68,9 @@ def synth_chirp(
     fade_ms: float = 5.0,
 ) -> Pcm:
     """A linear frequency sweep from ``start_hz`` to ``end_hz``."""
-    n = round(seconds * sample_rate)
-    t = np.arange(n, dtype=np.float64) / sample_rate
+    t = _times(seconds, sample_rate)
     phase = 2.0 * np.pi * (start_hz * t + (end_hz - start_hz) * t * t / (2.0 * seconds))
-    signal = amplitude * np.sin(phase)
-    return _to_pcm(_fade(signal, round(fade_ms * sample_rate / 1000)), channels)
+    return _sine(phase, amplitude, fade_ms, sample_rate, channels)
 
 
 def synth_silence(seconds: float, sample_rate: int = 48000, *, channels: int = 1) -> Pcm:

@@ -3,18 +3,9 @@
 A bridge carries encoded frames as bytes and needs no codec library, but the
 format it announces must be one that :func:`clutchcall.audio.make_codec` can
 encode and decode, so that a bad combination fails at ``attach`` instead of at
-the first frame. The table below mirrors ``make_codec`` exactly (the tests
-compare the two over a grid of combinations):
-
-============  ==========================================  ========  ================
-codec         sample rates (Hz)                           channels  frame_ms
-============  ==========================================  ========  ================
-opus          48000                                       1, 2      10, 20, 40, 60
-pcm16         8000, 12000, 16000, 24000, 32000, 44100,    1, 2      10, 20, 30, 40, 60
-              48000
-g711_ulaw     8000                                        1         10, 20, 30, 40, 60
-g711_alaw     8000                                        1         10, 20, 30, 40, 60
-============  ==========================================  ========  ================
+the first frame. :data:`AUDIO_FORMATS` mirrors ``make_codec`` exactly (the tests
+compare the two over a grid of combinations); the table in
+:mod:`clutchcall.audio.codecs` shows it.
 
 ``sample_rate=None`` means the codec's default: 48000 for opus and pcm16, 8000
 (the only rate) for G.711.

@@ -36,6 +36,12 @@ T = TypeVar("T")
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 TRUNK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+#: How a validation message describes each of the patterns above.
+_DESCRIBED = {
+    E164: "an E.164 number like +15551234567",
+    TRUNK_ID: "1..64 of A-Z a-z 0-9 _ -",
+    AGENT_ID: "an agent id like echo",
+}
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 MAX_BODY = 64 * 1024
@@ -120,8 +126,8 @@ class _Invalid:
         pattern: re.Pattern[str],
         *,
         required: bool,
-        what: str,
     ) -> str | None:
+        what = _DESCRIBED[pattern]
         if name not in body:
             if required:
                 self.add(name, "is required")
@@ -206,6 +212,15 @@ class ControlPlane:
             raise Problem(404, "call_not_found", f"no call {sid!r} in this org")
         return call
 
+    async def call_and_body(
+        self, request: Request, scope: str
+    ) -> tuple[CallRecord, dict[str, Any]]:
+        """The call a request names (its key must have ``scope``) and the request's JSON
+        body, checked in that order."""
+        key = self.authenticate(request, scope)
+        call = self.find_call(request, key)
+        return call, await _json_body(request)
+
     def call_response(self, call: CallRecord, status: int = 200, **headers: str) -> Response:
         return JSONResponse(call.to_json(self.store.clock()), status_code=status, headers=headers)
 
@@ -223,12 +238,10 @@ class ControlPlane:
             )
         body = await _json_body(request)
         v = _Invalid()
-        to = v.string(body, "to", E164, required=True, what="an E.164 number like +15551234567")
-        from_ = v.string(
-            body, "from", E164, required=True, what="an E.164 number like +15551234567"
-        )
-        trunk = v.string(body, "trunkId", TRUNK_ID, required=True, what="1..64 of A-Z a-z 0-9 _ -")
-        agent = v.string(body, "agent", AGENT_ID, required=False, what="an agent id like echo")
+        to = v.string(body, "to", E164, required=True)
+        from_ = v.string(body, "from", E164, required=True)
+        trunk = v.string(body, "trunkId", TRUNK_ID, required=True)
+        agent = v.string(body, "agent", AGENT_ID, required=False)
         ring: int | None = None
         if "ringTimeoutSec" in body:
             raw = body["ringTimeoutSec"]
@@ -276,12 +289,10 @@ class ControlPlane:
         return self.call_response(self.find_call(request, key))
 
     async def transfer(self, request: Request) -> Response:
-        key = self.authenticate(request, "voice:calls")
-        call = self.find_call(request, key)
-        body = await _json_body(request)
+        call, body = await self.call_and_body(request, "voice:calls")
         v = _Invalid()
-        to = v.string(body, "to", E164, required=False, what="an E.164 number like +15551234567")
-        agent = v.string(body, "agent", AGENT_ID, required=False, what="an agent id like echo")
+        to = v.string(body, "to", E164, required=False)
+        agent = v.string(body, "agent", AGENT_ID, required=False)
         if ("to" in body) == ("agent" in body):
             v.add("to", "give exactly one of to or agent")
         v.check()
@@ -297,11 +308,9 @@ class ControlPlane:
         return self.call_response(call)
 
     async def attach_agent(self, request: Request) -> Response:
-        key = self.authenticate(request, "voice:agents")
-        call = self.find_call(request, key)
-        body = await _json_body(request)
+        call, body = await self.call_and_body(request, "voice:agents")
         v = _Invalid()
-        agent = v.string(body, "agent", AGENT_ID, required=True, what="an agent id like echo")
+        agent = v.string(body, "agent", AGENT_ID, required=True)
         v.check()
         assert agent is not None
         self.require_agent(agent)
@@ -309,9 +318,7 @@ class ControlPlane:
         return self.call_response(call)
 
     async def create_bridge_token(self, request: Request) -> Response:
-        key = self.authenticate(request, "voice:bridge")
-        call = self.find_call(request, key)
-        body = await _json_body(request)
+        call, body = await self.call_and_body(request, "voice:bridge")
         try:
             role = VoiceRole(str(body.get("role")))
         except ValueError:

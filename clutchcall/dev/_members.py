@@ -10,9 +10,11 @@ call.
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -34,9 +36,41 @@ SCAN_INTERVAL = 0.02
 FORMAT_WAIT = 0.5
 
 
+@dataclass(frozen=True)
+class MemberRelay:
+    """How the engine's members reach the relay, and when a call is worth joining."""
+
+    #: The relay's URL (known once it listens).
+    url: Callable[[], str]
+    #: The SHA-256 fingerprint of the relay's certificate.
+    cert_sha256: str
+    #: Whether a call has a session on the relay other than the engine's own members.
+    others_present: Callable[[str], bool]
+
+
 class Scanner(abc.ABC):
     """A kind of member (simulated callees, agents): :meth:`run` looks at the calls
     every :data:`SCAN_INTERVAL` and starts the members' tasks in its task group."""
+
+    def __init__(self, store: Store, relay: MemberRelay) -> None:
+        self.store = store
+        self._relay = relay
+        self._others_present = relay.others_present
+        self._lock = threading.Lock()
+        #: The member task of each call being served, by call sid.
+        self._running: dict[str, anyio.CancelScope] = {}
+
+    def _member_pool(self, role: VoiceRole, implementation: str, **options: Any) -> MemberPool:
+        """A shared client for members in ``role`` (``options``: the client's)."""
+        relay = self._relay
+        return MemberPool(
+            self.store,
+            role,
+            relay_url=relay.url,
+            cert_sha256=relay.cert_sha256,
+            implementation=implementation,
+            **options,
+        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

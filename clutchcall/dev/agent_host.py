@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import anyio
@@ -26,7 +26,7 @@ import anyio.abc
 
 from ..moqnet import AudioPublication, AudioSubscription
 from ..moqt import DEFAULT_FORMAT, AudioFormat, VoiceRole, VoiceTrack
-from ._members import SCAN_INTERVAL, Member, MemberPool, Scanner
+from ._members import SCAN_INTERVAL, Member, MemberRelay, Scanner
 from ._state import CallRecord, Store
 from .agents import Agent, AgentRegistry, HeardFrame, Transcript
 
@@ -83,28 +83,11 @@ class _Channel:
 class AgentHost(Scanner):
     """Attaches agents to calls (runs in the relay's event loop)."""
 
-    def __init__(
-        self,
-        store: Store,
-        registry: AgentRegistry,
-        *,
-        relay_url: Callable[[], str],
-        cert_sha256: str,
-        others_present: Callable[[str], bool],
-    ) -> None:
-        self.store = store
+    def __init__(self, store: Store, registry: AgentRegistry, relay: MemberRelay) -> None:
+        super().__init__(store, relay)
         self.registry = registry
-        self._others_present = others_present
-        self._lock = threading.Lock()
         self._records: dict[str, AgentRecord] = {}
-        self._running: dict[str, anyio.CancelScope] = {}
-        self._pool = MemberPool(
-            store,
-            VoiceRole.SERVER,
-            relay_url=relay_url,
-            cert_sha256=cert_sha256,
-            implementation=AGENT_IMPLEMENTATION,
-        )
+        self._pool = self._member_pool(VoiceRole.SERVER, AGENT_IMPLEMENTATION)
 
     def record(self, call_sid: str) -> AgentRecord | None:
         with self._lock:

@@ -57,7 +57,7 @@ from ..audio import make_codec, synth_dtmf
 from ..moqnet import AudioFrame, AudioPublication
 from ..moqnet.client import CatalogSubscription
 from ..moqt import DEFAULT_FORMAT, AudioFormat, VoiceRole, VoiceTrack
-from ._members import Member, MemberPool, Scanner
+from ._members import Member, MemberRelay, Scanner
 from ._state import Callee, CallRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -157,44 +157,24 @@ class Callees(Scanner):
     def __init__(
         self,
         store: Store,
+        relay: MemberRelay,
         *,
-        relay_url: Callable[[], str],
-        cert_sha256: str,
-        others_present: Callable[[str], bool],
         callers_present: Callable[[str], bool] = lambda sid: False,
         markers: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.store = store
+        super().__init__(store, relay)
         #: Whether answering callees send numbered markers instead of audio.
         self._markers = markers
-        self._others_present = others_present
         self._callers_present = callers_present
-        self._lock = threading.Lock()
         self._media: dict[str, MediaCounters] = {}
-        self._running: dict[str, anyio.CancelScope] = {}
         #: Whether each running echo callee loops uplink back to a caller.
         self._looping: dict[str, bool] = {}
         self._last_seen: dict[str, float] = {}
-        self._pool = MemberPool(
-            store,
-            VoiceRole.CALLER,
-            relay_url=relay_url,
-            cert_sha256=cert_sha256,
-            implementation=CALLEE_IMPLEMENTATION,
-            queue_frames=10,
-            max_queue_age=0.2,
-        )
+        options = {"queue_frames": 10, "max_queue_age": 0.2}
+        self._pool = self._member_pool(VoiceRole.CALLER, CALLEE_IMPLEMENTATION, **options)
         #: The echo callee's other side: it answers a caller-role client in the
         #: server role, on a connection of its own.
-        self._loop_pool = MemberPool(
-            store,
-            VoiceRole.SERVER,
-            relay_url=relay_url,
-            cert_sha256=cert_sha256,
-            implementation=CALLEE_IMPLEMENTATION,
-            queue_frames=10,
-            max_queue_age=0.2,
-        )
+        self._loop_pool = self._member_pool(VoiceRole.SERVER, CALLEE_IMPLEMENTATION, **options)
 
     # -- thread-safe views ---------------------------------------------------------------
 

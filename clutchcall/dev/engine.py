@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
@@ -34,6 +33,7 @@ from ..transport import generate_self_signed
 from ..transport.certs import SelfSignedCertificate, fingerprint_sha256
 from ._app import GuardedH11Protocol, Problem, build_app, problem_response
 from ._faults import Fault, Faults, RequestRecord
+from ._members import MemberRelay
 from ._state import SCOPES, Store
 from .agent_host import AGENT_IMPLEMENTATION, AgentHost, AgentRecord
 from .agents import BUILTIN_AGENT_CLASSES, Agent, AgentRegistry
@@ -263,24 +263,21 @@ class Engine:
         relay = self._relay
         # The engine's own call members; only other clients make a call worth joining.
         members = (CALLEE_IMPLEMENTATION, AGENT_IMPLEMENTATION)
-        self._callees = Callees(
-            self.store,
-            relay_url=lambda: relay.url,
+        member_relay = MemberRelay(
+            url=lambda: relay.url,
             cert_sha256=self._certificate.fingerprint,
             others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
+        )
+        self._callees = Callees(
+            self.store,
+            member_relay,
             callers_present=lambda sid: (
                 relay.sessions(sid, exclude=members, role=VoiceRole.CALLER) > 0
             ),
             markers=lambda: self.callee_markers,
         )
         self._relay.on_peer = self._callees.peer_joined
-        self._agent_host = AgentHost(
-            self.store,
-            self.agents,
-            relay_url=lambda: relay.url,
-            cert_sha256=self._certificate.fingerprint,
-            others_present=lambda sid: relay.sessions(sid, exclude=members) > 0,
-        )
+        self._agent_host = AgentHost(self.store, self.agents, member_relay)
         self.start_relay()
         self._callees_task, _ = self._portal.start_task(self._callees.run)
         self._watch(self._callees_task, "the simulated callees stopped")
@@ -469,12 +466,7 @@ class Engine:
     def __enter__(self) -> Engine:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # -- what clients need --------------------------------------------------------

@@ -48,18 +48,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import MoqtError
-from .events import (
-    Event,
-    ObjectReceived,
-    PublishDoneReceived,
-    SubscribeAccepted,
-    SubscribeReceived,
-    SubscribeRejected,
-    UnsubscribeReceived,
-)
 from .messages import FilterType
 from .session import Session
-from .voice import VOICE, SubscriberState, VoiceTrack, voice_namespace, voice_track
+from .voice import (
+    VOICE,
+    SubscriberState,
+    TrackPublisher,
+    TrackSubscriber,
+    VoiceTrack,
+    voice_namespace,
+    voice_track,
+)
 from .wire import Location, Namespace, Parameters
 
 __all__ = [
@@ -487,7 +486,7 @@ def formats_of(catalog: Catalog, tracks: Iterable[VoiceTrack]) -> dict[VoiceTrac
 CATALOG_PRIORITY = 0
 
 
-class CatalogPublisher:
+class CatalogPublisher(TrackPublisher):
     """Serves one catalog track to every subscriber of a session.
 
     Feed it every event; :meth:`handle` returns True for the events it consumed.
@@ -496,21 +495,7 @@ class CatalogPublisher:
     """
 
     def __init__(self, session: Session, namespace: Namespace) -> None:
-        self.session = session
-        self.namespace = namespace
-        self.subscriptions: set[int] = set()
-
-    def handle(self, event: Event) -> bool:
-        if isinstance(event, SubscribeReceived):
-            if event.namespace == self.namespace and event.track_name == CATALOG_TRACK:
-                self.session.accept_subscribe(event.request_id)
-                self.subscriptions.add(event.request_id)
-                return True
-            return False
-        if isinstance(event, UnsubscribeReceived) and event.request_id in self.subscriptions:
-            self.subscriptions.discard(event.request_id)
-            return True
-        return False
+        super().__init__(session, namespace, CATALOG_TRACK)
 
     def send(self, payload: bytes, group_id: int, request_ids: Iterable[int]) -> list[int]:
         """Send one catalog version to ``request_ids``; returns those that got it."""
@@ -526,14 +511,11 @@ class CatalogPublisher:
         return sent
 
 
-class CatalogSubscriber:
+class CatalogSubscriber(TrackSubscriber):
     """Receives one catalog track; :meth:`handle` picks out its objects."""
 
     def __init__(self, session: Session, namespace: Namespace) -> None:
-        self.session = session
-        self.namespace = namespace
-        self.request_id: int | None = None
-        self.state = SubscriberState.IDLE
+        super().__init__(session, namespace, CATALOG_TRACK)
 
     def start(self, parameters: Parameters = ()) -> int:
         """SUBSCRIBE from group 0 on (AbsoluteStart), so that a relay that holds the
@@ -548,24 +530,3 @@ class CatalogSubscriber:
         )
         self.state = SubscriberState.PENDING
         return self.request_id
-
-    def handle(self, event: Event) -> ObjectReceived | None:
-        """Return ``event`` if it is an object of this catalog (with a payload)."""
-        if self.request_id is None or getattr(event, "request_id", None) != self.request_id:
-            return None
-        if isinstance(event, ObjectReceived):
-            if event.payload:
-                return event
-        elif isinstance(event, SubscribeAccepted):
-            self.state = SubscriberState.ACTIVE
-        elif isinstance(event, SubscribeRejected):
-            self.state = SubscriberState.REJECTED
-        elif isinstance(event, PublishDoneReceived):
-            self.state = SubscriberState.DONE
-        return None
-
-    def stop(self) -> None:
-        if self.state in (SubscriberState.PENDING, SubscriberState.ACTIVE):
-            assert self.request_id is not None
-            self.session.unsubscribe(self.request_id)
-        self.state = SubscriberState.DONE

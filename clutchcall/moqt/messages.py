@@ -1,13 +1,13 @@
 """Control messages of draft-14 (section 9): dataclasses, encoding and decoding.
 
-Every message on the control stream is ``Type (i) | Length (16) | Payload``. Most
-payloads are a fixed sequence of simple fields, described by each class's
-``_FIELDS``; the few with optional fields (SUBSCRIBE, SUBSCRIBE_OK, PUBLISH,
-PUBLISH_OK, FETCH) encode and decode themselves.
+Every message on the control stream is ``Type (i) | Length (16) | Payload``. A
+payload is a sequence of fields, described by each class's ``_FIELDS``; only
+FETCH, whose fields depend on its fetch type, encodes and decodes itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
@@ -79,16 +79,109 @@ class MessageParameter(IntEnum):
     MAX_CACHE_DURATION = 0x04
 
 
-# Field kinds for the declarative codec.
-_VARINT = "varint"
-_U8 = "u8"
-_NAMESPACE = "namespace"
-_PREFIX = "prefix"
-_REASON = "reason"
-_LOCATION = "location"
-_PARAMS = "params"
-_VERSIONS = "versions"
-_URI = "uri"
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How one kind of field is written and read. ``read`` also gets the fields read
+    before it (a track name's bound depends on its namespace, a filter's locations
+    on its type)."""
+
+    write: Callable[[bytearray, Any], None]
+    read: Callable[[Reader, dict[str, Any]], Any]
+
+
+def _write_versions(buf: bytearray, versions: tuple[int, ...]) -> None:
+    write_varint(buf, len(versions))
+    for version in versions:
+        write_varint(buf, version)
+
+
+def _read_versions(reader: Reader, _values: dict[str, Any]) -> tuple[int, ...]:
+    count = reader.read_varint()
+    if count > reader.remaining:
+        raise MoqtProtocolError(f"version count {count} exceeds message size")
+    return tuple(reader.read_varint() for _ in range(count))
+
+
+def _write_uri(buf: bytearray, uri: bytes) -> None:
+    if len(uri) > MAX_GOAWAY_URI_LENGTH:
+        raise MoqtUsageError("GOAWAY URI is too long")
+    write_bytes(buf, uri)
+
+
+def _read_track_name(reader: Reader, namespace: Namespace) -> bytes:
+    limit = MAX_FULL_TRACK_NAME_LENGTH - sum(len(f) for f in namespace)
+    return reader.read_length_prefixed(limit, "full track name")
+
+
+def _write_largest(buf: bytearray, largest: Location | None) -> None:
+    write_uint8(buf, 0 if largest is None else 1)
+    if largest is not None:
+        write_location(buf, largest)
+
+
+def _read_largest(reader: Reader, _values: dict[str, Any]) -> Location | None:
+    content_exists = reader.read_uint8()
+    if content_exists > 1:
+        raise MoqtProtocolError(f"content exists {content_exists} is not 0 or 1")
+    return reader.read_location() if content_exists else None
+
+
+def _read_filter_type(reader: Reader, _values: dict[str, Any]) -> int:
+    filter_type = reader.read_varint()
+    if filter_type not in FilterType.__members__.values():
+        raise MoqtProtocolError(f"unknown filter type {filter_type}")
+    return filter_type
+
+
+def _write_if_present(write: Callable[[bytearray, Any], None]) -> Callable[[bytearray, Any], None]:
+    """``write``, skipping None (problem() has checked that a filter's start and end
+    group are present exactly when its type needs them)."""
+
+    def write_present(buf: bytearray, value: Any) -> None:
+        if value is not None:
+            write(buf, value)
+
+    return write_present
+
+
+# The field kinds of the declarative codec: each message's ``_FIELDS`` lists its
+# fields in wire order.
+_VARINT = _Kind(write_varint, lambda reader, _: reader.read_varint())
+_U8 = _Kind(write_uint8, lambda reader, _: reader.read_uint8())
+_NAMESPACE = _Kind(write_namespace, lambda reader, _: reader.read_namespace())
+_PREFIX = _Kind(
+    lambda buf, prefix: write_namespace(buf, prefix, allow_empty=True),
+    lambda reader, _: reader.read_namespace(allow_empty=True),
+)
+_TRACK_NAME = _Kind(
+    write_bytes, lambda reader, values: _read_track_name(reader, values["namespace"])
+)
+_REASON = _Kind(write_reason_phrase, lambda reader, _: reader.read_reason_phrase())
+_LOCATION = _Kind(write_location, lambda reader, _: reader.read_location())
+_PARAMS = _Kind(write_parameters, lambda reader, _: reader.read_parameters())
+_VERSIONS = _Kind(_write_versions, _read_versions)
+_URI = _Kind(
+    _write_uri, lambda reader, _: reader.read_length_prefixed(MAX_GOAWAY_URI_LENGTH, "GOAWAY URI")
+)
+#: Content Exists, then the largest location if it is 1 (None when 0).
+_LARGEST = _Kind(_write_largest, _read_largest)
+#: A subscription filter: its type, then the start location (absolute filters
+#: only) and the end group (AbsoluteRange only).
+_FILTER_TYPE = _Kind(write_varint, _read_filter_type)
+_FILTER_START = _Kind(
+    _write_if_present(write_location),
+    lambda reader, values: (
+        reader.read_location()
+        if values["filter_type"] in (FilterType.ABSOLUTE_START, FilterType.ABSOLUTE_RANGE)
+        else None
+    ),
+)
+_FILTER_END = _Kind(
+    _write_if_present(write_varint),
+    lambda reader, values: (
+        reader.read_varint() if values["filter_type"] == FilterType.ABSOLUTE_RANGE else None
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -97,75 +190,22 @@ class Message:
 
     TYPE: ClassVar[int]
     NAME: ClassVar[str]
-    _FIELDS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _FIELDS: ClassVar[tuple[tuple[str, _Kind], ...]] = ()
 
     def encode_payload(self, buf: bytearray) -> None:
         for name, kind in self._FIELDS:
-            _write_field(buf, kind, getattr(self, name))
+            kind.write(buf, getattr(self, name))
 
     @classmethod
     def decode_payload(cls, reader: Reader) -> Message:
-        values = {name: _read_field(reader, kind) for name, kind in cls._FIELDS}
+        values: dict[str, Any] = {}
+        for name, kind in cls._FIELDS:
+            values[name] = kind.read(reader, values)
         return cls(**values)
 
     def problem(self) -> str | None:
         """Describe why this message breaks a draft-14 rule, or None if it does not."""
         return None
-
-
-def _write_field(buf: bytearray, kind: str, value: Any) -> None:
-    if kind == _VARINT:
-        write_varint(buf, value)
-    elif kind == _U8:
-        write_uint8(buf, value)
-    elif kind == _NAMESPACE:
-        write_namespace(buf, value)
-    elif kind == _PREFIX:
-        write_namespace(buf, value, allow_empty=True)
-    elif kind == _REASON:
-        write_reason_phrase(buf, value)
-    elif kind == _LOCATION:
-        write_location(buf, value)
-    elif kind == _PARAMS:
-        write_parameters(buf, value)
-    elif kind == _VERSIONS:
-        write_varint(buf, len(value))
-        for version in value:
-            write_varint(buf, version)
-    else:
-        assert kind == _URI
-        if len(value) > MAX_GOAWAY_URI_LENGTH:
-            raise MoqtUsageError("GOAWAY URI is too long")
-        write_bytes(buf, value)
-
-
-def _read_field(reader: Reader, kind: str) -> Any:
-    if kind == _VARINT:
-        return reader.read_varint()
-    if kind == _U8:
-        return reader.read_uint8()
-    if kind == _NAMESPACE:
-        return reader.read_namespace()
-    if kind == _PREFIX:
-        return reader.read_namespace(allow_empty=True)
-    if kind == _REASON:
-        return reader.read_reason_phrase()
-    if kind == _LOCATION:
-        return reader.read_location()
-    if kind == _PARAMS:
-        return reader.read_parameters()
-    if kind == _VERSIONS:
-        count = reader.read_varint()
-        if count > reader.remaining:
-            raise MoqtProtocolError(f"version count {count} exceeds message size")
-        return tuple(reader.read_varint() for _ in range(count))
-    assert kind == _URI
-    return reader.read_length_prefixed(MAX_GOAWAY_URI_LENGTH, "GOAWAY URI")
-
-
-def _read_track_name(reader: Reader, namespace: Namespace) -> bytes:
-    limit = MAX_FULL_TRACK_NAME_LENGTH - sum(len(f) for f in namespace)
-    return reader.read_length_prefixed(limit, "full track name")
 
 
 def _check_u8(value: int, allowed: range, what: str) -> str | None:
@@ -176,29 +216,6 @@ def _check_track_name(namespace: Namespace, name: bytes) -> str | None:
     if full_track_name_length(namespace, name) > MAX_FULL_TRACK_NAME_LENGTH:
         return "full track name is longer than 4096 bytes"
     return None
-
-
-def _write_filter(
-    buf: bytearray, filter_type: int, start: Location | None, end_group: int | None
-) -> None:
-    # problem() has checked that start and end_group match the filter type.
-    write_varint(buf, filter_type)
-    if start is not None:
-        write_location(buf, start)
-    if end_group is not None:
-        write_varint(buf, end_group)
-
-
-def _read_filter(reader: Reader) -> tuple[int, Location | None, int | None]:
-    filter_type = reader.read_varint()
-    if filter_type not in FilterType.__members__.values():
-        raise MoqtProtocolError(f"unknown filter type {filter_type}")
-    start = end_group = None
-    if filter_type in (FilterType.ABSOLUTE_START, FilterType.ABSOLUTE_RANGE):
-        start = reader.read_location()
-    if filter_type == FilterType.ABSOLUTE_RANGE:
-        end_group = reader.read_varint()
-    return filter_type, start, end_group
 
 
 def _filter_problem(filter_type: int, start: Location | None, end_group: int | None) -> str | None:
@@ -263,6 +280,18 @@ class RequestsBlocked(Message):
 
 @dataclass(frozen=True)
 class _SubscribeBody(Message):
+    _FIELDS = (
+        ("request_id", _VARINT),
+        ("namespace", _NAMESPACE),
+        ("track_name", _TRACK_NAME),
+        ("subscriber_priority", _U8),
+        ("group_order", _U8),
+        ("forward", _U8),
+        ("filter_type", _FILTER_TYPE),
+        ("start", _FILTER_START),
+        ("end_group", _FILTER_END),
+        ("parameters", _PARAMS),
+    )
     request_id: int
     namespace: Namespace
     track_name: bytes
@@ -273,38 +302,6 @@ class _SubscribeBody(Message):
     start: Location | None = None
     end_group: int | None = None
     parameters: Parameters = ()
-
-    def encode_payload(self, buf: bytearray) -> None:
-        write_varint(buf, self.request_id)
-        write_namespace(buf, self.namespace)
-        write_bytes(buf, self.track_name)
-        write_uint8(buf, self.subscriber_priority)
-        write_uint8(buf, self.group_order)
-        write_uint8(buf, self.forward)
-        _write_filter(buf, self.filter_type, self.start, self.end_group)
-        write_parameters(buf, self.parameters)
-
-    @classmethod
-    def decode_payload(cls, reader: Reader) -> Message:
-        request_id = reader.read_varint()
-        namespace = reader.read_namespace()
-        track_name = _read_track_name(reader, namespace)
-        priority = reader.read_uint8()
-        group_order = reader.read_uint8()
-        forward = reader.read_uint8()
-        filter_type, start, end_group = _read_filter(reader)
-        return cls(
-            request_id,
-            namespace,
-            track_name,
-            priority,
-            group_order,
-            forward,
-            filter_type,
-            start,
-            end_group,
-            reader.read_parameters(),
-        )
 
     def problem(self) -> str | None:
         return (
@@ -331,35 +328,20 @@ class TrackStatus(_SubscribeBody):
 
 @dataclass(frozen=True)
 class _SubscribeOkBody(Message):
+    _FIELDS = (
+        ("request_id", _VARINT),
+        ("track_alias", _VARINT),
+        ("expires", _VARINT),
+        ("group_order", _U8),
+        ("largest", _LARGEST),
+        ("parameters", _PARAMS),
+    )
     request_id: int
     track_alias: int
     expires: int = 0
     group_order: int = GroupOrder.ASCENDING
     largest: Location | None = None
     parameters: Parameters = ()
-
-    def encode_payload(self, buf: bytearray) -> None:
-        write_varint(buf, self.request_id)
-        write_varint(buf, self.track_alias)
-        write_varint(buf, self.expires)
-        write_uint8(buf, self.group_order)
-        write_uint8(buf, 0 if self.largest is None else 1)
-        if self.largest is not None:
-            write_location(buf, self.largest)
-        write_parameters(buf, self.parameters)
-
-    @classmethod
-    def decode_payload(cls, reader: Reader) -> Message:
-        request_id = reader.read_varint()
-        track_alias = reader.read_varint()
-        expires = reader.read_varint()
-        group_order = reader.read_uint8()
-        content_exists = reader.read_uint8()
-        if content_exists > 1:
-            raise MoqtProtocolError(f"content exists {content_exists} is not 0 or 1")
-        largest = reader.read_location() if content_exists else None
-        params = reader.read_parameters()
-        return cls(request_id, track_alias, expires, group_order, largest, params)
 
     def problem(self) -> str | None:
         return _check_u8(self.group_order, range(1, 3), "group order")
@@ -456,6 +438,16 @@ class PublishDone(Message):
 class Publish(Message):
     TYPE: ClassVar[int] = 0x1D
     NAME: ClassVar[str] = "PUBLISH"
+    _FIELDS = (
+        ("request_id", _VARINT),
+        ("namespace", _NAMESPACE),
+        ("track_name", _TRACK_NAME),
+        ("track_alias", _VARINT),
+        ("group_order", _U8),
+        ("largest", _LARGEST),
+        ("forward", _U8),
+        ("parameters", _PARAMS),
+    )
     request_id: int
     namespace: Namespace
     track_name: bytes
@@ -464,35 +456,6 @@ class Publish(Message):
     largest: Location | None = None
     forward: int = 1
     parameters: Parameters = ()
-
-    def encode_payload(self, buf: bytearray) -> None:
-        write_varint(buf, self.request_id)
-        write_namespace(buf, self.namespace)
-        write_bytes(buf, self.track_name)
-        write_varint(buf, self.track_alias)
-        write_uint8(buf, self.group_order)
-        write_uint8(buf, 0 if self.largest is None else 1)
-        if self.largest is not None:
-            write_location(buf, self.largest)
-        write_uint8(buf, self.forward)
-        write_parameters(buf, self.parameters)
-
-    @classmethod
-    def decode_payload(cls, reader: Reader) -> Message:
-        request_id = reader.read_varint()
-        namespace = reader.read_namespace()
-        track_name = _read_track_name(reader, namespace)
-        track_alias = reader.read_varint()
-        group_order = reader.read_uint8()
-        content_exists = reader.read_uint8()
-        if content_exists > 1:
-            raise MoqtProtocolError(f"content exists {content_exists} is not 0 or 1")
-        largest = reader.read_location() if content_exists else None
-        forward = reader.read_uint8()
-        params = reader.read_parameters()
-        return cls(
-            request_id, namespace, track_name, track_alias, group_order, largest, forward, params
-        )
 
     def problem(self) -> str | None:
         return (
@@ -506,6 +469,16 @@ class Publish(Message):
 class PublishOk(Message):
     TYPE: ClassVar[int] = 0x1E
     NAME: ClassVar[str] = "PUBLISH_OK"
+    _FIELDS = (
+        ("request_id", _VARINT),
+        ("forward", _U8),
+        ("subscriber_priority", _U8),
+        ("group_order", _U8),
+        ("filter_type", _FILTER_TYPE),
+        ("start", _FILTER_START),
+        ("end_group", _FILTER_END),
+        ("parameters", _PARAMS),
+    )
     request_id: int
     forward: int = 1
     subscriber_priority: int = 128
@@ -514,26 +487,6 @@ class PublishOk(Message):
     start: Location | None = None
     end_group: int | None = None
     parameters: Parameters = ()
-
-    def encode_payload(self, buf: bytearray) -> None:
-        write_varint(buf, self.request_id)
-        write_uint8(buf, self.forward)
-        write_uint8(buf, self.subscriber_priority)
-        write_uint8(buf, self.group_order)
-        _write_filter(buf, self.filter_type, self.start, self.end_group)
-        write_parameters(buf, self.parameters)
-
-    @classmethod
-    def decode_payload(cls, reader: Reader) -> Message:
-        request_id = reader.read_varint()
-        forward = reader.read_uint8()
-        priority = reader.read_uint8()
-        group_order = reader.read_uint8()
-        filter_type, start, end_group = _read_filter(reader)
-        params = reader.read_parameters()
-        return cls(
-            request_id, forward, priority, group_order, filter_type, start, end_group, params
-        )
 
     def problem(self) -> str | None:
         return (

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from . import messages as m
 from .data import (
@@ -140,6 +140,18 @@ def _to_bytes(value: NameLike) -> bytes:
     if isinstance(value, bytes):
         return value
     raise MoqtUsageError(f"expected str or bytes, not {type(value).__name__}")
+
+
+T = TypeVar("T")
+
+
+def _awaiting_answer(pending: dict[int, T], request_id: int, what: str) -> T:
+    """Take the peer's request ``request_id`` (a ``what``) out of ``pending``, the
+    requests that await our answer."""
+    found = pending.pop(request_id, None)
+    if found is None:
+        raise MoqtUsageError(f"no {what} {request_id} awaits an answer")
+    return found
 
 
 @dataclass
@@ -302,13 +314,13 @@ class Session:
             m.TrackStatusError: self._on_unexpected_response,
             m.FetchCancel: self._on_fetch_cancel,
             m.PublishNamespace: self._on_publish_namespace,
-            m.PublishNamespaceOk: self._on_publish_namespace_ok,
-            m.PublishNamespaceError: self._on_publish_namespace_error,
+            m.PublishNamespaceOk: self._on_namespace_ok,
+            m.PublishNamespaceError: self._on_namespace_error,
             m.PublishNamespaceDone: self._on_publish_namespace_done,
             m.PublishNamespaceCancel: self._on_publish_namespace_cancel,
             m.SubscribeNamespace: self._on_subscribe_namespace,
-            m.SubscribeNamespaceOk: self._on_subscribe_namespace_ok,
-            m.SubscribeNamespaceError: self._on_subscribe_namespace_error,
+            m.SubscribeNamespaceOk: self._on_namespace_ok,
+            m.SubscribeNamespaceError: self._on_namespace_error,
             m.UnsubscribeNamespace: self._on_unsubscribe_namespace,
         }
 
@@ -484,22 +496,14 @@ class Session:
         ns = to_namespace(namespace)
         if ns in self._published_namespaces.values():
             raise MoqtUsageError(f"namespace {ns!r} is already published")
-        request_id = self._new_request_id()
-        self._my_requests[request_id] = "publish_namespace"
-        self._published_namespaces[request_id] = ns
-        self._send(m.PublishNamespace(request_id, ns, parameters))
-        return request_id
+        message = m.PublishNamespace(self._next_request_id, ns, parameters)
+        return self._start_request("publish_namespace", self._published_namespaces, ns, message)
 
     def publish_namespace_done(self, namespace: Sequence[NameLike]) -> None:
         """Withdraw a namespace we published (PUBLISH_NAMESPACE_DONE)."""
         ns = to_namespace(namespace)
-        for request_id, published in list(self._published_namespaces.items()):
-            if published == ns:
-                del self._published_namespaces[request_id]
-                self._my_requests.pop(request_id, None)
-                self._send(m.PublishNamespaceDone(ns))
-                return
-        raise MoqtUsageError(f"namespace {ns!r} is not published")
+        if not self._end_request(self._published_namespaces, ns, m.PublishNamespaceDone(ns)):
+            raise MoqtUsageError(f"namespace {ns!r} is not published")
 
     def accept_subscribe(
         self,
@@ -695,9 +699,8 @@ class Session:
         self._end_peer_subscription(sub)
 
     def accept_subscribe_namespace(self, request_id: int) -> None:
-        prefix = self._peer_namespace_subscriptions_pending.pop(request_id, None)
-        if prefix is None:
-            raise MoqtUsageError(f"no SUBSCRIBE_NAMESPACE {request_id} awaits an answer")
+        pending = self._peer_namespace_subscriptions_pending
+        prefix = _awaiting_answer(pending, request_id, "SUBSCRIBE_NAMESPACE")
         self._peer_namespace_subscriptions[prefix] = request_id
         self._send(m.SubscribeNamespaceOk(request_id))
 
@@ -707,8 +710,8 @@ class Session:
         error_code: int = SubscribeNamespaceErrorCode.NAMESPACE_PREFIX_UNKNOWN,
         reason: str = "",
     ) -> None:
-        if self._peer_namespace_subscriptions_pending.pop(request_id, None) is None:
-            raise MoqtUsageError(f"no SUBSCRIBE_NAMESPACE {request_id} awaits an answer")
+        pending = self._peer_namespace_subscriptions_pending
+        _awaiting_answer(pending, request_id, "SUBSCRIBE_NAMESPACE")
         self._send(m.SubscribeNamespaceError(request_id, error_code, reason))
 
     # --- Subscribing -----------------------------------------------------------------
@@ -747,11 +750,8 @@ class Session:
         problem = message.problem()
         if problem is not None:
             raise MoqtUsageError(problem)
-        request_id = self._new_request_id()
-        self._my_requests[request_id] = "subscribe"
-        self._subscriptions[request_id] = _OutgoingSubscription(request_id, ns, name)
-        self._send(message)
-        return request_id
+        sub = _OutgoingSubscription(self._next_request_id, ns, name)
+        return self._start_request("subscribe", self._subscriptions, sub, message)
 
     def subscribe_update(
         self,
@@ -799,9 +799,7 @@ class Session:
         self._retire_subscription(sub)
 
     def accept_publish_namespace(self, request_id: int) -> None:
-        namespace = self._peer_namespaces_pending.pop(request_id, None)
-        if namespace is None:
-            raise MoqtUsageError(f"no PUBLISH_NAMESPACE {request_id} awaits an answer")
+        namespace = _awaiting_answer(self._peer_namespaces_pending, request_id, "PUBLISH_NAMESPACE")
         self._peer_namespaces.add(namespace)
         self._send(m.PublishNamespaceOk(request_id))
 
@@ -811,8 +809,7 @@ class Session:
         error_code: int = PublishErrorCode.UNINTERESTED,
         reason: str = "",
     ) -> None:
-        if self._peer_namespaces_pending.pop(request_id, None) is None:
-            raise MoqtUsageError(f"no PUBLISH_NAMESPACE {request_id} awaits an answer")
+        _awaiting_answer(self._peer_namespaces_pending, request_id, "PUBLISH_NAMESPACE")
         self._send(m.PublishNamespaceError(request_id, error_code, reason))
 
     def cancel_publish_namespace(
@@ -833,27 +830,21 @@ class Session:
         for active in self._namespace_subscriptions.values():
             if is_prefix(active, prefix) or is_prefix(prefix, active):
                 raise MoqtUsageError("namespace subscriptions must not overlap")
-        request_id = self._new_request_id()
-        self._my_requests[request_id] = "subscribe_namespace"
-        self._namespace_subscriptions[request_id] = prefix
-        self._send(m.SubscribeNamespace(request_id, prefix, parameters))
-        return request_id
+        message = m.SubscribeNamespace(self._next_request_id, prefix, parameters)
+        return self._start_request(
+            "subscribe_namespace", self._namespace_subscriptions, prefix, message
+        )
 
     def unsubscribe_namespace(self, namespace_prefix: Sequence[NameLike]) -> None:
         prefix = tuple(_to_bytes(f) for f in namespace_prefix)
-        for request_id, active in list(self._namespace_subscriptions.items()):
-            if active == prefix:
-                del self._namespace_subscriptions[request_id]
-                self._my_requests.pop(request_id, None)
-                self._send(m.UnsubscribeNamespace(prefix))
-                return
-        raise MoqtUsageError(f"namespace prefix {prefix!r} is not subscribed")
+        message = m.UnsubscribeNamespace(prefix)
+        if not self._end_request(self._namespace_subscriptions, prefix, message):
+            raise MoqtUsageError(f"namespace prefix {prefix!r} is not subscribed")
 
     # --- Internals: output -----------------------------------------------------------
 
     def _send(self, message: m.Message) -> None:
-        if self.state == SessionState.CLOSED:
-            raise MoqtUsageError("the session is closed")
+        self._require_open()
         self._control_out += m.encode_message(message)
 
     def _write(self, key: int, data: bytes, *, open_: bool, end: bool) -> None:
@@ -881,6 +872,9 @@ class Session:
     def _require_established(self) -> None:
         if self.state == SessionState.SETUP:
             raise MoqtUsageError("the session is not set up yet")
+        self._require_open()
+
+    def _require_open(self) -> None:
         if self.state == SessionState.CLOSED:
             raise MoqtUsageError("the session is closed")
 
@@ -897,6 +891,28 @@ class Session:
             raise RequestsBlockedError(f"the peer allows Request IDs below {limit} only")
         self._next_request_id += 2
         return request_id
+
+    def _start_request(
+        self, kind: str, requests: dict[int, T], value: T, message: m.Message
+    ) -> int:
+        """Send ``message``, a new request of ``kind`` built with :attr:`next_request_id`,
+        and file ``value`` under its Request ID in ``requests``; returns that ID."""
+        request_id = self._new_request_id()
+        self._my_requests[request_id] = kind
+        requests[request_id] = value
+        self._send(message)
+        return request_id
+
+    def _end_request(self, requests: dict[int, T], value: T, message: m.Message) -> bool:
+        """End the request filed with ``value`` in ``requests`` by sending ``message``;
+        False if there is none."""
+        for request_id, filed in list(requests.items()):
+            if filed == value:
+                del requests[request_id]
+                self._my_requests.pop(request_id, None)
+                self._send(message)
+                return True
+        return False
 
     def _accept_peer_request_id(self, request_id: int) -> None:
         """Check a new request's ID: right parity, never used, below the granted limit.
@@ -1176,23 +1192,55 @@ class Session:
         if self._peer_namespace_subscriptions.pop(message.namespace_prefix, None) is not None:
             self._events.append(UnsubscribeNamespaceReceived(message.namespace_prefix))
 
-    def _on_publish_namespace_ok(self, message: m.PublishNamespaceOk) -> None:
-        self._require_peer_established(message)
-        if self._my_request(message.request_id, "publish_namespace", message):
-            self._my_requests[message.request_id] = "publish_namespace_accepted"
-            namespace = self._published_namespaces[message.request_id]
+    def _on_namespace_ok(self, message: m.PublishNamespaceOk | m.SubscribeNamespaceOk) -> None:
+        namespace = self._namespace_answered(message, accepted=True)
+        if namespace is None:
+            return
+        if isinstance(message, m.PublishNamespaceOk):
             self._events.append(PublishNamespaceAccepted(message.request_id, namespace))
+        else:
+            self._events.append(SubscribeNamespaceAccepted(message.request_id, namespace))
 
-    def _on_publish_namespace_error(self, message: m.PublishNamespaceError) -> None:
+    def _on_namespace_error(
+        self, message: m.PublishNamespaceError | m.SubscribeNamespaceError
+    ) -> None:
+        namespace = self._namespace_answered(message, accepted=False)
+        if namespace is None:
+            return
+        rejected = (
+            PublishNamespaceRejected
+            if isinstance(message, m.PublishNamespaceError)
+            else SubscribeNamespaceRejected
+        )
+        self._events.append(
+            rejected(message.request_id, namespace, message.error_code, message.reason)
+        )
+
+    def _namespace_answered(
+        self,
+        message: m.PublishNamespaceOk
+        | m.PublishNamespaceError
+        | m.SubscribeNamespaceOk
+        | m.SubscribeNamespaceError,
+        *,
+        accepted: bool,
+    ) -> Namespace | None:
+        """The namespace (PUBLISH_NAMESPACE) or prefix (SUBSCRIBE_NAMESPACE) of our
+        request that ``message`` answers; None if that request has ended (the answer
+        is then ignored). An accepted request stays on record, a refused one goes."""
         self._require_peer_established(message)
-        if self._my_request(message.request_id, "publish_namespace", message):
-            del self._my_requests[message.request_id]
-            namespace = self._published_namespaces.pop(message.request_id)
-            self._events.append(
-                PublishNamespaceRejected(
-                    message.request_id, namespace, message.error_code, message.reason
-                )
-            )
+        if isinstance(message, m.PublishNamespaceOk | m.PublishNamespaceError):
+            kind, requests = "publish_namespace", self._published_namespaces
+        else:
+            kind, requests = "subscribe_namespace", self._namespace_subscriptions
+        request_id = message.request_id
+        if not self._my_request(request_id, kind, message):
+            return None
+        if accepted:
+            self._my_requests[request_id] = f"{kind}_accepted"
+            return requests[request_id]
+        del self._my_requests[request_id]
+        return requests.pop(request_id)
 
     def _on_publish_namespace_cancel(self, message: m.PublishNamespaceCancel) -> None:
         self._require_peer_established(message)
@@ -1207,11 +1255,20 @@ class Session:
 
     # We subscribe: answers and notices from the peer.
 
-    def _on_subscribe_ok(self, message: m.SubscribeOk) -> None:
+    def _answered_subscription(
+        self, message: m.SubscribeOk | m.SubscribeError | m.PublishDone
+    ) -> _OutgoingSubscription | None:
+        """Our subscription that ``message`` answers (or ends); None if it has ended
+        (``message`` is then ignored)."""
         self._require_peer_established(message)
         if not self._my_request(message.request_id, "subscribe", message):
+            return None
+        return self._subscriptions[message.request_id]
+
+    def _on_subscribe_ok(self, message: m.SubscribeOk) -> None:
+        sub = self._answered_subscription(message)
+        if sub is None:
             return
-        sub = self._subscriptions[message.request_id]
         if sub.track_alias is not None:
             raise MoqtProtocolError("a second SUBSCRIBE_OK for one SUBSCRIBE")
         alias = message.track_alias
@@ -1235,10 +1292,9 @@ class Session:
         self._resolve_pending_streams()
 
     def _on_subscribe_error(self, message: m.SubscribeError) -> None:
-        self._require_peer_established(message)
-        if not self._my_request(message.request_id, "subscribe", message):
+        sub = self._answered_subscription(message)
+        if sub is None:
             return
-        sub = self._subscriptions[message.request_id]
         if sub.track_alias is not None:
             raise MoqtProtocolError("SUBSCRIBE_ERROR after SUBSCRIBE_OK")
         del self._subscriptions[message.request_id]
@@ -1249,10 +1305,9 @@ class Session:
         self._resolve_pending_streams()
 
     def _on_publish_done(self, message: m.PublishDone) -> None:
-        self._require_peer_established(message)
-        if not self._my_request(message.request_id, "subscribe", message):
+        sub = self._answered_subscription(message)
+        if sub is None:
             return
-        sub = self._subscriptions[message.request_id]
         del self._my_requests[message.request_id]
         self._events.append(
             PublishDoneReceived(
@@ -1289,24 +1344,6 @@ class Session:
         if known:
             self._events.append(PublishNamespaceDoneReceived(namespace))
 
-    def _on_subscribe_namespace_ok(self, message: m.SubscribeNamespaceOk) -> None:
-        self._require_peer_established(message)
-        if self._my_request(message.request_id, "subscribe_namespace", message):
-            self._my_requests[message.request_id] = "subscribe_namespace_accepted"
-            prefix = self._namespace_subscriptions[message.request_id]
-            self._events.append(SubscribeNamespaceAccepted(message.request_id, prefix))
-
-    def _on_subscribe_namespace_error(self, message: m.SubscribeNamespaceError) -> None:
-        self._require_peer_established(message)
-        if self._my_request(message.request_id, "subscribe_namespace", message):
-            del self._my_requests[message.request_id]
-            prefix = self._namespace_subscriptions.pop(message.request_id)
-            self._events.append(
-                SubscribeNamespaceRejected(
-                    message.request_id, prefix, message.error_code, message.reason
-                )
-            )
-
     # --- Internals: subscriptions we serve -------------------------------------------
 
     def _pending_peer_subscription(self, request_id: int) -> _IncomingSubscription:
@@ -1317,8 +1354,7 @@ class Session:
         return sub
 
     def _sending_subscription(self, request_id: int) -> _IncomingSubscription | None:
-        if self.state == SessionState.CLOSED:
-            raise MoqtUsageError("the session is closed")
+        self._require_open()
         sub = self._peer_subscriptions.get(request_id)
         if sub is None:
             if self._is_past_peer_request(request_id):
@@ -1342,8 +1378,7 @@ class Session:
         return key
 
     def _out_stream(self, key: int) -> _OutgoingStream | None:
-        if self.state == SessionState.CLOSED:
-            raise MoqtUsageError("the session is closed")
+        self._require_open()
         stream = self._out_streams.get(key)
         if stream is None:
             if 0 <= key < self._next_stream_key:

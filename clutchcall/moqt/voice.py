@@ -87,7 +87,7 @@ class VoiceRole(enum.StrEnum):
 
 
 class SubscriberState(enum.StrEnum):
-    """Where an :class:`AudioSubscriber` stands."""
+    """Where a :class:`TrackSubscriber` (an :class:`AudioSubscriber`, say) stands."""
 
     IDLE = "idle"
     #: SUBSCRIBE sent, no answer yet.
@@ -126,7 +126,68 @@ def voice_track(track: VoiceTrack | str | bytes) -> VoiceTrack:
         raise ValueError(f"track must be 'uplink' or 'downlink', not {track!r}") from None
 
 
-class AudioPublisher:
+class TrackPublisher:
+    """Serves one track to every subscriber of a session.
+
+    Feed it every event; :meth:`handle` returns True for the events it consumed:
+    a SUBSCRIBE to the track (accepted) and an UNSUBSCRIBE of one of its subscriptions.
+    """
+
+    def __init__(self, session: Session, namespace: Namespace, track_name: bytes) -> None:
+        self.session = session
+        self.namespace = namespace
+        self.track_name = track_name
+        self.subscriptions: set[int] = set()
+
+    def handle(self, event: Event) -> bool:
+        if isinstance(event, SubscribeReceived):
+            if event.namespace == self.namespace and event.track_name == self.track_name:
+                self.session.accept_subscribe(event.request_id)
+                self.subscriptions.add(event.request_id)
+                return True
+            return False
+        if isinstance(event, UnsubscribeReceived) and event.request_id in self.subscriptions:
+            self.subscriptions.discard(event.request_id)
+            return True
+        return False
+
+
+class TrackSubscriber:
+    """Receives one track (after :meth:`start`, which each kind of track defines);
+    :meth:`handle` picks out its objects."""
+
+    def __init__(self, session: Session, namespace: Namespace, track_name: bytes) -> None:
+        self.session = session
+        self.namespace = namespace
+        self.track_name = track_name
+        self.request_id: int | None = None
+        self.state = SubscriberState.IDLE
+
+    def handle(self, event: Event) -> ObjectReceived | None:
+        """Return ``event`` if it is one of this track's objects with a payload
+        (``payload``, ``group_id`` and the LOC ``timestamp_us``, None if it carries
+        none). Other events of this subscription update :attr:`state`."""
+        if self.request_id is None or getattr(event, "request_id", None) != self.request_id:
+            return None
+        if isinstance(event, ObjectReceived):
+            if event.payload:
+                return event
+        elif isinstance(event, SubscribeAccepted):
+            self.state = SubscriberState.ACTIVE
+        elif isinstance(event, SubscribeRejected):
+            self.state = SubscriberState.REJECTED
+        elif isinstance(event, PublishDoneReceived):
+            self.state = SubscriberState.DONE
+        return None
+
+    def stop(self) -> None:
+        if self.state in (SubscriberState.PENDING, SubscriberState.ACTIVE):
+            assert self.request_id is not None
+            self.session.unsubscribe(self.request_id)
+        self.state = SubscriberState.DONE
+
+
+class AudioPublisher(TrackPublisher):
     """Serves one voice track to every subscriber of a session.
 
     Feed it every event; :meth:`handle` returns True for the events it consumed.
@@ -143,14 +204,11 @@ class AudioPublisher:
         publisher_priority: int = 0,
         use_datagrams: bool = False,
     ) -> None:
-        self.session = session
-        self.namespace = voice_namespace(call_sid)
-        self.track_name = voice_track(track).wire_name
+        super().__init__(session, voice_namespace(call_sid), voice_track(track).wire_name)
         self._announce = announce
         self._next_group_id = first_group_id
         self._priority = publisher_priority
         self._use_datagrams = use_datagrams
-        self.subscriptions: set[int] = set()
         self.announce_request_id: int | None = None
 
     def start(self) -> int | None:
@@ -158,18 +216,6 @@ class AudioPublisher:
         if self._announce:
             self.announce_request_id = self.session.publish_namespace(self.namespace)
         return self.announce_request_id
-
-    def handle(self, event: Event) -> bool:
-        if isinstance(event, SubscribeReceived):
-            if event.namespace == self.namespace and event.track_name == self.track_name:
-                self.session.accept_subscribe(event.request_id)
-                self.subscriptions.add(event.request_id)
-                return True
-            return False
-        if isinstance(event, UnsubscribeReceived) and event.request_id in self.subscriptions:
-            self.subscriptions.discard(event.request_id)
-            return True
-        return False
 
     def send_frame(self, frame: bytes, timestamp_us: int) -> int:
         """Send one frame as a new group to every subscriber; returns how many got it."""
@@ -210,15 +256,11 @@ class AudioPublisher:
             self.announce_request_id = None
 
 
-class AudioSubscriber:
+class AudioSubscriber(TrackSubscriber):
     """Receives one voice track; :meth:`handle` picks out its frames."""
 
     def __init__(self, session: Session, call_sid: str, track: VoiceTrack | str | bytes) -> None:
-        self.session = session
-        self.namespace = voice_namespace(call_sid)
-        self.track_name = voice_track(track).wire_name
-        self.request_id: int | None = None
-        self.state = SubscriberState.IDLE
+        super().__init__(session, voice_namespace(call_sid), voice_track(track).wire_name)
 
     def start(self, parameters: Parameters = ()) -> int:
         """SUBSCRIBE (``parameters``: e.g. an AUTHORIZATION_TOKEN); returns the request id."""
@@ -227,29 +269,6 @@ class AudioSubscriber:
         )
         self.state = SubscriberState.PENDING
         return self.request_id
-
-    def handle(self, event: Event) -> ObjectReceived | None:
-        """Return ``event`` if it is one of this track's frames: an object with a
-        payload (``payload``, ``group_id`` and the LOC ``timestamp_us``, None if it
-        carries none). Other events of this subscription update :attr:`state`."""
-        if getattr(event, "request_id", None) != self.request_id or self.request_id is None:
-            return None
-        if isinstance(event, ObjectReceived):
-            if event.payload:
-                return event
-        elif isinstance(event, SubscribeAccepted):
-            self.state = SubscriberState.ACTIVE
-        elif isinstance(event, SubscribeRejected):
-            self.state = SubscriberState.REJECTED
-        elif isinstance(event, PublishDoneReceived):
-            self.state = SubscriberState.DONE
-        return None
-
-    def stop(self) -> None:
-        if self.state in (SubscriberState.PENDING, SubscriberState.ACTIVE):
-            assert self.request_id is not None
-            self.session.unsubscribe(self.request_id)
-        self.state = SubscriberState.DONE
 
 
 def answer_unclaimed(session: Session, event: Event) -> bool:

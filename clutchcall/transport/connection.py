@@ -15,7 +15,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -47,6 +47,7 @@ from .streams import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Headers = _wt.Headers
 PathFilter = _wt.PathFilter
@@ -291,12 +292,7 @@ class Connection:
 
     async def accept_stream(self) -> Stream | ReceiveStream:
         """Wait for the next stream opened by the peer."""
-        await anyio.lowlevel.checkpoint()
-        while True:
-            try:
-                return self.accept_stream_nowait()
-            except anyio.WouldBlock:
-                await self._accept_signal.wait()
+        return await self._next(self._accepted, self._accept_signal)
 
     def accept_stream_nowait(self) -> Stream | ReceiveStream:
         """The next stream opened by the peer, or ``anyio.WouldBlock`` if none is waiting.
@@ -304,10 +300,23 @@ class Connection:
         Lets a reader take every stream a burst of packets opened in one go,
         instead of one per scheduling round.
         """
+        return self._next_nowait(self._accepted)
+
+    async def _next(self, queue: deque[T], arrived: Signal) -> T:
+        """The next item of ``queue`` (streams or datagrams from the peer), waiting
+        for ``arrived`` while there is none."""
+        await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                return self._next_nowait(queue)
+            except anyio.WouldBlock:
+                await arrived.wait()
+
+    def _next_nowait(self, queue: deque[T]) -> T:
         if self._closed_locally:
             raise anyio.ClosedResourceError
-        if self._accepted:
-            return self._accepted.popleft()
+        if queue:
+            return queue.popleft()
         if self._lost is not None:
             raise anyio.BrokenResourceError from self._lost
         raise anyio.WouldBlock
@@ -335,15 +344,7 @@ class Connection:
 
     async def receive_datagram(self) -> bytes:
         """Wait for the next datagram from the peer."""
-        await anyio.lowlevel.checkpoint()
-        while True:
-            if self._closed_locally:
-                raise anyio.ClosedResourceError
-            if self._datagrams:
-                return self._datagrams.popleft()
-            if self._lost is not None:
-                raise anyio.BrokenResourceError from self._lost
-            await self._datagram_signal.wait()
+        return await self._next(self._datagrams, self._datagram_signal)
 
     async def aclose(self, code: int = 0, reason: str = "", *, linger: float = 2.0) -> None:
         """Close the connection (or WebTransport session) with ``code`` and ``reason``.
@@ -512,21 +513,23 @@ class Connection:
         self._wakeup()
 
     def _reset_stream(self, stream_id: int, code: int) -> None:
-        if self._lost is not None:
-            return
-        try:
-            self._quic.reset_stream(stream_id, self._wire_code(code))
-        except (ValueError, AssertionError):
-            logger.debug("reset of stream %d ignored", stream_id, exc_info=True)
-        self._wakeup()
+        self._abort_stream(self._quic.reset_stream, "reset", stream_id, code)
 
     def _stop_stream(self, stream_id: int, code: int) -> None:
+        self._abort_stream(self._quic.stop_stream, "stop", stream_id, code)
+
+    def _abort_stream(
+        self, abort: Callable[[int, int], None], what: str, stream_id: int, code: int
+    ) -> None:
+        """RESET_STREAM or STOP_SENDING (``abort``) with ``code`` mapped for the wire;
+        nothing once the connection is lost, and a stream aioquic no longer knows is
+        let be."""
         if self._lost is not None:
             return
         try:
-            self._quic.stop_stream(stream_id, self._wire_code(code))
+            abort(stream_id, self._wire_code(code))
         except (ValueError, AssertionError):
-            logger.debug("stop of stream %d ignored", stream_id, exc_info=True)
+            logger.debug("%s of stream %d ignored", what, stream_id, exc_info=True)
         self._wakeup()
 
     def _refuse_stream(self, receiver: ReceiveSide, sender: SendSide | None, h3_code: int) -> None:

@@ -95,14 +95,21 @@ def _peer(conn: Connection) -> str:
 class Server:
     """A listening QUIC / WebTransport server; use ``async with serve(...) as server``.
 
+    It listens on ``host:port`` (port 0 picks a free one, see :attr:`port`).
+    ``certificate`` / ``private_key``: PEM bytes, a PEM string or a file path.
+    ``alpn``: protocols offered; ``h3`` enables WebTransport. ``wt_paths``: the
+    accepted WebTransport paths (a collection, or a predicate); ``None``
+    accepts every path. Rejected CONNECTs get 404. ``handshake_timeout``: a
+    connection without a session this many seconds after its first packet is
+    dropped (and logged at INFO with the peer's address).
+
     Each established session (a raw QUIC connection, or a WebTransport session
     whose CONNECT path was accepted) runs ``handler(conn)`` in the server's task
     group; the connection is closed when the handler returns.
 
     One connection never affects another: whatever its tasks raise (the
     handler, the wait for its session, the QUIC driver) is logged with the
-    peer's address and closes only that connection. A connection without a
-    session ``handshake_timeout`` seconds after its first packet is dropped.
+    peer's address and closes only that connection.
 
     If the server itself stops serving (its UDP socket is closed under it, or
     the task reading it fails), :attr:`failure` records why, every connection
@@ -412,35 +419,6 @@ class Server:
             await conn.aclose()
 
 
-def serve(
-    host: str,
-    port: int,
-    *,
-    certificate: PemSource,
-    private_key: PemSource,
-    handler: Handler,
-    alpn: Sequence[str] = ("moq-00", "h3"),
-    wt_paths: Collection[str] | PathFilter | None = None,
-    idle_timeout: float = 30.0,
-    handshake_timeout: float = HANDSHAKE_TIMEOUT,
-) -> Server:
-    """Listen on ``host:port`` (port 0 picks a free one, see ``server.port``).
-
-    ``certificate`` / ``private_key``: PEM bytes, a PEM string or a file path.
-    ``alpn``: protocols offered; ``h3`` enables WebTransport. ``wt_paths``: the
-    accepted WebTransport paths (a collection, or a predicate); ``None``
-    accepts every path. Rejected CONNECTs get 404. ``handshake_timeout``: a
-    connection without a session this many seconds after its first packet is
-    dropped (and logged at INFO with the peer's address).
-    """
-    return Server(
-        host,
-        port,
-        certificate=certificate,
-        private_key=private_key,
-        handler=handler,
-        alpn=alpn,
-        wt_paths=wt_paths,
-        idle_timeout=idle_timeout,
-        handshake_timeout=handshake_timeout,
-    )
+#: ``async with serve(host, port, ...) as server``: the :class:`Server` constructor,
+#: under the name it reads best by.
+serve = Server

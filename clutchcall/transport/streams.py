@@ -222,20 +222,14 @@ class SendSide:
         self._eof = self._eof or not self._reset
 
 
-class SendStream(anyio.abc.ByteSendStream):
-    """A unidirectional stream opened by this side."""
+class _Sending:
+    """The sending methods of :class:`SendStream` and :class:`Stream`."""
 
-    def __init__(self, send_side: SendSide) -> None:
-        self._send_side = send_side
-        self.stream_id = send_side.stream_id
+    _send_side: SendSide
 
     async def send(self, item: bytes) -> None:
         """Queue ``item``; wait while the stream's backlog is above its limit."""
         await self._send_side.send(item)
-
-    async def send_eof(self) -> None:
-        """Finish the stream (FIN) after the data already queued."""
-        await self._send_side.send_eof()
 
     def send_nowait(self, item: bytes | bytearray | memoryview, *, eof: bool = False) -> None:
         """Queue ``item`` (and the FIN with it if ``eof``) without waiting.
@@ -246,13 +240,25 @@ class SendStream(anyio.abc.ByteSendStream):
         """
         self._send_side.send_nowait(item, eof=eof)
 
+    def reset(self, code: int = 0) -> None:
+        """Abort sending; queued data may never arrive (a receiving half stays open)."""
+        self._send_side.reset(code)
+
+
+class SendStream(_Sending, anyio.abc.ByteSendStream):
+    """A unidirectional stream opened by this side."""
+
+    def __init__(self, send_side: SendSide) -> None:
+        self._send_side = send_side
+        self.stream_id = send_side.stream_id
+
+    async def send_eof(self) -> None:
+        """Finish the stream (FIN) after the data already queued."""
+        await self._send_side.send_eof()
+
     def send_eof_nowait(self) -> None:
         """:meth:`send_eof` without the checkpoint (finishing never waits)."""
         self._send_side.send_eof_nowait()
-
-    def reset(self, code: int = 0) -> None:
-        """Abort the stream; queued data may never arrive."""
-        self._send_side.reset(code)
 
     async def aclose(self) -> None:
         """Finish the stream gracefully (FIN) unless it was reset or failed."""
@@ -295,7 +301,7 @@ class ReceiveStream(anyio.abc.ByteReceiveStream):
         return f"<ReceiveStream id={self.stream_id}>"
 
 
-class Stream(anyio.abc.ByteStream):
+class Stream(_Sending, anyio.abc.ByteStream):
     """A bidirectional stream (opened by either side)."""
 
     def __init__(self, send_side: SendSide, receive_side: ReceiveSide) -> None:
@@ -303,25 +309,13 @@ class Stream(anyio.abc.ByteStream):
         self._receive_side = receive_side
         self.stream_id = send_side.stream_id
 
-    async def send(self, item: bytes) -> None:
-        """Queue ``item``; wait while the stream's backlog is above its limit."""
-        await self._send_side.send(item)
-
     async def send_eof(self) -> None:
         """Finish the sending half (FIN); the receiving half stays open."""
         await self._send_side.send_eof()
 
-    def send_nowait(self, item: bytes | bytearray | memoryview, *, eof: bool = False) -> None:
-        """Queue ``item`` without waiting (as :meth:`SendStream.send_nowait`)."""
-        self._send_side.send_nowait(item, eof=eof)
-
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Next chunk of data (at most ``max_bytes``); ``EndOfStream`` after FIN."""
         return await self._receive_side.receive(max_bytes)
-
-    def reset(self, code: int = 0) -> None:
-        """Abort the sending half."""
-        self._send_side.reset(code)
 
     def stop_sending(self, code: int = 0) -> None:
         """Abort the receiving half: ask the peer to stop and drop unread data."""

@@ -263,14 +263,7 @@ export class OpusPlayer {
     node.port.onmessage = (event) => this.onWorkletMessage(event.data);
     node.connect(this.destination);
     this.output = node;
-    this.decoder = new AudioDecoder({
-      output: (data) => this.onDecoded(data),
-      error: () => {
-        this.stats.decodeErrors++;
-        this.reopenDecoder(config);
-      },
-    });
-    this.decoder.configure(config);
+    this.openDecoder(config);
     if (this.context.state === "suspended") await this.context.resume().catch(() => {});
   }
 
@@ -278,6 +271,11 @@ export class OpusPlayer {
   reopenDecoder(config) {
     if (this.closed) return;
     // A corrupt frame closes a WebCodecs decoder: open a new one and carry on.
+    this.openDecoder(config);
+  }
+
+  /** @param {AudioDecoderConfig} config */
+  openDecoder(config) {
     this.decoder = new AudioDecoder({
       output: (data) => this.onDecoded(data),
       error: () => {

@@ -80,6 +80,20 @@ export const REQUEST_WINDOW = 100;
 export const MAX_PENDING_STREAMS = 64;
 /** Largest control message burst buffered from the relay before it is a violation. */
 const MAX_CONTROL_BUFFER = 1 << 20;
+/** Refusal of a request this client does not serve (NOT_SUPPORTED, as each request's error code). */
+const NOT_SUPPORTED = { errorCode: SubscribeErrorCode.NOT_SUPPORTED, reason: "" };
+/**
+ * The answers to the requests a relay may send this client: namespaces are
+ * accepted, tracks and fetches refused.
+ * @type {Map<number, Message>}
+ */
+const PEER_REQUEST_ANSWERS = new Map([
+  [MessageType.PUBLISH_NAMESPACE, { type: MessageType.PUBLISH_NAMESPACE_OK }],
+  [MessageType.SUBSCRIBE_NAMESPACE, { type: MessageType.SUBSCRIBE_NAMESPACE_OK }],
+  [MessageType.PUBLISH, { type: MessageType.PUBLISH_ERROR, ...NOT_SUPPORTED }],
+  [MessageType.FETCH, { type: MessageType.FETCH_ERROR, ...NOT_SUPPORTED }],
+  [MessageType.TRACK_STATUS, { type: MessageType.TRACK_STATUS_ERROR, ...NOT_SUPPORTED }],
+]);
 
 /** Base class of the errors this module raises. */
 export class BridgeError extends Error {
@@ -240,8 +254,50 @@ class Flag {
   }
 }
 
+/** What a publication and a subscription of one voice track share. */
+class VoiceTrackHandle {
+  /**
+   * @param {MoqtClient} client
+   * @param {string} callSid
+   * @param {string} track
+   * @param {string | null} token
+   */
+  constructor(client, callSid, track, token) {
+    this.client = client;
+    this.callSid = callSid;
+    this.track = track;
+    this.namespace = ["voice", callSid];
+    this.trackName = track;
+    /** Bridge token sent with this track's request (read at each (re)start). */
+    this.token = token;
+    /** @type {AudioStats} */
+    this.stats = zeroStats();
+    this.closed = false;
+    /** @type {BridgeError | null} Why the relay refused this track on the current session. */
+    this.error = null;
+  }
+
+  /** The track's key in the client's publications or subscriptions. */
+  get key() {
+    return trackKey(this.namespace, this.trackName);
+  }
+
+  /** Mark the track closed; false if it already was. */
+  markClosed() {
+    const first = !this.closed;
+    this.closed = true;
+    return first;
+  }
+
+  /** Count a frame dropped (on this track and on the client). */
+  dropped() {
+    this.client.stats.dropped++;
+    this.stats.dropped++;
+  }
+}
+
 /** One voice track this client publishes (``client.publishAudio``). */
-export class AudioPublication {
+export class AudioPublication extends VoiceTrackHandle {
   /**
    * @param {MoqtClient} client
    * @param {string} callSid
@@ -249,24 +305,13 @@ export class AudioPublication {
    * @param {{token?: string | null, useDatagrams?: boolean}} options
    */
   constructor(client, callSid, track, { token = null, useDatagrams = false }) {
-    this.client = client;
-    this.callSid = callSid;
-    this.track = track;
-    this.namespace = ["voice", callSid];
-    this.trackName = track;
-    /** Bridge token sent with this track's PUBLISH_NAMESPACE (read at each (re)start). */
-    this.token = token;
+    super(client, callSid, track, token);
     this.useDatagrams = useDatagrams;
     /** The catalog declaring this track's format (``publishAudio(..., {format})``). @type {CatalogPublication | null} */
     this.catalog = null;
-    /** @type {AudioStats} */
-    this.stats = zeroStats();
     /** @type {{queuedAt: number, frame: Uint8Array, tsUs: number}[]} */
     this.queue = [];
     this.nextGroup = 0;
-    this.closed = false;
-    /** @type {BridgeError | null} Why the relay refused this track on the current session. */
-    this.error = null;
   }
 
   /** Subscriptions the relay holds on this track in the current session. */
@@ -311,10 +356,8 @@ export class AudioPublication {
     const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
     const stamp = tsUs === null || tsUs === undefined ? monotonicUs() : Math.round(tsUs);
     if (!(stamp >= 0) || !Number.isSafeInteger(stamp)) throw new RangeError("tsUs must be a non-negative integer");
-    const client = this.client;
-    if (client.ended) {
-      client.stats.dropped++;
-      this.stats.dropped++;
+    if (this.client.ended) {
+      this.dropped();
       return;
     }
     this.queue.push({ queuedAt: performance.now(), frame: bytes, tsUs: stamp });
@@ -325,8 +368,7 @@ export class AudioPublication {
     const client = this.client;
     while (this.queue.length > client.queueFrames) {
       this.queue.shift();
-      client.stats.dropped++;
-      this.stats.dropped++;
+      this.dropped();
     }
     const session = client.session;
     const subscribers = session?.subscribersOf(this);
@@ -335,8 +377,7 @@ export class AudioPublication {
     while (this.queue.length && session.backlog < MAX_LINK_BACKLOG) {
       const item = /** @type {{queuedAt: number, frame: Uint8Array, tsUs: number}} */ (this.queue.shift());
       if (item.queuedAt < oldest) {
-        client.stats.dropped++;
-        this.stats.dropped++;
+        this.dropped();
         continue;
       }
       const groupId = this.nextGroup++;
@@ -351,9 +392,8 @@ export class AudioPublication {
   /** Stop publishing (and its catalog): PUBLISH_DONE to subscribers, withdraw the
    * namespace if unused. */
   close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.client.publications.delete(trackKey(this.namespace, this.trackName));
+    if (!this.markClosed()) return;
+    this.client.publications.delete(this.key);
     this.client.session?.withdraw(this);
     this.queue.length = 0;
     this.catalog?.close();
@@ -432,7 +472,7 @@ export class CatalogPublication {
 }
 
 /** One voice track this client receives; set ``onFrame`` to get its frames. */
-export class AudioSubscription {
+export class AudioSubscription extends VoiceTrackHandle {
   /**
    * @param {MoqtClient} client
    * @param {string} callSid
@@ -440,23 +480,12 @@ export class AudioSubscription {
    * @param {{token?: string | null, onFrame?: ((frame: Uint8Array, tsUs: number) => void) | null}} options
    */
   constructor(client, callSid, track, { token = null, onFrame = null }) {
-    this.client = client;
-    this.callSid = callSid;
-    this.track = track;
-    this.namespace = ["voice", callSid];
-    this.trackName = track;
-    /** Bridge token sent with this track's SUBSCRIBE (read at each (re)start). */
-    this.token = token;
+    super(client, callSid, track, token);
     /** Called with each frame, in group order. */
     this.onFrame = onFrame;
-    /** @type {AudioStats} */
-    this.stats = zeroStats();
     this.answered = false;
     /** The relay ended the track for good (PUBLISH_DONE TRACK_ENDED: the call ended). */
     this.trackEnded = false;
-    this.closed = false;
-    /** @type {BridgeError | null} */
-    this.error = null;
     /** Frames that arrived after a later group had already been delivered. */
     this.late = 0;
     /** @type {number | null} */
@@ -532,9 +561,8 @@ export class AudioSubscription {
 
   /** UNSUBSCRIBE. */
   close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.client.subscriptions.delete(trackKey(this.namespace, this.trackName));
+    if (!this.markClosed()) return;
+    this.client.subscriptions.delete(this.key);
     this.client.session?.unsubscribe(this);
   }
 }
@@ -914,6 +942,18 @@ class Session {
     throw new MoqtProtocolError(`${name} for Request ID ${requestId}, which is not a ${kind}`);
   }
 
+  /**
+   * ``myRequest`` for an answer that ends the request (which is then forgotten).
+   * @param {number} requestId
+   * @param {string} kind
+   * @param {string} name
+   */
+  endMyRequest(requestId, kind, name) {
+    const request = this.myRequest(requestId, kind, name);
+    if (request !== null) this.myRequests.delete(requestId);
+    return request;
+  }
+
   /** @param {Uint8Array} data */
   receiveControl(data) {
     if (this.parser.buffered + data.length > MAX_CONTROL_BUFFER) {
@@ -1033,9 +1073,8 @@ class Session {
         return;
       }
       case MessageType.PUBLISH_NAMESPACE_ERROR: {
-        const request = this.myRequest(msg.requestId, "publish_namespace", "PUBLISH_NAMESPACE_ERROR");
+        const request = this.endMyRequest(msg.requestId, "publish_namespace", "PUBLISH_NAMESPACE_ERROR");
         if (request === null) return;
-        this.myRequests.delete(msg.requestId);
         this.announced.delete(request.target);
         for (const publication of client.publications.values()) {
           if (namespaceKey(publication.namespace) !== request.target) continue;
@@ -1083,8 +1122,7 @@ class Session {
         return;
       }
       case MessageType.SUBSCRIBE_ERROR: {
-        if (this.myRequest(msg.requestId, "subscribe", "SUBSCRIBE_ERROR") === null) return;
-        this.myRequests.delete(msg.requestId);
+        if (this.endMyRequest(msg.requestId, "subscribe", "SUBSCRIBE_ERROR") === null) return;
         const entry = this.subscribers.get(msg.requestId);
         this.subscribers.delete(msg.requestId);
         if (entry) {
@@ -1098,8 +1136,7 @@ class Session {
         return;
       }
       case MessageType.PUBLISH_DONE: {
-        if (this.myRequest(msg.requestId, "subscribe", "PUBLISH_DONE") === null) return;
-        this.myRequests.delete(msg.requestId);
+        if (this.endMyRequest(msg.requestId, "subscribe", "PUBLISH_DONE") === null) return;
         const entry = this.subscribers.get(msg.requestId);
         if (entry && msg.statusCode === PublishDoneCode.TRACK_ENDED) {
           this.subscribers.delete(msg.requestId);
@@ -1109,25 +1146,15 @@ class Session {
         return;
       }
       case MessageType.PUBLISH_NAMESPACE:
-        this.acceptPeerRequestId(msg.requestId);
-        this.send({ type: MessageType.PUBLISH_NAMESPACE_OK, requestId: msg.requestId });
-        return;
       case MessageType.SUBSCRIBE_NAMESPACE:
-        this.acceptPeerRequestId(msg.requestId);
-        this.send({ type: MessageType.SUBSCRIBE_NAMESPACE_OK, requestId: msg.requestId });
-        return;
       case MessageType.PUBLISH:
-        this.acceptPeerRequestId(msg.requestId);
-        this.send({ type: MessageType.PUBLISH_ERROR, requestId: msg.requestId, errorCode: 0x3, reason: "" });
-        return;
       case MessageType.FETCH:
+      case MessageType.TRACK_STATUS: {
         this.acceptPeerRequestId(msg.requestId);
-        this.send({ type: MessageType.FETCH_ERROR, requestId: msg.requestId, errorCode: 0x3, reason: "" });
+        const answer = /** @type {Message} */ (PEER_REQUEST_ANSWERS.get(msg.type));
+        this.send({ ...answer, requestId: msg.requestId });
         return;
-      case MessageType.TRACK_STATUS:
-        this.acceptPeerRequestId(msg.requestId);
-        this.send({ type: MessageType.TRACK_STATUS_ERROR, requestId: msg.requestId, errorCode: 0x3, reason: "" });
-        return;
+      }
       case MessageType.PUBLISH_NAMESPACE_DONE:
       case MessageType.UNSUBSCRIBE_NAMESPACE:
       case MessageType.FETCH_CANCEL:
@@ -1412,12 +1439,7 @@ export class MoqtClient {
     if (this.subscriptions.has(key)) throw new BridgeError(`${subscription.label} is already subscribed`);
     this.subscriptions.set(key, subscription);
     if (this.connected) /** @type {Session} */ (this.session).startSubscription(subscription);
-    try {
-      await this.waitAnswer(() => subscription.answered, subscription);
-    } catch (error) {
-      subscription.close();
-      throw error;
-    }
+    await this.waitAnswer(() => subscription.answered, subscription);
     return subscription;
   }
 
@@ -1427,23 +1449,30 @@ export class MoqtClient {
   }
 
   /**
+   * Wait until ``ready()``; a track the relay refuses (or does not answer for in
+   * time, or a client that ends first) is closed again and the reason thrown.
    * @param {() => boolean} ready
    * @param {AudioPublication | AudioSubscription | CatalogPublication | CatalogSubscription} track
    * @param {{raiseRefusal?: boolean}} [options] false: return when the relay refused
    */
   async waitAnswer(ready, track, { raiseRefusal = true } = {}) {
-    const deadline = performance.now() + this.connectTimeoutMs;
-    while (!ready()) {
-      if (track.error !== null) {
-        if (!raiseRefusal) return;
-        throw track.error;
+    try {
+      const deadline = performance.now() + this.connectTimeoutMs;
+      while (!ready()) {
+        if (track.error !== null) {
+          if (!raiseRefusal) return;
+          throw track.error;
+        }
+        if (this.ended) throw new BridgeClosedError("the client ended before the relay answered");
+        const left = deadline - performance.now();
+        if (left <= 0) throw new BridgeConnectError("the relay did not answer in time");
+        await Promise.race([this.changedFlag.promise, sleep(Math.min(left, 250))]);
       }
-      if (this.ended) throw new BridgeClosedError("the client ended before the relay answered");
-      const left = deadline - performance.now();
-      if (left <= 0) throw new BridgeConnectError("the relay did not answer in time");
-      await Promise.race([this.changedFlag.promise, sleep(Math.min(left, 250))]);
+      if (track.error !== null && raiseRefusal) throw track.error;
+    } catch (error) {
+      track.close();
+      throw error;
     }
-    if (track.error !== null && raiseRefusal) throw track.error;
   }
 
   /** @param {Session} session */

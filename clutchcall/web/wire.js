@@ -507,19 +507,125 @@ export const MessageType = Object.freeze({
 /** @type {Map<number, string>} */
 export const MESSAGE_NAMES = new Map(Object.entries(MessageType).map(([name, type]) => [type, name]));
 
-// Field kinds of the messages made of simple fields, in wire order.
-const V = "varint";
-const U8 = "u8";
-const NS = "namespace";
-const PREFIX = "prefix";
-const REASON = "reason";
-const LOC = "location";
-const PARAMS = "params";
-const VERSIONS = "versions";
-const URI = "uri";
+/**
+ * How one kind of field is written and read. ``read`` also gets the fields read
+ * before it (a track name's bound depends on its namespace, a filter's locations
+ * on its type).
+ * @typedef {{write: (w: Writer, value: any) => void, read: (r: Reader, before: Message) => any}} FieldKind
+ */
 
-/** @type {Map<number, [string, string][]>} */
-const SIMPLE = new Map([
+/** @param {number} filterType */
+function isAbsolute(filterType) {
+  return filterType === FilterType.ABSOLUTE_START || filterType === FilterType.ABSOLUTE_RANGE;
+}
+
+// The field kinds; each message's entry in FIELDS lists its fields in wire order.
+/** @type {FieldKind} */
+const V = { write: (w, value) => w.varint(value), read: (r) => r.varint() };
+/** @type {FieldKind} */
+const U8 = { write: (w, value) => w.uint8(value), read: (r) => r.uint8() };
+/** @type {FieldKind} */
+const NS = { write: (w, value) => w.namespace(value), read: (r) => r.namespace() };
+/** @type {FieldKind} */
+const PREFIX = { write: (w, value) => w.namespace(value, true), read: (r) => r.namespace(true) };
+/** @type {FieldKind} */
+const TRACK_NAME = { write: (w, value) => w.bytes(utf8(value)), read: (r, before) => r.trackName(before.namespace) };
+/** @type {FieldKind} */
+const REASON = { write: (w, value) => w.reason(value), read: (r) => r.reason() };
+/** @type {FieldKind} */
+const LOC = { write: (w, value) => w.location(value), read: (r) => r.location() };
+/** @type {FieldKind} */
+const PARAMS = { write: (w, value) => w.parameters(value), read: (r) => r.parameters() };
+/** @type {FieldKind} */
+const VERSIONS = {
+  write: (w, value) => {
+    w.varint(value.length);
+    for (const version of value) w.varint(version);
+  },
+  read: (r) => {
+    const count = r.varint();
+    if (count > r.remaining) throw new MoqtProtocolError(`version count ${count} exceeds message size`);
+    const versions = [];
+    for (let i = 0; i < count; i++) versions.push(r.varint());
+    return versions;
+  },
+};
+/** @type {FieldKind} */
+const URI = {
+  write: (w, value) => {
+    const raw = utf8(value);
+    if (raw.length > MAX_GOAWAY_URI_LENGTH) throw new MoqtUsageError("GOAWAY URI is too long");
+    w.bytes(raw);
+  },
+  read: (r) => fromUtf8(r.lengthPrefixed(MAX_GOAWAY_URI_LENGTH, "GOAWAY URI")),
+};
+/** Content Exists, then the largest location if it is 1 (null when 0). @type {FieldKind} */
+const LARGEST = {
+  write: (w, value) => {
+    w.uint8(value === null ? 0 : 1);
+    if (value !== null) w.location(value);
+  },
+  read: (r) => {
+    const contentExists = r.uint8();
+    if (contentExists > 1) throw new MoqtProtocolError(`content exists ${contentExists} is not 0 or 1`);
+    return contentExists ? r.location() : null;
+  },
+};
+// A subscription filter: its type, then the start location (absolute filters only)
+// and the end group (AbsoluteRange only); messageProblem() has checked that they
+// are present exactly when the type needs them.
+/** @type {FieldKind} */
+const FILTER_TYPE = {
+  write: (w, value) => w.varint(value),
+  read: (r) => {
+    const filterType = r.varint();
+    if (filterType < 1 || filterType > 4) throw new MoqtProtocolError(`unknown filter type ${filterType}`);
+    return filterType;
+  },
+};
+/** @type {FieldKind} */
+const FILTER_START = {
+  write: (w, value) => {
+    if (value !== null) w.location(value);
+  },
+  read: (r, before) => (isAbsolute(before.filterType) ? r.location() : null),
+};
+/** @type {FieldKind} */
+const FILTER_END = {
+  write: (w, value) => {
+    if (value !== null) w.varint(value);
+  },
+  read: (r, before) => (before.filterType === FilterType.ABSOLUTE_RANGE ? r.varint() : null),
+};
+
+/** @type {[string, FieldKind][]} */
+const SUBSCRIBE_FIELDS = [
+  ["requestId", V],
+  ["namespace", NS],
+  ["trackName", TRACK_NAME],
+  ["subscriberPriority", U8],
+  ["groupOrder", U8],
+  ["forward", U8],
+  ["filterType", FILTER_TYPE],
+  ["start", FILTER_START],
+  ["endGroup", FILTER_END],
+  ["parameters", PARAMS],
+];
+/** @type {[string, FieldKind][]} */
+const SUBSCRIBE_OK_FIELDS = [
+  ["requestId", V],
+  ["trackAlias", V],
+  ["expires", V],
+  ["groupOrder", U8],
+  ["largest", LARGEST],
+  ["parameters", PARAMS],
+];
+
+/**
+ * The fields of every message but FETCH (whose fields depend on its fetch type).
+ * @type {Map<number, [string, FieldKind][]>}
+ */
+const FIELDS = new Map([
   [MessageType.CLIENT_SETUP, [["versions", VERSIONS], ["parameters", PARAMS]]],
   [MessageType.SERVER_SETUP, [["version", V], ["parameters", PARAMS]]],
   [MessageType.GOAWAY, [["newSessionUri", URI]]],
@@ -543,6 +649,36 @@ const SIMPLE = new Map([
       ["parameters", PARAMS],
     ],
   ],
+  [MessageType.SUBSCRIBE, SUBSCRIBE_FIELDS],
+  [MessageType.TRACK_STATUS, SUBSCRIBE_FIELDS],
+  [MessageType.SUBSCRIBE_OK, SUBSCRIBE_OK_FIELDS],
+  [MessageType.TRACK_STATUS_OK, SUBSCRIBE_OK_FIELDS],
+  [
+    MessageType.PUBLISH,
+    [
+      ["requestId", V],
+      ["namespace", NS],
+      ["trackName", TRACK_NAME],
+      ["trackAlias", V],
+      ["groupOrder", U8],
+      ["largest", LARGEST],
+      ["forward", U8],
+      ["parameters", PARAMS],
+    ],
+  ],
+  [
+    MessageType.PUBLISH_OK,
+    [
+      ["requestId", V],
+      ["forward", U8],
+      ["subscriberPriority", U8],
+      ["groupOrder", U8],
+      ["filterType", FILTER_TYPE],
+      ["start", FILTER_START],
+      ["endGroup", FILTER_END],
+      ["parameters", PARAMS],
+    ],
+  ],
   [MessageType.UNSUBSCRIBE, [["requestId", V]]],
   [MessageType.PUBLISH_DONE, [["requestId", V], ["statusCode", V], ["streamCount", V], ["reason", REASON]]],
   [
@@ -560,109 +696,13 @@ const SIMPLE = new Map([
 ]);
 
 /**
- * @param {Writer} w
- * @param {string} kind
- * @param {any} value
- */
-function writeField(w, kind, value) {
-  switch (kind) {
-    case V:
-      w.varint(value);
-      break;
-    case U8:
-      w.uint8(value);
-      break;
-    case NS:
-      w.namespace(value);
-      break;
-    case PREFIX:
-      w.namespace(value, true);
-      break;
-    case REASON:
-      w.reason(value);
-      break;
-    case LOC:
-      w.location(value);
-      break;
-    case PARAMS:
-      w.parameters(value);
-      break;
-    case VERSIONS:
-      w.varint(value.length);
-      for (const version of value) w.varint(version);
-      break;
-    default: {
-      const raw = utf8(value);
-      if (raw.length > MAX_GOAWAY_URI_LENGTH) throw new MoqtUsageError("GOAWAY URI is too long");
-      w.bytes(raw);
-    }
-  }
-}
-
-/**
- * @param {Reader} r
- * @param {string} kind
- * @returns {any}
- */
-function readField(r, kind) {
-  switch (kind) {
-    case V:
-      return r.varint();
-    case U8:
-      return r.uint8();
-    case NS:
-      return r.namespace();
-    case PREFIX:
-      return r.namespace(true);
-    case REASON:
-      return r.reason();
-    case LOC:
-      return r.location();
-    case PARAMS:
-      return r.parameters();
-    case VERSIONS: {
-      const count = r.varint();
-      if (count > r.remaining) throw new MoqtProtocolError(`version count ${count} exceeds message size`);
-      const versions = [];
-      for (let i = 0; i < count; i++) versions.push(r.varint());
-      return versions;
-    }
-    default:
-      return fromUtf8(r.lengthPrefixed(MAX_GOAWAY_URI_LENGTH, "GOAWAY URI"));
-  }
-}
-
-/**
- * @param {Writer} w
- * @param {number} filterType
- * @param {Location | null} start
- * @param {number | null} endGroup
- */
-function writeFilter(w, filterType, start, endGroup) {
-  w.varint(filterType);
-  if (start !== null) w.location(start);
-  if (endGroup !== null) w.varint(endGroup);
-}
-
-/** @param {Reader} r @returns {[number, Location | null, number | null]} */
-function readFilter(r) {
-  const filterType = r.varint();
-  if (filterType < 1 || filterType > 4) throw new MoqtProtocolError(`unknown filter type ${filterType}`);
-  const absolute = filterType === FilterType.ABSOLUTE_START || filterType === FilterType.ABSOLUTE_RANGE;
-  const start = absolute ? r.location() : null;
-  const endGroup = filterType === FilterType.ABSOLUTE_RANGE ? r.varint() : null;
-  return [filterType, start, endGroup];
-}
-
-/**
  * @param {number} filterType
  * @param {Location | null} start
  * @param {number | null} endGroup
  * @returns {string | null}
  */
 function filterProblem(filterType, start, endGroup) {
-  const absolute = filterType === FilterType.ABSOLUTE_START || filterType === FilterType.ABSOLUTE_RANGE;
-  if (absolute !== (start !== null)) return "start location must be present exactly for absolute filters";
+  if (isAbsolute(filterType) !== (start !== null)) return "start location must be present exactly for absolute filters";
   if ((filterType === FilterType.ABSOLUTE_RANGE) !== (endGroup !== null)) {
     return "end group must be present exactly for AbsoluteRange";
   }
@@ -785,7 +825,7 @@ function withDefaults(msg) {
         ...msg,
       };
     default: {
-      const fields = SIMPLE.get(msg.type) ?? [];
+      const fields = FIELDS.get(msg.type) ?? [];
       /** @type {Message} */
       const out = { ...msg };
       for (const [name, kind] of fields) {
@@ -804,53 +844,25 @@ function withDefaults(msg) {
  * @param {Message} msg
  */
 function encodePayload(w, msg) {
-  const simple = SIMPLE.get(msg.type);
-  if (simple) {
-    for (const [name, kind] of simple) writeField(w, kind, msg[name]);
+  const fields = FIELDS.get(msg.type);
+  if (fields) {
+    for (const [name, kind] of fields) kind.write(w, msg[name]);
     return;
   }
-  switch (msg.type) {
-    case MessageType.SUBSCRIBE:
-    case MessageType.TRACK_STATUS:
-      w.varint(msg.requestId).namespace(msg.namespace).bytes(utf8(msg.trackName));
-      w.uint8(msg.subscriberPriority).uint8(msg.groupOrder).uint8(msg.forward);
-      writeFilter(w, msg.filterType, msg.start, msg.endGroup);
-      w.parameters(msg.parameters);
-      return;
-    case MessageType.SUBSCRIBE_OK:
-    case MessageType.TRACK_STATUS_OK:
-      w.varint(msg.requestId).varint(msg.trackAlias).varint(msg.expires).uint8(msg.groupOrder);
-      w.uint8(msg.largest === null ? 0 : 1);
-      if (msg.largest !== null) w.location(msg.largest);
-      w.parameters(msg.parameters);
-      return;
-    case MessageType.PUBLISH:
-      w.varint(msg.requestId).namespace(msg.namespace).bytes(utf8(msg.trackName));
-      w.varint(msg.trackAlias).uint8(msg.groupOrder).uint8(msg.largest === null ? 0 : 1);
-      if (msg.largest !== null) w.location(msg.largest);
-      w.uint8(msg.forward).parameters(msg.parameters);
-      return;
-    case MessageType.PUBLISH_OK:
-      w.varint(msg.requestId).uint8(msg.forward).uint8(msg.subscriberPriority).uint8(msg.groupOrder);
-      writeFilter(w, msg.filterType, msg.start, msg.endGroup);
-      w.parameters(msg.parameters);
-      return;
-    case MessageType.FETCH:
-      w.varint(msg.requestId).uint8(msg.subscriberPriority).uint8(msg.groupOrder).varint(msg.fetchType);
-      if (msg.fetchType === FetchType.STANDALONE) {
-        if (msg.start === null || msg.end === null) throw new MoqtUsageError("standalone FETCH needs start and end");
-        w.namespace(msg.namespace).bytes(utf8(msg.trackName)).location(msg.start).location(msg.end);
-      } else {
-        if (msg.joiningRequestId === null || msg.joiningStart === null) {
-          throw new MoqtUsageError("joining FETCH needs a request ID and a start");
-        }
-        w.varint(msg.joiningRequestId).varint(msg.joiningStart);
-      }
-      w.parameters(msg.parameters);
-      return;
-    default:
-      throw new MoqtUsageError(`unknown control message type 0x${msg.type.toString(16)}`);
+  if (msg.type !== MessageType.FETCH) {
+    throw new MoqtUsageError(`unknown control message type 0x${msg.type.toString(16)}`);
   }
+  w.varint(msg.requestId).uint8(msg.subscriberPriority).uint8(msg.groupOrder).varint(msg.fetchType);
+  if (msg.fetchType === FetchType.STANDALONE) {
+    if (msg.start === null || msg.end === null) throw new MoqtUsageError("standalone FETCH needs start and end");
+    w.namespace(msg.namespace).bytes(utf8(msg.trackName)).location(msg.start).location(msg.end);
+  } else {
+    if (msg.joiningRequestId === null || msg.joiningStart === null) {
+      throw new MoqtUsageError("joining FETCH needs a request ID and a start");
+    }
+    w.varint(msg.joiningRequestId).varint(msg.joiningStart);
+  }
+  w.parameters(msg.parameters);
 }
 
 /**
@@ -859,94 +871,34 @@ function encodePayload(w, msg) {
  * @returns {Message}
  */
 function decodePayload(type, r) {
-  const simple = SIMPLE.get(type);
-  if (simple) {
+  const fields = FIELDS.get(type);
+  if (fields) {
     /** @type {Message} */
     const msg = { type };
-    for (const [name, kind] of simple) msg[name] = readField(r, kind);
+    for (const [name, kind] of fields) msg[name] = kind.read(r, msg);
     return msg;
   }
-  switch (type) {
-    case MessageType.SUBSCRIBE:
-    case MessageType.TRACK_STATUS: {
-      const requestId = r.varint();
-      const namespace = r.namespace();
-      const trackName = r.trackName(namespace);
-      const subscriberPriority = r.uint8();
-      const groupOrder = r.uint8();
-      const forward = r.uint8();
-      const [filterType, start, endGroup] = readFilter(r);
-      const parameters = r.parameters();
-      return {
-        type,
-        requestId,
-        namespace,
-        trackName,
-        subscriberPriority,
-        groupOrder,
-        forward,
-        filterType,
-        start,
-        endGroup,
-        parameters,
-      };
-    }
-    case MessageType.SUBSCRIBE_OK:
-    case MessageType.TRACK_STATUS_OK: {
-      const requestId = r.varint();
-      const trackAlias = r.varint();
-      const expires = r.varint();
-      const groupOrder = r.uint8();
-      const contentExists = r.uint8();
-      if (contentExists > 1) throw new MoqtProtocolError(`content exists ${contentExists} is not 0 or 1`);
-      const largest = contentExists ? r.location() : null;
-      return { type, requestId, trackAlias, expires, groupOrder, largest, parameters: r.parameters() };
-    }
-    case MessageType.PUBLISH: {
-      const requestId = r.varint();
-      const namespace = r.namespace();
-      const trackName = r.trackName(namespace);
-      const trackAlias = r.varint();
-      const groupOrder = r.uint8();
-      const contentExists = r.uint8();
-      if (contentExists > 1) throw new MoqtProtocolError(`content exists ${contentExists} is not 0 or 1`);
-      const largest = contentExists ? r.location() : null;
-      const forward = r.uint8();
-      const parameters = r.parameters();
-      return { type, requestId, namespace, trackName, trackAlias, groupOrder, largest, forward, parameters };
-    }
-    case MessageType.PUBLISH_OK: {
-      const requestId = r.varint();
-      const forward = r.uint8();
-      const subscriberPriority = r.uint8();
-      const groupOrder = r.uint8();
-      const [filterType, start, endGroup] = readFilter(r);
-      const parameters = r.parameters();
-      return { type, requestId, forward, subscriberPriority, groupOrder, filterType, start, endGroup, parameters };
-    }
-    case MessageType.FETCH: {
-      const requestId = r.varint();
-      const subscriberPriority = r.uint8();
-      const groupOrder = r.uint8();
-      const fetchType = r.varint();
-      const base = { type, requestId, subscriberPriority, groupOrder, fetchType };
-      if (fetchType === FetchType.STANDALONE) {
-        const namespace = r.namespace();
-        const trackName = r.trackName(namespace);
-        const start = r.location();
-        const end = r.location();
-        return withDefaults({ ...base, namespace, trackName, start, end, parameters: r.parameters() });
-      }
-      if (fetchType === FetchType.RELATIVE_JOINING || fetchType === FetchType.ABSOLUTE_JOINING) {
-        const joiningRequestId = r.varint();
-        const joiningStart = r.varint();
-        return withDefaults({ ...base, joiningRequestId, joiningStart, parameters: r.parameters() });
-      }
-      throw new MoqtProtocolError(`unknown fetch type ${fetchType}`);
-    }
-    default:
-      throw new MoqtProtocolError(`unknown control message type 0x${type.toString(16)}`);
+  if (type !== MessageType.FETCH) {
+    throw new MoqtProtocolError(`unknown control message type 0x${type.toString(16)}`);
   }
+  const requestId = r.varint();
+  const subscriberPriority = r.uint8();
+  const groupOrder = r.uint8();
+  const fetchType = r.varint();
+  const base = { type, requestId, subscriberPriority, groupOrder, fetchType };
+  if (fetchType === FetchType.STANDALONE) {
+    const namespace = r.namespace();
+    const trackName = r.trackName(namespace);
+    const start = r.location();
+    const end = r.location();
+    return withDefaults({ ...base, namespace, trackName, start, end, parameters: r.parameters() });
+  }
+  if (fetchType === FetchType.RELATIVE_JOINING || fetchType === FetchType.ABSOLUTE_JOINING) {
+    const joiningRequestId = r.varint();
+    const joiningStart = r.varint();
+    return withDefaults({ ...base, joiningRequestId, joiningStart, parameters: r.parameters() });
+  }
+  throw new MoqtProtocolError(`unknown fetch type ${fetchType}`);
 }
 
 /**
@@ -1335,32 +1287,29 @@ export function decodeDatagram(data) {
       if (length === 0) throw new MoqtProtocolError("datagram declares extensions of length 0");
       extensions = decodeKeyValuePairs(r.bytes(length));
     }
+    /** @type {number | null} */
+    let status = null;
+    let payload;
     if (isStatus) {
-      const status = r.varint();
+      status = r.varint();
       if (!r.atEnd()) throw new MoqtProtocolError("status datagram has trailing bytes");
-      checkStatus(status, new Uint8Array(0), extensions);
-      return {
-        datagramType: type,
-        trackAlias,
-        groupId,
-        objectId,
-        publisherPriority,
-        payload: new Uint8Array(0),
-        status,
-        extensions,
-        endOfGroup: false,
-      };
+      payload = new Uint8Array(0);
+      checkStatus(status, payload, extensions);
+    } else {
+      payload = data.slice(r.pos);
     }
+    // The status types (0x20, 0x21) have the end-of-group bit clear.
+    const endOfGroup = Boolean(type & 0x02);
     return {
       datagramType: type,
       trackAlias,
       groupId,
       objectId,
       publisherPriority,
-      payload: data.slice(r.pos),
-      status: null,
+      payload,
+      status,
       extensions,
-      endOfGroup: Boolean(type & 0x02),
+      endOfGroup,
     };
   } catch (error) {
     if (error instanceof NeedMoreData) throw new MoqtProtocolError("truncated datagram");

@@ -19,10 +19,6 @@ What this proves, over raw QUIC (ALPN ``moq-00``) and WebTransport (``https://..
 
 from __future__ import annotations
 
-import os
-import selectors
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +27,7 @@ import anyio
 import pytest
 from bridge_fixtures import hang_up_calls_afterwards  # noqa: F401
 from bridge_helpers import answered_call, until
+from child_processes import moqrs_server
 
 from clutchcall.bridge import BridgeTrackError, MoqtClient
 from clutchcall.dev import Engine
@@ -41,17 +38,6 @@ pytest.importorskip("moq")
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 PEER = Path("/work/shared/reference/peers/moqrs_relay.py")
-RELAY_SCRIPT = """
-import asyncio, sys, moq
-async def main():
-    async with moq.Server("127.0.0.1:0", tls_generate=["localhost"]) as server:
-        print(server.local_addr, ",".join(server.cert_fingerprints()), flush=True)
-        try:
-            await asyncio.wait_for(server.serve(), float(sys.argv[1]))
-        except asyncio.TimeoutError:
-            pass
-asyncio.run(main())
-"""
 
 
 @dataclass(frozen=True)
@@ -75,31 +61,8 @@ class MoqRs:
 
 @pytest.fixture(scope="module")
 def moqrs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MoqRs]:
-    log_path = tmp_path_factory.mktemp("moqrs") / "relay.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", RELAY_SCRIPT, "120"],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env={**os.environ, "RUST_LOG": "error"},
-        )
-    assert proc.stdout is not None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=30)
-        fields = proc.stdout.readline().decode().split() if ready else []
-        if len(fields) != 2:
-            raise RuntimeError(f"moq-rs relay did not start: {log_path.read_text()!r}")
-        yield MoqRs(int(fields[0].rsplit(":", 1)[1]), tuple(fields[1].split(",")))
-    finally:
-        proc.terminate()  # the relay we started, by its pid
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with moqrs_server(tmp_path_factory.mktemp("moqrs") / "relay.log") as (port, fingerprints):
+        yield MoqRs(port, fingerprints)
 
 
 @pytest.mark.parametrize("kind", ["quic", "webtransport"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import numpy as np
@@ -163,17 +165,25 @@ async def test_caller_and_server_pcm_in_both_directions_skip_frames_that_do_not_
     assert sum(f.samples_per_channel for f in answer + tail) == FRAMES * 160
 
 
+@asynccontextmanager
+async def pcm16_bridge(
+    async_voice: AsyncVoice, engine: Engine, sid: str
+) -> AsyncIterator[AsyncPcmBridge]:
+    """A server-side pcm16 bridge at 16 kHz on ``sid``, once the simulated callee joined."""
+    async with await async_voice.audio_bridge.attach(
+        sid, codec="pcm16", sample_rate=16000
+    ) as bridge:
+        await wait_callee(engine, sid)
+        yield AsyncPcmBridge(bridge)
+
+
 @pytest.mark.anyio
 async def test_publishing_converts_rate_and_channels_and_pads_only_when_flushed(
     async_voice: AsyncVoice, engine: Engine
 ) -> None:
     sid = await answered_call(async_voice, to=ECHO)
     with anyio.fail_after(20):
-        async with await async_voice.audio_bridge.attach(
-            sid, codec="pcm16", sample_rate=16000
-        ) as bridge:
-            await wait_callee(engine, sid)
-            pcm = AsyncPcmBridge(bridge)
+        async with pcm16_bridge(async_voice, engine, sid) as pcm:
             stream = pcm.uplink()
             stereo = synth_tone(TONE_HZ, TONE_S, 44100, channels=2)  # 13230 samples
             for start, end in itertools.pairwise([0, 1000, 5410, len(stereo)]):
@@ -197,11 +207,7 @@ async def test_a_cancelled_publish_discards_what_it_had_not_sent(
     sid = await answered_call(async_voice)
     marker = np.full((50, 1), 1234, dtype=np.int16)
     with anyio.fail_after(20):
-        async with await async_voice.audio_bridge.attach(
-            sid, codec="pcm16", sample_rate=16000
-        ) as bridge:
-            await wait_callee(engine, sid)
-            pcm = AsyncPcmBridge(bridge)
+        async with pcm16_bridge(async_voice, engine, sid) as pcm:
             long = np.full((50 * 320 + 100, 1), 7, dtype=np.int16)  # 1 s and a remainder
             with anyio.move_on_after(10) as scope:
                 async with anyio.create_task_group() as tg:

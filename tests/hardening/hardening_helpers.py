@@ -7,7 +7,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -105,3 +106,15 @@ class Echoes:
                     errors.append(exc)
                 self.next_seq += 1
                 await anyio.sleep(0.02)
+
+
+@asynccontextmanager
+async def echo_bridge(
+    voice: AsyncVoice, echoes: Echoes, within: float = 40
+) -> AsyncIterator[AsyncAudioBridge]:
+    """A bridge on a new answered call to the echo callee, its uplink feeding
+    ``echoes``; the block must end within ``within`` seconds."""
+    sid = await answered_call(voice)
+    with anyio.fail_after(within):
+        async with await voice.audio_bridge.attach(sid, on_uplink=echoes.on_uplink) as bridge:
+            yield bridge

@@ -16,7 +16,6 @@ import selectors
 import socket
 import threading
 import time
-from types import TracebackType
 
 
 class LossyProxy:
@@ -54,12 +53,7 @@ class LossyProxy:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import httpx
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from child_processes import ready_line, reap
 from hardening_helpers import Echoes, answered_call, until
 
 from clutchcall import moqt, transport
@@ -384,20 +384,13 @@ def dev_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=30)
-        line = proc.stdout.readline() if ready else ""
+        line = ready_line(proc, 30)
         assert line, "clutchcall dev printed no ready line"
         yield proc, json.loads(line)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        reap(proc)
 
 
 def test_clutchcall_dev_exits_when_its_relay_dies(

@@ -18,7 +18,6 @@ memory (VmRSS) is what is measured; the clients run here, over loopback QUIC:
 from __future__ import annotations
 
 import json
-import selectors
 import struct
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import IO, Any
 import anyio
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
+from child_processes import ready_line, reap
 from hardening_helpers import until
 
 from clutchcall import moqt, transport
@@ -86,12 +86,8 @@ class RelayProcess:
         self.calls = [Call(c["sid"], c["server"], c["caller"]) for c in info["calls"]]
 
     def _readline(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
+        line = ready_line(self.proc, timeout)
+        if line is None:
             raise RuntimeError("the relay process did not answer")
         return line
 
@@ -122,16 +118,9 @@ class RelayProcess:
 
     def stop(self) -> None:
         """Stop this relay process (ours, by its pid)."""
-        proc = self.proc
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # it exits at the end of its input
+        reap(self.proc)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from hardening_helpers import Echoes, answered_call, until
+from hardening_helpers import Echoes, echo_bridge, until
 from lossy_proxy import LossyProxy
 
 from clutchcall.dev import Engine
@@ -47,26 +47,24 @@ async def test_five_percent_loss_and_20_ms_jitter_deliver_99_percent_within_200_
     with LossyProxy(
         relay_address(engine), seed=5, loss=0.05, delay=0.002, jitter=0.02, duplicate=0.01
     ) as proxy:
-        async with engine.async_voice(relay_url=f"moqt://127.0.0.1:{proxy.port}") as voice:
-            sid = await answered_call(voice)
-            with anyio.fail_after(40):
-                async with await voice.audio_bridge.attach(
-                    sid, on_uplink=echoes.on_uplink
-                ) as bridge:
-                    # The echo callee joins once the bridge is on the relay.
-                    seq = 0
-                    while not echoes.rtt:
-                        await bridge.publish_downlink(echoes.mark(seq))
-                        seq += 1
-                        await anyio.sleep(0.05)
-                    first = seq = 1000
-                    deadline = anyio.current_time()
-                    for seq in range(first, first + FRAMES):
-                        await bridge.publish_downlink(echoes.mark(seq))
-                        deadline += INTERVAL
-                        await anyio.sleep_until(deadline)
-                    await anyio.sleep(1.0)  # stragglers
-                    stats = bridge.stats
+        async with (
+            engine.async_voice(relay_url=f"moqt://127.0.0.1:{proxy.port}") as voice,
+            echo_bridge(voice, echoes) as bridge,
+        ):
+            # The echo callee joins once the bridge is on the relay.
+            seq = 0
+            while not echoes.rtt:
+                await bridge.publish_downlink(echoes.mark(seq))
+                seq += 1
+                await anyio.sleep(0.05)
+            first = seq = 1000
+            deadline = anyio.current_time()
+            for seq in range(first, first + FRAMES):
+                await bridge.publish_downlink(echoes.mark(seq))
+                deadline += INTERVAL
+                await anyio.sleep_until(deadline)
+            await anyio.sleep(1.0)  # stragglers
+            stats = bridge.stats
         assert proxy.dropped > 0 and proxy.duplicated > 0  # the proxy did its job
     measured = [echoes.rtt.get(s) for s in range(first, first + FRAMES)]
     in_time = sum(1 for rtt in measured if rtt is not None and rtt <= 0.2)
@@ -82,24 +80,22 @@ async def test_a_blackout_is_survived_and_frames_flow_again(
     redials through the proxy until it passes packets again."""
     echoes = Echoes()
     with LossyProxy(relay_address(engine), seed=11) as proxy:
-        async with engine.async_voice(relay_url=f"moqt://127.0.0.1:{proxy.port}") as voice:
-            sid = await answered_call(voice)
-            with anyio.fail_after(40):
-                async with await voice.audio_bridge.attach(
-                    sid, on_uplink=echoes.on_uplink
-                ) as bridge:
-                    await echoes.talk_for(bridge, 1.0)
-                    await until(lambda: echoes.rtt)
-                    proxy.loss = 1.0
-                    outage_from = echoes.next_seq
-                    await echoes.talk_for(bridge, blackout)
-                    proxy.loss = 0.0
-                    resumed_from = echoes.next_seq
-                    with anyio.fail_after(15):
-                        while echoes.back_since(resumed_from) < 10:
-                            await echoes.talk_for(bridge, 0.1)
-                    stats = bridge.stats
-                    connected = bridge.connected
+        async with (
+            engine.async_voice(relay_url=f"moqt://127.0.0.1:{proxy.port}") as voice,
+            echo_bridge(voice, echoes) as bridge,
+        ):
+            await echoes.talk_for(bridge, 1.0)
+            await until(lambda: echoes.rtt)
+            proxy.loss = 1.0
+            outage_from = echoes.next_seq
+            await echoes.talk_for(bridge, blackout)
+            proxy.loss = 0.0
+            resumed_from = echoes.next_seq
+            with anyio.fail_after(15):
+                while echoes.back_since(resumed_from) < 10:
+                    await echoes.talk_for(bridge, 0.1)
+            stats = bridge.stats
+            connected = bridge.connected
     assert connected
     assert echoes.back_since(resumed_from) >= 10
     outage_back = sum(1 for s in echoes.rtt if outage_from <= s < resumed_from)

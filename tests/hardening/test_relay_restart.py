@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -29,7 +28,16 @@ from typing import Any
 
 import anyio
 import pytest
-from hardening_helpers import Echoes, answered_call, free_port, open_sockets, thread_names, until
+from child_processes import ready_line, reap
+from hardening_helpers import (
+    Echoes,
+    answered_call,
+    echo_bridge,
+    free_port,
+    open_sockets,
+    thread_names,
+    until,
+)
 
 from clutchcall import AsyncVoice, BridgeClosedError
 from clutchcall.dev import Engine
@@ -45,22 +53,17 @@ def anyio_backend() -> str:
 async def test_frames_resume_within_2_s_of_the_relays_return() -> None:
     echoes = Echoes()
     with Engine(time_scale=0.05) as engine:
-        async with engine.async_voice() as voice:
-            sid = await answered_call(voice)
-            with anyio.fail_after(40):
-                async with await voice.audio_bridge.attach(
-                    sid, on_uplink=echoes.on_uplink
-                ) as bridge:
-                    await echoes.talk_for(bridge, 0.5)
-                    await until(lambda: echoes.rtt)
-                    await anyio.to_thread.run_sync(engine.stop_relay)
-                    await echoes.talk_for(bridge, 1.0)
-                    await anyio.to_thread.run_sync(engine.start_relay)
-                    returned_at, back_from = time.monotonic(), echoes.next_seq
-                    while echoes.back_since(back_from) < 5 and time.monotonic() < returned_at + 10:
-                        await echoes.talk_for(bridge, 0.05)
-                    resumed_after = time.monotonic() - returned_at
-                    stats = bridge.stats
+        async with engine.async_voice() as voice, echo_bridge(voice, echoes) as bridge:
+            await echoes.talk_for(bridge, 0.5)
+            await until(lambda: echoes.rtt)
+            await anyio.to_thread.run_sync(engine.stop_relay)
+            await echoes.talk_for(bridge, 1.0)
+            await anyio.to_thread.run_sync(engine.start_relay)
+            returned_at, back_from = time.monotonic(), echoes.next_seq
+            while echoes.back_since(back_from) < 5 and time.monotonic() < returned_at + 10:
+                await echoes.talk_for(bridge, 0.05)
+            resumed_after = time.monotonic() - returned_at
+            stats = bridge.stats
     assert echoes.back_since(back_from) >= 5
     assert resumed_after <= 2.0, (resumed_after, stats)
     assert stats.reconnects == 1
@@ -73,12 +76,8 @@ def start_dev(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=30)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
+    line = ready_line(proc, 30)
+    if line is None:
         stop(proc)
         raise RuntimeError("the dev engine did not start")
     return proc, json.loads(line)
@@ -88,13 +87,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
     """Stop a dev engine this test started, by its pid."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    reap(proc)
 
 
 @pytest.fixture

@@ -74,11 +74,11 @@ def subscribe_like(draw: st.DrawFn, cls: type[m._SubscribeBody]) -> m.Message:
 @st.composite
 def subscribe_updates(draw: st.DrawFn) -> m.Message:
     start = draw(locations)
-    # end_group is the end plus one, so a start in the last group leaves only 0 (open).
+    # End Group is the end group plus one: a start in the last group leaves only 0.
+    ends = st.just(0)
     if start.group < MAX_VARINT:
-        end = draw(st.one_of(st.just(0), st.integers(start.group + 1, MAX_VARINT)))
-    else:
-        end = 0
+        ends = ends | st.integers(start.group + 1, MAX_VARINT)
+    end = draw(ends)
     return m.SubscribeUpdate(
         draw(varints), draw(varints), start, end, draw(u8), draw(flags), draw(parameters)
     )
@@ -128,6 +128,12 @@ def _errors(cls: type[m._RequestError]) -> st.SearchStrategy[m.Message]:
     return st.builds(cls, varints, varints, reasons)
 
 
+def subscribe_ok_like(cls: type[m._SubscribeOkBody]) -> st.SearchStrategy[m.Message]:
+    return st.builds(
+        cls, varints, varints, varints, response_orders, st.none() | locations, parameters
+    )
+
+
 MESSAGE_STRATEGIES: dict[type[m.Message], st.SearchStrategy[m.Message]] = {
     m.ClientSetup: st.builds(m.ClientSetup, st.lists(varints, max_size=4).map(tuple), parameters),
     m.ServerSetup: st.builds(m.ServerSetup, varints, parameters),
@@ -136,24 +142,8 @@ MESSAGE_STRATEGIES: dict[type[m.Message], st.SearchStrategy[m.Message]] = {
     m.RequestsBlocked: st.builds(m.RequestsBlocked, varints),
     m.Subscribe: subscribe_like(m.Subscribe),
     m.TrackStatus: subscribe_like(m.TrackStatus),
-    m.SubscribeOk: st.builds(
-        m.SubscribeOk,
-        varints,
-        varints,
-        varints,
-        response_orders,
-        st.none() | locations,
-        parameters,
-    ),
-    m.TrackStatusOk: st.builds(
-        m.TrackStatusOk,
-        varints,
-        varints,
-        varints,
-        response_orders,
-        st.none() | locations,
-        parameters,
-    ),
+    m.SubscribeOk: subscribe_ok_like(m.SubscribeOk),
+    m.TrackStatusOk: subscribe_ok_like(m.TrackStatusOk),
     m.SubscribeError: _errors(m.SubscribeError),
     m.TrackStatusError: _errors(m.TrackStatusError),
     m.SubscribeUpdate: subscribe_updates(),

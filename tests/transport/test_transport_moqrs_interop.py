@@ -8,17 +8,14 @@ by sending a hand-made draft-14 CLIENT_SETUP and decoding moq-rs's SERVER_SETUP.
 
 from __future__ import annotations
 
-import selectors
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import pytest
 from aioquic._buffer import Buffer
 from aioquic.buffer import encode_uint_var
+from child_processes import moqrs_server
 
 from clutchcall import transport
 from clutchcall.transport import CertificateError, Connection, ConnectionKind
@@ -32,21 +29,6 @@ PARAM_PATH = 0x01
 PARAM_MAX_REQUEST_ID = 0x02
 PARAM_IMPLEMENTATION = 0x07
 
-SERVER_SCRIPT = """
-import asyncio, sys
-import moq
-
-async def main() -> None:
-    async with moq.Server("127.0.0.1:0", tls_generate=["localhost"]) as server:
-        print(server.local_addr, ",".join(server.cert_fingerprints()), flush=True)
-        try:
-            await asyncio.wait_for(server.serve(), float(sys.argv[1]))
-        except asyncio.TimeoutError:
-            pass
-
-asyncio.run(main())
-"""
-
 
 @dataclass(frozen=True)
 class MoqRsServer:
@@ -56,35 +38,8 @@ class MoqRsServer:
 
 @pytest.fixture(scope="module")
 def moqrs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MoqRsServer]:
-    log_path: Path = tmp_path_factory.mktemp("moqrs") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER_SCRIPT, "120"],
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    assert proc.stdout is not None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=30)
-        line = proc.stdout.readline().decode() if ready else ""
-        fields = line.split()
-        if len(fields) != 2:
-            raise RuntimeError(f"moq-rs server did not start: {log_path.read_text()!r}")
-        address, fingerprints = fields
-        yield MoqRsServer(
-            port=int(address.rsplit(":", 1)[1]),
-            fingerprints=tuple(fingerprints.split(",")),
-        )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with moqrs_server(tmp_path_factory.mktemp("moqrs") / "server.log") as (port, fingerprints):
+        yield MoqRsServer(port, fingerprints)
 
 
 def client_setup(*, path: str | None) -> bytes:
