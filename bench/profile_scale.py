@@ -4,9 +4,10 @@ Starts ``python -m bench.scale_sdk --steps ENDS --hold HOLD`` (one step, then it
 frames keep flowing), waits until it holds its calls, then samples it with py-spy
 (``py-spy record --pid``, so neither the start-up nor the opening of the calls is
 in the profile) for DURATION seconds, and prints :mod:`bench.profile_layers`'
-breakdown scaled by the step's CPU per frame. ``--native`` also samples C code
-(crypto, system calls, the collector); py-spy then stops the process for each
-sample, which slows it down more. The speedscope file is written under
+breakdown scaled by the step's CPU per frame. py-spy stops the process for each
+sample (its non-blocking mode reads torn stacks under this load and misplaces
+whole layers); ``--native`` also samples C code (crypto, system calls, the
+collector), which makes each stop longer. The speedscope file is written under
 ``bench/results/`` (open it at speedscope.app).
 """
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             "-o",
             str(out),
         ]
-        command.append("--native" if args.native else "--nonblocking")
+        if args.native:
+            command.append("--native")
         subprocess.run(command, check=True, timeout=args.duration + 60)
         for line in bench.stdout:
             print(line, end="", flush=True)

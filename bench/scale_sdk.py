@@ -24,7 +24,8 @@ its sequence number and the phase of the run (warm-up or measured), so the
 receiving end times it one way on the same clock. Every frame of the measured
 phase is accounted for: ``sent == delivered + dropped`` (dropped: as counted by
 the SDK's stats) must hold once the last frames are in, else the frames missing
-are reported; duplicates are counted too.
+are reported; duplicates are counted too. "Late" frames arrived, but 20 ms or
+more after they were sent.
 
 A step passes when both directions have one-way p99 < 20 ms and no frame is
 missing, dropped or duplicated; steps grow until one fails or the last is
@@ -33,7 +34,12 @@ measured phase. Each frame is sent once and received once by this process (one
 end publishes it, the other receives it) and received once and sent once by the
 relay, so CPU microseconds per frame compare the SDK with moq-rs doing the same
 work. This process's figure includes the harness (the ticking task, the receive
-callbacks, the loop-lag probe), which the profile notes size.
+callbacks, the loop-lag probe): about 2 % of it (``bench/results/profile-notes.md``).
+
+Each step also notes the machine's 1-minute load and a calibration (CPU time of a
+fixed pure-Python loop on this core), since on a shared machine other processes
+run on the same core and slow it: latencies and pass/fail follow the load, CPU
+per frame much less.
 """
 
 from __future__ import annotations
