@@ -120,7 +120,9 @@ def dev_engine_process(time_scale: float = 0.25) -> Iterator[DevEngineProcess]:
         )
         try:
             info = json.loads(_first_line(proc, 30))
-            yield DevEngineProcess(proc, **info)
+            # The ready line may carry more than this needs (e.g. the softphone's URL).
+            fields = ("base_url", "relay_url", "api_key", "org_id", "relay_ca_file")
+            yield DevEngineProcess(proc, **{name: info[name] for name in fields})
         finally:
             _stop(proc)
 

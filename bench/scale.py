@@ -1,11 +1,17 @@
 """How many concurrent bidirectional 20 ms bridges one process (one core) sustains.
 
-**SDK capacity** (the goal's figure). This process, pinned to one core, holds N
+**The SDK alone** (:mod:`bench.scale_sdk`, first): this process holds both ends
+of every call, pinned to one core, with the moq-rs relay alone on the other; it
+reports per step the one-way delays both ways, every frame accounted for, the
+CPU of this process and of the relay per frame, and the machine's load.
+
+**SDK capacity with a far end**. This process, pinned to one core, holds N
 server-side :class:`~clutchcall.AsyncAudioBridge` s (sharing one relay connection,
-the default). The relay is moq-rs (Rust, a subprocess), so that what runs out is
-this process and not the relay; the calls' far ends are one
-:class:`~clutchcall.bridge.MoqtClient` in another subprocess
-(``bench/_far_end.py``). Every 20 ms each bridge publishes a downlink frame and
+the default). The relay is moq-rs (Rust, a subprocess); the calls' far ends are
+one moq-rs client (Rust, from PyPI) in another subprocess (``bench/_far_end.py``).
+On a two-core machine the relay and the far end share the other core, and the far
+end alone costs about half of it, so they can run out before this process does.
+Every 20 ms each bridge publishes a downlink frame and
 its far end an uplink frame; every frame carries its send time on the machine's
 monotonic clock, so each side times the other's frames one way. A step passes
 when both directions have one-way p99 < 20 ms, every frame arrived and nothing
@@ -39,8 +45,9 @@ import anyio
 
 from clutchcall import AsyncAudioBridge, AsyncVoice, CallStatus
 
-from . import _far_end
+from . import _far_end, scale_sdk
 from ._report import percentile, table, write
+from ._system import CoreSplit, core_busy, core_load, cpu_seconds, rss_bytes
 from .audio_latency import (
     ECHO,
     FROM,
@@ -59,40 +66,6 @@ LIMIT_MS = 20.0
 GOAL_BRIDGES = 200
 GOAL_MIB_PER_BRIDGE = 1.0
 LAG_PROBE = 0.005
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def core_busy() -> dict[int, tuple[int, int]]:
-    """Per core: (busy, total) clock ticks since boot, from /proc/stat."""
-    ticks: dict[int, tuple[int, int]] = {}
-    with open("/proc/stat") as stat:
-        for line in stat:
-            name, *fields = line.split()
-            if name.startswith("cpu") and name[3:].isdigit():
-                values = [int(v) for v in fields]
-                idle = values[3] + values[4]  # idle + iowait
-                ticks[int(name[3:])] = (sum(values) - idle, sum(values))
-    return ticks
-
-
-def core_load(before: dict[int, tuple[int, int]]) -> dict[int, float]:
-    """Each core's busy fraction since ``before`` (a :func:`core_busy` reading)."""
-    now = core_busy()
-    return {
-        core: (now[core][0] - busy) / max(1, now[core][1] - total)
-        for core, (busy, total) in before.items()
-        if core in now
-    }
 
 
 class Meter:
@@ -271,42 +244,6 @@ def far_end_process(url: str) -> Iterator[FarEnd]:
         _stop(proc)
 
 
-class CoreSplit:
-    """Keep one core for this process and the others for the processes it starts.
-
-    ``with split.others():`` around starting subprocesses gives them (they inherit
-    the affinity) every core but this process's; ``with split.mine():`` then pins
-    this process to its core, so the figure is what one core sustains with nothing
-    else scheduled on it.
-    """
-
-    def __init__(self) -> None:
-        self.available = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else set()
-        self.core = max(self.available) if len(self.available) > 1 else -1
-
-    @contextlib.contextmanager
-    def others(self) -> Iterator[None]:
-        if self.core < 0:
-            yield
-            return
-        os.sched_setaffinity(0, self.available - {self.core})
-        try:
-            yield
-        finally:
-            os.sched_setaffinity(0, self.available)
-
-    @contextlib.contextmanager
-    def mine(self) -> Iterator[None]:
-        if self.core < 0:
-            yield
-            return
-        os.sched_setaffinity(0, {self.core})
-        try:
-            yield
-        finally:
-            os.sched_setaffinity(0, self.available)
-
-
 async def _ringing_calls(voice: AsyncVoice, count: int) -> list[str]:
     sids: list[str] = []
 
@@ -363,6 +300,7 @@ async def _sdk_step(
         tg.cancel_scope.cancel()
     elapsed = time.time() - wall
     cores = core_load(cores_before)
+    load = os.getloadavg()[0]
     cpu = (cpu_seconds(os.getpid()) - cpu_before) / elapsed
     cpu_others = {
         name: (cpu_seconds(pid) - others_before[name]) / elapsed for name, pid in others.items()
@@ -374,6 +312,7 @@ async def _sdk_step(
     up_p99 = percentile(up, 99) if up else float("inf")
     result = {
         "bridges": len(bridges),
+        "load_1min": load,
         "downlink": {"sent": sent_here[0], "received": len(down), "p99_ms": down_p99},
         "uplink": {"sent": answers["sent"], "received": len(up), "p99_ms": up_p99},
         "one_way_p50_ms": percentile(down + up, 50) if down + up else float("inf"),
@@ -434,7 +373,8 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
                     results.append(result)
                     down, up = result["downlink"], result["uplink"]
                     print(
-                        f"  {result['bridges']:4d} bridges: one-way p50 "
+                        f"  {result['bridges']:4d} bridges (load {result['load_1min']:.2f}): "
+                        "one-way p50 "
                         f"{result['one_way_p50_ms']:.2f} ms, p99 down {down['p99_ms']:.2f} / up "
                         f"{up['p99_ms']:.2f} ms, frames down {down['received']}/{down['sent']} "
                         f"up {up['received']}/{up['sent']}, dropped {result['dropped']}, "
@@ -455,8 +395,13 @@ async def _sdk_scale(steps: tuple[int, ...]) -> dict[str, Any]:
 
 
 def run(
-    steps: tuple[int, ...] = STEPS, dev_engine_steps: tuple[int, ...] = DEV_ENGINE_STEPS
+    steps: tuple[int, ...] = STEPS,
+    dev_engine_steps: tuple[int, ...] = DEV_ENGINE_STEPS,
+    alone_steps: tuple[int, ...] = scale_sdk.STEPS,
 ) -> dict[str, Any]:
+    print("scale, the SDK alone: both ends of every call in this process", flush=True)
+    alone = scale_sdk.run(alone_steps)
+    print("scale with a Rust far end: server bridges here, caller sides in another process")
     sdk = anyio.run(_sdk_scale, steps)
     passed = [s for s in sdk["steps"] if s["ok"]]
     best = max((s["bridges"] for s in passed), default=0)
@@ -465,6 +410,7 @@ def run(
     rows = [
         [
             s["bridges"],
+            f"{s['load_1min']:.2f}",
             s["one_way_p50_ms"],
             s["downlink"]["p99_ms"],
             s["uplink"]["p99_ms"],
@@ -472,6 +418,8 @@ def run(
             f"{s['uplink']['received']}/{s['uplink']['sent']}",
             s["dropped"],
             f"{s['cpu_self']:.0%}",
+            f"{s['cpu_others']['relay']:.0%}",
+            f"{s['cpu_others']['far end']:.0%}",
             s["rss_per_bridge_mib"],
             "yes" if s["ok"] else "NO",
         ]
@@ -484,12 +432,14 @@ def run(
     projected = 1 / per_bridge if per_bridge == per_bridge and per_bridge > 0 else 0
     print(
         table(
-            f"scale: bidirectional 20 ms bridges in one process on one core, moq-rs relay "
-            f"(one-way ms; pass: p99 < {LIMIT_MS:g} ms both ways, none lost or dropped); "
+            f"scale with a far end: bidirectional 20 ms bridges in one process on one core, "
+            f"moq-rs relay and a Rust far end on the other (one-way ms; pass: p99 < "
+            f"{LIMIT_MS:g} ms both ways, none lost or dropped); "
             f"sustained {best} (goal >= {GOAL_BRIDGES}), {mib:.3f} MiB per bridge "
             f"(goal <= {GOAL_MIB_PER_BRIDGE})",
             [
                 "bridges",
+                "load",
                 "p50",
                 "p99 down",
                 "p99 up",
@@ -497,6 +447,8 @@ def run(
                 "up",
                 "dropped",
                 "cpu",
+                "cpu relay",
+                "cpu far end",
                 "MiB/bridge",
                 "ok",
             ],
@@ -537,13 +489,22 @@ def run(
         "scale",
         {
             "goal": {"bridges": GOAL_BRIDGES, "mib_per_bridge": GOAL_MIB_PER_BRIDGE},
-            "sustained_bridges": best,
-            "mib_per_bridge": mib,
-            "cpu_per_bridge": per_bridge,
-            "projected_bridges_per_core": projected,
-            "steps": sdk["steps"],
+            # The SDK alone (bench/scale_sdk.py): the largest passing step in call
+            # ends and the SDK's CPU per frame over the relay's there, per backend.
+            "sdk_alone": {
+                "largest_passing_ends": {b: a["largest_passing_ends"] for b, a in alone.items()},
+                "sdk_to_relay_cpu_per_frame": {b: a["sdk_to_relay"] for b, a in alone.items()},
+                **alone,
+            },
+            "far_end": {
+                "sustained_bridges": best,
+                "mib_per_bridge": mib,
+                "cpu_per_bridge": per_bridge,
+                "projected_bridges_per_core": projected,
+                "steps": sdk["steps"],
+            },
             "dev_engine": {"sustained_bridges": engine_best, "steps": engine["steps"]},
         },
     )
     print(f"  -> {path}\n")
-    return {"sustained_bridges": best, "mib_per_bridge": mib, **sdk}
+    return {"sdk_alone": alone, "sustained_bridges": best, "mib_per_bridge": mib, **sdk}
