@@ -627,7 +627,61 @@ class AudioPublication:
             self._session_ended(conn, requeue=False)
 
 
-class AudioSubscription:
+class _Subscription:
+    """How a subscription (audio or catalog) ends and closes."""
+
+    _client: MoqtClient
+    namespace: moqt.Namespace
+    track_name: bytes
+    track_ended: bool
+    error: BridgeError | None
+    on_end: Callable[[], None] | None
+    _arrived: Signal
+    _closed: bool
+
+    def _refused(self, error: BridgeError) -> None:
+        """SUBSCRIBE_ERROR on the current session."""
+        self.error = error
+
+    def _track_finished(self) -> None:
+        """PUBLISH_DONE (TRACK_ENDED): the call ended, nothing will come again."""
+        self.track_ended = True
+        self._ending()
+
+    def _client_ended(self) -> None:
+        self._ending()
+
+    def _ending(self) -> None:
+        self._arrived.notify()
+        if self.on_end is not None:
+            self.on_end()
+
+    @property
+    def ended(self) -> bool:
+        """Nothing will arrive any more (closed, the track ended, or the client ended)."""
+        return self._closed or self.track_ended or self._client._ended
+
+    async def aclose(self) -> None:
+        """UNSUBSCRIBE; iteration ends after what was already received."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._subscriptions.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None:
+            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
+                if sub is self:
+                    del conn.subscribers[request_id]
+                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
+                        subscriber.stop()
+                        if conn.link is not None:
+                            conn.link.kick()
+        self._ending()
+
+
+class AudioSubscription(_Subscription):
     """One voice track this client receives; iterate it for :class:`AudioFrame` s."""
 
     def __init__(
@@ -686,23 +740,6 @@ class AudioSubscription:
         if largest is not None and self._expected is None:
             self._expected = largest.group + 1
 
-    def _refused(self, error: BridgeError) -> None:
-        """SUBSCRIBE_ERROR on the current session."""
-        self.error = error
-
-    def _track_finished(self) -> None:
-        """PUBLISH_DONE (TRACK_ENDED): the call ended, no frame will come again."""
-        self.track_ended = True
-        self._ending()
-
-    def _client_ended(self) -> None:
-        self._ending()
-
-    def _ending(self) -> None:
-        self._arrived.notify()
-        if self.on_end is not None:
-            self.on_end()
-
     def _object(self, obj: moqt.ObjectReceived) -> None:
         """One frame of this track arrived (stamped now if it carries no timestamp)."""
         stamp = obj.timestamp_us if obj.timestamp_us is not None else monotonic_us()
@@ -749,11 +786,6 @@ class AudioSubscription:
         self._arrived.notify()
 
     @property
-    def ended(self) -> bool:
-        """No frame will arrive any more (closed, the track ended, or the client ended)."""
-        return self._closed or self.track_ended or self._client._ended
-
-    @property
     def stats(self) -> AudioStats:
         """This track's frames and bytes in and frames dropped."""
         return self._counters.snapshot()
@@ -776,25 +808,6 @@ class AudioSubscription:
             return await self.__anext__()
         except StopAsyncIteration:
             raise anyio.EndOfStream from None
-
-    async def aclose(self) -> None:
-        """UNSUBSCRIBE; iteration ends after the frames already received."""
-        await anyio.lowlevel.checkpoint()
-        if self._closed:
-            return
-        self._closed = True
-        client = self._client
-        client._subscriptions.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None:
-            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
-                if sub is self:
-                    del conn.subscribers[request_id]
-                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
-                        subscriber.stop()
-                        if conn.link is not None:
-                            conn.link.kick()
-        self._ending()
 
 
 class CatalogPublication:
@@ -886,7 +899,7 @@ class CatalogPublication:
             client._withdraw(conn, self)
 
 
-class CatalogSubscription:
+class CatalogSubscription(_Subscription):
     """A catalog this client receives: a call's merged catalog (``voice/<sid>``)
     or one side's (``voice/<sid>/<track>``). :attr:`latest` is the newest valid
     version; iterating yields each version as it arrives, and raises
@@ -928,21 +941,6 @@ class CatalogSubscription:
     def _accepted(self, largest: moqt.Location | None) -> None:
         self.answered = True
 
-    def _refused(self, error: BridgeError) -> None:
-        self.error = error
-
-    def _track_finished(self) -> None:
-        self.track_ended = True
-        self._ending()
-
-    def _client_ended(self) -> None:
-        self._ending()
-
-    def _ending(self) -> None:
-        self._arrived.notify()
-        if self.on_end is not None:
-            self.on_end()
-
     def _object(self, obj: moqt.ObjectReceived) -> None:
         try:
             catalog = moqt.decode_catalog(obj.payload)
@@ -955,10 +953,6 @@ class CatalogSubscription:
             self.latest = catalog
             self._pending.append(catalog)
         self._arrived.notify()
-
-    @property
-    def ended(self) -> bool:
-        return self._closed or self.track_ended or self._client._ended
 
     def __aiter__(self) -> CatalogSubscription:
         return self
@@ -974,25 +968,6 @@ class CatalogSubscription:
             if self.ended:
                 raise StopAsyncIteration
             await self._arrived.wait()
-
-    async def aclose(self) -> None:
-        """UNSUBSCRIBE."""
-        await anyio.lowlevel.checkpoint()
-        if self._closed:
-            return
-        self._closed = True
-        client = self._client
-        client._subscriptions.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None:
-            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
-                if sub is self:
-                    del conn.subscribers[request_id]
-                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
-                        subscriber.stop()
-                        if conn.link is not None:
-                            conn.link.kick()
-        self._ending()
 
 
 class MoqtClient:
