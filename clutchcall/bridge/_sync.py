@@ -235,22 +235,24 @@ class AudioBridges:
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
-    def _open(self, call_sid: str, role: VoiceRole, **options: Any) -> AudioBridge:
+    def _open(
+        self,
+        call_sid: str,
+        role: VoiceRole,
+        codec: AudioCodec | str,
+        sample_rate: int | None,
+        channels: int,
+        frame_ms: int,
+        callback: FrameCallback | None,
+    ) -> AudioBridge:
         # Bad arguments fail here, before the bridge thread starts or a token is asked for.
-        check_attach(
-            call_sid,
-            role,
-            options["codec"],
-            options["sample_rate"],
-            options["channels"],
-            options["frame_ms"],
-            options["callback"],
-        )
+        options = (codec, sample_rate, channels, frame_ms, callback)
+        check_attach(call_sid, role, *options)
         loop = self._loop_thread()
         if loop.in_loop():
             raise RuntimeError("attach from your own thread, not from a bridge callback")
         assert loop.portal is not None
-        core = loop.portal.call(functools.partial(self._registry.open, call_sid, role, **options))
+        core = loop.portal.call(functools.partial(self._registry.open, call_sid, role, *options))
         return AudioBridge(core, loop)
 
     def attach(
@@ -263,30 +265,14 @@ class AudioBridges:
         frame_ms: int = 20,
         on_uplink: FrameCallback | None = None,
     ) -> AudioBridge:
-        """Open the server side: receive the caller (uplink), talk back (downlink).
+        """Open the server side: receive the caller (uplink), talk back (downlink);
+        returns once the bridge is up.
 
-        The format is checked first, before any request, against what
-        :func:`clutchcall.audio.make_codec` can encode (listed in
-        ``clutchcall.bridge.AUDIO_FORMATS``): ``"opus"`` at 48000 Hz; ``"pcm16"``
-        at 8000, 12000, 16000, 24000, 32000, 44100 or 48000 Hz; ``"g711_ulaw"`` /
-        ``"g711_alaw"`` at 8000 Hz, mono only. ``channels`` is 1 or 2, ``frame_ms``
-        10, 20, 40 or 60 (or 30, except for opus). ``sample_rate=None`` picks 48000,
-        or 8000 for G.711. Anything else raises
-        :class:`~clutchcall.InvalidArgumentError` naming the valid choices.
-
-        Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
-        ``ConflictError`` (ended call) when no bridge token can be had, and
-        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
-        if the relay refuses or cannot be reached.
+        Formats, defaults and errors: as :meth:`AsyncAudioBridges.attach` (the format
+        is checked first, before any request or thread is started).
         """
         return self._open(
-            call_sid,
-            VoiceRole.SERVER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_uplink,
+            call_sid, VoiceRole.SERVER, codec, sample_rate, channels, frame_ms, on_uplink
         )
 
     def attach_caller(
@@ -304,13 +290,7 @@ class AudioBridges:
         Same formats, defaults and errors as :meth:`attach`.
         """
         return self._open(
-            call_sid,
-            VoiceRole.CALLER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_downlink,
+            call_sid, VoiceRole.CALLER, codec, sample_rate, channels, frame_ms, on_downlink
         )
 
     def __enter__(self) -> AudioBridges:
