@@ -538,8 +538,12 @@ class PcmBridge:
         return self._bridge
 
     def uplink(self, *, sample_rate: int | None = None, channels: int | None = None) -> PcmStream:
-        """The caller's audio from now on, decoded: :class:`PcmFrame` objects in order
-        (as :meth:`AsyncPcmBridge.uplink`), decoded in the thread that iterates."""
+        """The caller's audio from now on, decoded: :class:`PcmFrame` objects in order.
+
+        ``sample_rate`` / ``channels`` (None: the bridge's) convert each frame on the
+        way; converted frames may vary in length by a few samples. Frames that do not
+        decode are skipped and counted in the stream's ``decode_errors``.
+        """
         decoder = _Decoder.of(self._bridge, VoiceTrack.UPLINK, sample_rate, channels)
         return PcmStream(self._bridge.uplink(), decoder)
 
@@ -552,8 +556,14 @@ class PcmBridge:
         self, samples: PcmLike, *, sample_rate: int | None = None, flush: bool = False
     ) -> None:
         """Encode ``samples`` in the bridge's format and send them to the caller, paced
-        in real time (as :meth:`AsyncPcmBridge.publish_downlink`); blocks the calling
-        thread until the last whole frame is published."""
+        in real time; returns once the last whole frame is published.
+
+        ``samples``: int16 of shape ``(n, channels)`` (any channel count), a flat
+        interleaved int16 array or little-endian bytes (the bridge's channel count),
+        at ``sample_rate`` (None: the bridge's), of any length. What does not fill a
+        frame waits for the next call; ``flush=True`` pads it with silence and sends
+        it (the end of an utterance).
+        """
         rate = _check_publish(self._bridge, VoiceTrack.DOWNLINK, sample_rate)
         self._publish(self._bridge.publish_downlink, samples, rate, flush)
 
