@@ -265,11 +265,21 @@ class AudioBridges:
         frame_ms: int = 20,
         on_uplink: FrameCallback | None = None,
     ) -> AudioBridge:
-        """Open the server side: receive the caller (uplink), talk back (downlink);
-        returns once the bridge is up.
+        """Open the server side: receive the caller (uplink), talk back (downlink).
 
-        Formats, defaults and errors: as :meth:`AsyncAudioBridges.attach` (the format
-        is checked first, before any request or thread is started).
+        The format is checked first, before any request, against what
+        :func:`clutchcall.audio.make_codec` can encode (listed in
+        ``clutchcall.bridge.AUDIO_FORMATS``): ``"opus"`` at 48000 Hz; ``"pcm16"``
+        at 8000, 12000, 16000, 24000, 32000, 44100 or 48000 Hz; ``"g711_ulaw"`` /
+        ``"g711_alaw"`` at 8000 Hz, mono only. ``channels`` is 1 or 2, ``frame_ms``
+        10, 20, 40 or 60 (or 30, except for opus). ``sample_rate=None`` picks 48000,
+        or 8000 for G.711. Anything else raises
+        :class:`~clutchcall.InvalidArgumentError` naming the valid choices.
+
+        Raises the control plane's ``NotFoundError`` (unknown or foreign call) or
+        ``ConflictError`` (ended call) when no bridge token can be had, and
+        :class:`~clutchcall.BridgeAuthError` / :class:`~clutchcall.BridgeConnectError`
+        if the relay refuses or cannot be reached.
         """
         return self._open(
             call_sid, VoiceRole.SERVER, codec, sample_rate, channels, frame_ms, on_uplink
