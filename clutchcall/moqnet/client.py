@@ -603,11 +603,7 @@ class AudioPublication:
         if self._closed:
             return
         self._closed = True
-        client = self._client
-        client._publications.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None and conn.setup_done:
-            client._withdraw(conn, self)
+        self._client._unpublish(self)
         self._drop(len(self._queue))
         self._queue.clear()
         if self.catalog is not None:
@@ -892,11 +888,7 @@ class CatalogPublication:
         if self._closed:
             return
         self._closed = True
-        client = self._client
-        client._publications.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None and conn.setup_done:
-            client._withdraw(conn, self)
+        self._client._unpublish(self)
 
 
 class CatalogSubscription(_Subscription):
@@ -1235,15 +1227,7 @@ class MoqtClient:
         key = (subscription.namespace, subscription.track_name)
         if key in self._subscriptions:
             raise BridgeError(f"{subscription.track} of {call_sid} is already subscribed")
-        self._subscriptions[key] = subscription
-        conn = self._conn
-        if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
-            self._start_subscription(conn, subscription)
-        try:
-            await self._wait_answer(lambda: subscription.answered, subscription)
-        except BaseException:
-            await subscription.aclose()
-            raise
+        await self._add_subscription(subscription)
         return subscription
 
     async def read_catalog(
@@ -1280,7 +1264,15 @@ class MoqtClient:
         if key in self._subscriptions:
             raise BridgeError(f"{name} of {call_sid} is already subscribed by this client")
         subscription = AudioSubscription(self, call_sid, name, self._receive_buffer_frames, token)
-        self._subscriptions[key] = subscription
+        await self._add_subscription(subscription)
+        return subscription
+
+    async def _add_subscription(
+        self, subscription: AudioSubscription | CatalogSubscription
+    ) -> None:
+        """Keep ``subscription``, SUBSCRIBE on the current session and wait for the
+        relay's answer (closing the subscription again if that fails)."""
+        self._subscriptions[(subscription.namespace, subscription.track_name)] = subscription
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
             self._start_subscription(conn, subscription)
@@ -1289,7 +1281,6 @@ class MoqtClient:
         except BaseException:
             await subscription.aclose()
             raise
-        return subscription
 
     def _require_running(self) -> None:
         if not self._started:
@@ -1345,6 +1336,13 @@ class MoqtClient:
             conn.subscribers[request_id] = (subscription, subscriber)
         if conn.link is not None:
             conn.link.kick()
+
+    def _unpublish(self, publication: AudioPublication | CatalogPublication) -> None:
+        """A publication closed: forget it, and end it on the session if there is one."""
+        self._publications.pop((publication.namespace, publication.track_name), None)
+        conn = self._conn
+        if conn is not None and conn.setup_done:
+            self._withdraw(conn, publication)
 
     def _withdraw(self, conn: _Conn, publication: AudioPublication | CatalogPublication) -> None:
         publisher = conn.publishers.pop((publication.namespace, publication.track_name), None)
