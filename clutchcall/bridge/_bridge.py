@@ -652,7 +652,6 @@ class BridgeRegistry:
         self,
         call_sid: str,
         role: VoiceRole,
-        *,
         codec: AudioCodec | str,
         sample_rate: int | None,
         channels: int,
@@ -932,13 +931,7 @@ class AsyncAudioBridges:
         if the relay refuses or cannot be reached.
         """
         core = await self._registry.open(
-            call_sid,
-            VoiceRole.SERVER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_uplink,
+            call_sid, VoiceRole.SERVER, codec, sample_rate, channels, frame_ms, on_uplink
         )
         return AsyncAudioBridge(core)
 
@@ -957,13 +950,7 @@ class AsyncAudioBridges:
         Same formats, defaults and errors as :meth:`attach`.
         """
         core = await self._registry.open(
-            call_sid,
-            VoiceRole.CALLER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_downlink,
+            call_sid, VoiceRole.CALLER, codec, sample_rate, channels, frame_ms, on_downlink
         )
         return AsyncAudioBridge(core)
 

@@ -235,22 +235,24 @@ class AudioBridges:
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
-    def _open(self, call_sid: str, role: VoiceRole, **options: Any) -> AudioBridge:
+    def _open(
+        self,
+        call_sid: str,
+        role: VoiceRole,
+        codec: AudioCodec | str,
+        sample_rate: int | None,
+        channels: int,
+        frame_ms: int,
+        callback: FrameCallback | None,
+    ) -> AudioBridge:
         # Bad arguments fail here, before the bridge thread starts or a token is asked for.
-        check_attach(
-            call_sid,
-            role,
-            options["codec"],
-            options["sample_rate"],
-            options["channels"],
-            options["frame_ms"],
-            options["callback"],
-        )
+        options = (codec, sample_rate, channels, frame_ms, callback)
+        check_attach(call_sid, role, *options)
         loop = self._loop_thread()
         if loop.in_loop():
             raise RuntimeError("attach from your own thread, not from a bridge callback")
         assert loop.portal is not None
-        core = loop.portal.call(functools.partial(self._registry.open, call_sid, role, **options))
+        core = loop.portal.call(functools.partial(self._registry.open, call_sid, role, *options))
         return AudioBridge(core, loop)
 
     def attach(
@@ -280,13 +282,7 @@ class AudioBridges:
         if the relay refuses or cannot be reached.
         """
         return self._open(
-            call_sid,
-            VoiceRole.SERVER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_uplink,
+            call_sid, VoiceRole.SERVER, codec, sample_rate, channels, frame_ms, on_uplink
         )
 
     def attach_caller(
@@ -304,13 +300,7 @@ class AudioBridges:
         Same formats, defaults and errors as :meth:`attach`.
         """
         return self._open(
-            call_sid,
-            VoiceRole.CALLER,
-            codec=codec,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            callback=on_downlink,
+            call_sid, VoiceRole.CALLER, codec, sample_rate, channels, frame_ms, on_downlink
         )
 
     def __enter__(self) -> AudioBridges:

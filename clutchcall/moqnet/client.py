@@ -603,11 +603,7 @@ class AudioPublication:
         if self._closed:
             return
         self._closed = True
-        client = self._client
-        client._publications.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None and conn.setup_done:
-            client._withdraw(conn, self)
+        self._client._unpublish(self)
         self._drop(len(self._queue))
         self._queue.clear()
         if self.catalog is not None:
@@ -627,7 +623,61 @@ class AudioPublication:
             self._session_ended(conn, requeue=False)
 
 
-class AudioSubscription:
+class _Subscription:
+    """How a subscription (audio or catalog) ends and closes."""
+
+    _client: MoqtClient
+    namespace: moqt.Namespace
+    track_name: bytes
+    track_ended: bool
+    error: BridgeError | None
+    on_end: Callable[[], None] | None
+    _arrived: Signal
+    _closed: bool
+
+    def _refused(self, error: BridgeError) -> None:
+        """SUBSCRIBE_ERROR on the current session."""
+        self.error = error
+
+    def _track_finished(self) -> None:
+        """PUBLISH_DONE (TRACK_ENDED): the call ended, nothing will come again."""
+        self.track_ended = True
+        self._ending()
+
+    def _client_ended(self) -> None:
+        self._ending()
+
+    def _ending(self) -> None:
+        self._arrived.notify()
+        if self.on_end is not None:
+            self.on_end()
+
+    @property
+    def ended(self) -> bool:
+        """Nothing will arrive any more (closed, the track ended, or the client ended)."""
+        return self._closed or self.track_ended or self._client._ended
+
+    async def aclose(self) -> None:
+        """UNSUBSCRIBE; iteration ends after what was already received."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._subscriptions.pop((self.namespace, self.track_name), None)
+        conn = client._conn
+        if conn is not None:
+            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
+                if sub is self:
+                    del conn.subscribers[request_id]
+                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
+                        subscriber.stop()
+                        if conn.link is not None:
+                            conn.link.kick()
+        self._ending()
+
+
+class AudioSubscription(_Subscription):
     """One voice track this client receives; iterate it for :class:`AudioFrame` s."""
 
     def __init__(
@@ -686,23 +736,6 @@ class AudioSubscription:
         if largest is not None and self._expected is None:
             self._expected = largest.group + 1
 
-    def _refused(self, error: BridgeError) -> None:
-        """SUBSCRIBE_ERROR on the current session."""
-        self.error = error
-
-    def _track_finished(self) -> None:
-        """PUBLISH_DONE (TRACK_ENDED): the call ended, no frame will come again."""
-        self.track_ended = True
-        self._ending()
-
-    def _client_ended(self) -> None:
-        self._ending()
-
-    def _ending(self) -> None:
-        self._arrived.notify()
-        if self.on_end is not None:
-            self.on_end()
-
     def _object(self, obj: moqt.ObjectReceived) -> None:
         """One frame of this track arrived (stamped now if it carries no timestamp)."""
         stamp = obj.timestamp_us if obj.timestamp_us is not None else monotonic_us()
@@ -749,11 +782,6 @@ class AudioSubscription:
         self._arrived.notify()
 
     @property
-    def ended(self) -> bool:
-        """No frame will arrive any more (closed, the track ended, or the client ended)."""
-        return self._closed or self.track_ended or self._client._ended
-
-    @property
     def stats(self) -> AudioStats:
         """This track's frames and bytes in and frames dropped."""
         return self._counters.snapshot()
@@ -776,25 +804,6 @@ class AudioSubscription:
             return await self.__anext__()
         except StopAsyncIteration:
             raise anyio.EndOfStream from None
-
-    async def aclose(self) -> None:
-        """UNSUBSCRIBE; iteration ends after the frames already received."""
-        await anyio.lowlevel.checkpoint()
-        if self._closed:
-            return
-        self._closed = True
-        client = self._client
-        client._subscriptions.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None:
-            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
-                if sub is self:
-                    del conn.subscribers[request_id]
-                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
-                        subscriber.stop()
-                        if conn.link is not None:
-                            conn.link.kick()
-        self._ending()
 
 
 class CatalogPublication:
@@ -879,14 +888,10 @@ class CatalogPublication:
         if self._closed:
             return
         self._closed = True
-        client = self._client
-        client._publications.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None and conn.setup_done:
-            client._withdraw(conn, self)
+        self._client._unpublish(self)
 
 
-class CatalogSubscription:
+class CatalogSubscription(_Subscription):
     """A catalog this client receives: a call's merged catalog (``voice/<sid>``)
     or one side's (``voice/<sid>/<track>``). :attr:`latest` is the newest valid
     version; iterating yields each version as it arrives, and raises
@@ -928,21 +933,6 @@ class CatalogSubscription:
     def _accepted(self, largest: moqt.Location | None) -> None:
         self.answered = True
 
-    def _refused(self, error: BridgeError) -> None:
-        self.error = error
-
-    def _track_finished(self) -> None:
-        self.track_ended = True
-        self._ending()
-
-    def _client_ended(self) -> None:
-        self._ending()
-
-    def _ending(self) -> None:
-        self._arrived.notify()
-        if self.on_end is not None:
-            self.on_end()
-
     def _object(self, obj: moqt.ObjectReceived) -> None:
         try:
             catalog = moqt.decode_catalog(obj.payload)
@@ -955,10 +945,6 @@ class CatalogSubscription:
             self.latest = catalog
             self._pending.append(catalog)
         self._arrived.notify()
-
-    @property
-    def ended(self) -> bool:
-        return self._closed or self.track_ended or self._client._ended
 
     def __aiter__(self) -> CatalogSubscription:
         return self
@@ -974,25 +960,6 @@ class CatalogSubscription:
             if self.ended:
                 raise StopAsyncIteration
             await self._arrived.wait()
-
-    async def aclose(self) -> None:
-        """UNSUBSCRIBE."""
-        await anyio.lowlevel.checkpoint()
-        if self._closed:
-            return
-        self._closed = True
-        client = self._client
-        client._subscriptions.pop((self.namespace, self.track_name), None)
-        conn = client._conn
-        if conn is not None:
-            for request_id, (sub, subscriber) in list(conn.subscribers.items()):
-                if sub is self:
-                    del conn.subscribers[request_id]
-                    if conn.setup_done and conn.session.state is moqt.SessionState.ESTABLISHED:
-                        subscriber.stop()
-                        if conn.link is not None:
-                            conn.link.kick()
-        self._ending()
 
 
 class MoqtClient:
@@ -1260,15 +1227,7 @@ class MoqtClient:
         key = (subscription.namespace, subscription.track_name)
         if key in self._subscriptions:
             raise BridgeError(f"{subscription.track} of {call_sid} is already subscribed")
-        self._subscriptions[key] = subscription
-        conn = self._conn
-        if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
-            self._start_subscription(conn, subscription)
-        try:
-            await self._wait_answer(lambda: subscription.answered, subscription)
-        except BaseException:
-            await subscription.aclose()
-            raise
+        await self._add_subscription(subscription)
         return subscription
 
     async def read_catalog(
@@ -1305,7 +1264,15 @@ class MoqtClient:
         if key in self._subscriptions:
             raise BridgeError(f"{name} of {call_sid} is already subscribed by this client")
         subscription = AudioSubscription(self, call_sid, name, self._receive_buffer_frames, token)
-        self._subscriptions[key] = subscription
+        await self._add_subscription(subscription)
+        return subscription
+
+    async def _add_subscription(
+        self, subscription: AudioSubscription | CatalogSubscription
+    ) -> None:
+        """Keep ``subscription``, SUBSCRIBE on the current session and wait for the
+        relay's answer (closing the subscription again if that fails)."""
+        self._subscriptions[(subscription.namespace, subscription.track_name)] = subscription
         conn = self._conn
         if conn is not None and conn.setup_done and conn.session.state is ESTABLISHED:
             self._start_subscription(conn, subscription)
@@ -1314,7 +1281,6 @@ class MoqtClient:
         except BaseException:
             await subscription.aclose()
             raise
-        return subscription
 
     def _require_running(self) -> None:
         if not self._started:
@@ -1370,6 +1336,13 @@ class MoqtClient:
             conn.subscribers[request_id] = (subscription, subscriber)
         if conn.link is not None:
             conn.link.kick()
+
+    def _unpublish(self, publication: AudioPublication | CatalogPublication) -> None:
+        """A publication closed: forget it, and end it on the session if there is one."""
+        self._publications.pop((publication.namespace, publication.track_name), None)
+        conn = self._conn
+        if conn is not None and conn.setup_done:
+            self._withdraw(conn, publication)
 
     def _withdraw(self, conn: _Conn, publication: AudioPublication | CatalogPublication) -> None:
         publisher = conn.publishers.pop((publication.namespace, publication.track_name), None)

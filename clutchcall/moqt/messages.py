@@ -360,6 +360,14 @@ class TrackStatusOk(_SubscribeOkBody):
 
 
 @dataclass(frozen=True)
+class _RequestOnly(Message):
+    """A message that carries nothing but the request it is about."""
+
+    _FIELDS = (("request_id", _VARINT),)
+    request_id: int
+
+
+@dataclass(frozen=True)
 class _RequestError(Message):
     _FIELDS = (("request_id", _VARINT), ("error_code", _VARINT), ("reason", _REASON))
     request_id: int
@@ -408,11 +416,9 @@ class SubscribeUpdate(Message):
 
 
 @dataclass(frozen=True)
-class Unsubscribe(Message):
+class Unsubscribe(_RequestOnly):
     TYPE: ClassVar[int] = 0x0A
     NAME: ClassVar[str] = "UNSUBSCRIBE"
-    _FIELDS = (("request_id", _VARINT),)
-    request_id: int
 
 
 @dataclass(frozen=True)
@@ -622,11 +628,9 @@ class FetchError(_RequestError):
 
 
 @dataclass(frozen=True)
-class FetchCancel(Message):
+class FetchCancel(_RequestOnly):
     TYPE: ClassVar[int] = 0x17
     NAME: ClassVar[str] = "FETCH_CANCEL"
-    _FIELDS = (("request_id", _VARINT),)
-    request_id: int
 
 
 # --- Namespaces ----------------------------------------------------------------------
@@ -643,11 +647,9 @@ class PublishNamespace(Message):
 
 
 @dataclass(frozen=True)
-class PublishNamespaceOk(Message):
+class PublishNamespaceOk(_RequestOnly):
     TYPE: ClassVar[int] = 0x07
     NAME: ClassVar[str] = "PUBLISH_NAMESPACE_OK"
-    _FIELDS = (("request_id", _VARINT),)
-    request_id: int
 
 
 @dataclass(frozen=True)
@@ -687,11 +689,9 @@ class SubscribeNamespace(Message):
 
 
 @dataclass(frozen=True)
-class SubscribeNamespaceOk(Message):
+class SubscribeNamespaceOk(_RequestOnly):
     TYPE: ClassVar[int] = 0x12
     NAME: ClassVar[str] = "SUBSCRIBE_NAMESPACE_OK"
-    _FIELDS = (("request_id", _VARINT),)
-    request_id: int
 
 
 @dataclass(frozen=True)

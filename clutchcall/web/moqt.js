@@ -254,24 +254,22 @@ class Flag {
   }
 }
 
-/** What a publication and a subscription of one voice track share. */
-class VoiceTrackHandle {
+/** What every track of the client shares (published or received, audio or catalog). */
+class TrackHandle {
   /**
    * @param {MoqtClient} client
    * @param {string} callSid
-   * @param {string} track
+   * @param {string[]} namespace
+   * @param {string} trackName
    * @param {string | null} token
    */
-  constructor(client, callSid, track, token) {
+  constructor(client, callSid, namespace, trackName, token) {
     this.client = client;
     this.callSid = callSid;
-    this.track = track;
-    this.namespace = ["voice", callSid];
-    this.trackName = track;
+    this.namespace = namespace;
+    this.trackName = trackName;
     /** Bridge token sent with this track's request (read at each (re)start). */
     this.token = token;
-    /** @type {AudioStats} */
-    this.stats = zeroStats();
     this.closed = false;
     /** @type {BridgeError | null} Why the relay refused this track on the current session. */
     this.error = null;
@@ -287,6 +285,22 @@ class VoiceTrackHandle {
     const first = !this.closed;
     this.closed = true;
     return first;
+  }
+}
+
+/** What a publication and a subscription of one voice track share. */
+class VoiceTrackHandle extends TrackHandle {
+  /**
+   * @param {MoqtClient} client
+   * @param {string} callSid
+   * @param {string} track
+   * @param {string | null} token
+   */
+  constructor(client, callSid, track, token) {
+    super(client, callSid, ["voice", callSid], track, token);
+    this.track = track;
+    /** @type {AudioStats} */
+    this.stats = zeroStats();
   }
 
   /** Count a frame dropped (on this track and on the client). */
@@ -404,9 +418,9 @@ export class AudioPublication extends VoiceTrackHandle {
  * The MSF catalog of one voice track this client publishes: the track "catalog" of
  * ["voice", <sid>, <track>] (see catalog.js). Every subscriber gets the current
  * version as soon as it subscribes; a new version (``setFormat``), or a new session,
- * takes the next group.
+ * takes the next group. While the relay refuses it (``error``), the format is undeclared.
  */
-export class CatalogPublication {
+export class CatalogPublication extends TrackHandle {
   /**
    * @param {MoqtClient} client
    * @param {string} callSid
@@ -415,21 +429,13 @@ export class CatalogPublication {
    * @param {{token?: string | null}} options
    */
   constructor(client, callSid, track, format, { token = null }) {
-    this.client = client;
-    this.callSid = callSid;
+    super(client, callSid, catalogNamespace(callSid, track), CATALOG_TRACK, token);
     this.track = track;
-    this.namespace = catalogNamespace(callSid, track);
-    this.trackName = CATALOG_TRACK;
-    /** Bridge token sent with the catalog's PUBLISH_NAMESPACE (read at each (re)start). */
-    this.token = token;
     /** @type {AudioFormat} */
     this.format = format;
     this.payload = encodeCatalog(sideCatalog(callSid, track, format));
     /** The group of the current version: each session and each version takes the next. */
     this.group = 0;
-    this.closed = false;
-    /** @type {BridgeError | null} Why the relay refused the catalog (the format is then undeclared). */
-    this.error = null;
   }
 
   /** What to call this track in messages. */
@@ -464,9 +470,8 @@ export class CatalogPublication {
 
   /** Stop publishing the catalog (PUBLISH_DONE, withdraw its namespace). */
   close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.client.publications.delete(trackKey(this.namespace, this.trackName));
+    if (!this.markClosed()) return;
+    this.client.publications.delete(this.key);
     this.client.session?.withdraw(this);
   }
 }
@@ -573,7 +578,7 @@ export class AudioSubscription extends VoiceTrackHandle {
  * ``latest`` is the newest valid version; a malformed one is counted in
  * ``malformed`` (its error in ``lastError``) and leaves ``latest`` as it was.
  */
-export class CatalogSubscription {
+export class CatalogSubscription extends TrackHandle {
   /**
    * @param {MoqtClient} client
    * @param {string} callSid
@@ -581,14 +586,9 @@ export class CatalogSubscription {
    * @param {{token?: string | null, onCatalog?: ((catalog: Catalog) => void) | null}} options
    */
   constructor(client, callSid, track, { token = null, onCatalog = null }) {
-    this.client = client;
-    this.callSid = callSid;
+    super(client, callSid, catalogNamespace(callSid, track), CATALOG_TRACK, token);
     /** The side whose catalog this is (null: the call's merged catalog). */
     this.track = track;
-    this.namespace = catalogNamespace(callSid, track);
-    this.trackName = CATALOG_TRACK;
-    /** Bridge token sent with the SUBSCRIBE (read at each (re)start). */
-    this.token = token;
     /** Called with each valid version as it arrives. */
     this.onCatalog = onCatalog;
     /** @type {Catalog | null} The newest valid catalog received (null: none yet). */
@@ -602,9 +602,6 @@ export class CatalogSubscription {
     this.answered = false;
     /** The publisher ended the catalog for good (PUBLISH_DONE TRACK_ENDED). */
     this.trackEnded = false;
-    this.closed = false;
-    /** @type {BridgeError | null} */
-    this.error = null;
   }
 
   get ended() {
@@ -659,9 +656,8 @@ export class CatalogSubscription {
 
   /** UNSUBSCRIBE. */
   close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.client.subscriptions.delete(trackKey(this.namespace, this.trackName));
+    if (!this.markClosed()) return;
+    this.client.subscriptions.delete(this.key);
     this.client.session?.unsubscribe(this);
   }
 }

@@ -629,14 +629,22 @@ async def test_broken_http_is_a_connection_error_async(server: HostileServer, ca
 # -- size: bodies are read up to max_response_bytes, memory stays flat ----------------------
 
 
-def traced_peak(action: Callable[[], object]) -> int:
+def failed_get(server: HostileServer, **overrides: Any) -> tuple[ClutchCallError, int]:
+    """GET a call on a blocking client (``options(server, **overrides)``), which must
+    fail: the error, and the peak memory traced while the client ran."""
+    errors: list[ClutchCallError] = []
     tracemalloc.start()
     try:
-        action()
+        with Voice(**options(server, **overrides)) as voice:
+            try:
+                voice.calls.get(SID)
+            except ClutchCallError as exc:
+                errors.append(exc)
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return peak
+    assert len(errors) == 1, "the GET succeeded"
+    return errors[0], peak
 
 
 def check_too_large(error: ResponseTooLargeError, limit: int) -> None:
@@ -650,18 +658,9 @@ def test_an_endless_body_is_cut_at_the_limit_with_flat_memory_sync(
 ) -> None:
     server.handler = endless(200)
     limit = 1 * MiB
-    errors: list[ResponseTooLargeError] = []
-
-    def request() -> None:
-        with Voice(**options(server, max_response_bytes=limit)) as voice:
-            try:
-                voice.calls.get(SID)
-            except ResponseTooLargeError as exc:
-                errors.append(exc)
-
-    peak = traced_peak(request)
-    assert len(errors) == 1
-    check_too_large(errors[0], limit)
+    error, peak = failed_get(server, max_response_bytes=limit)
+    assert isinstance(error, ResponseTooLargeError)
+    check_too_large(error, limit)
     assert peak < 4 * limit, f"peak {peak / MiB:.1f} MiB"
 
 
@@ -722,19 +721,9 @@ def test_the_default_limit_is_a_few_mib_and_configurable(server: HostileServer) 
 def test_a_compressed_bomb_is_refused_unread(server: HostileServer, status: int) -> None:
     bomb = gzip.compress(b" " * (64 * MiB), compresslevel=9)
     server.handler = respond(status, bomb, extra=(("Content-Encoding", "gzip"),))
-    errors: list[ClutchCallError] = []
-
-    def request() -> None:
-        with Voice(**options(server)) as voice:
-            try:
-                voice.calls.get(SID)
-            except ClutchCallError as exc:
-                errors.append(exc)
-
-    peak = traced_peak(request)
-    assert len(errors) == 1
-    assert isinstance(errors[0], APIResponseValidationError if status == 200 else APIStatusError)
-    assert "gzip" in str(errors[0])
+    error, peak = failed_get(server)
+    assert isinstance(error, APIResponseValidationError if status == 200 else APIStatusError)
+    assert "gzip" in str(error)
     assert peak < 8 * MiB
     assert server.seen[0].headers["accept-encoding"] == "identity"
 

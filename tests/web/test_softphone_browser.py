@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from clutchcall.audio import make_codec, synth_silence, synth_tone
 from clutchcall.audio.wav import write_wav
+from clutchcall.bridge import AudioBridge
 from clutchcall.dev import Engine
 from clutchcall.moqnet import MoqtClient
 from clutchcall.moqt import AudioFormat, Catalog
@@ -203,6 +204,38 @@ def test_echo_number_plays_the_mic_tone_back(page: Any, web_engine: Engine) -> N
     assert state is not None
 
 
+def talk_to_the_page(
+    page: Any, bridge: AudioBridge, frames: list[bytes], heard: list[bytes], lock: threading.Lock
+) -> NDArray[np.float32]:
+    """Publish ``frames`` (in a loop, in real time, 500 at most) on the bridge's
+    downlink while the page plays them. ``heard`` (the uplink frames Python receives)
+    is emptied first, as from here on the page is the uplink's publisher; returns
+    the second the page recorded once it played 40 frames and Python heard 60."""
+    with lock:
+        heard.clear()
+    stop = threading.Event()
+
+    def speak() -> None:
+        next_at = time.monotonic()
+        i = 0
+        while not stop.is_set() and i < 500:
+            bridge.publish_downlink(frames[i % len(frames)])
+            i += 1
+            next_at += 0.02
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    speaker = threading.Thread(target=speak, daemon=True)
+    speaker.start()
+    try:
+        wait_for_audio(page, frames=40)
+        played = _samples(page.evaluate(RECORD_JS, 1000))
+        wait_for(lambda: len(heard) >= 60, 10, "60 uplink frames in Python")
+    finally:
+        stop.set()
+        speaker.join(timeout=5)
+    return played
+
+
 def test_page_and_python_server_bridge_hear_each_other(page: Any, web_engine: Engine) -> None:
     codec = make_codec("opus", sample_rate=RATE, channels=1, frame_ms=20)
     heard: list[bytes] = []
@@ -223,28 +256,7 @@ def test_page_and_python_server_bridge_hear_each_other(page: Any, web_engine: En
             wait_for(
                 lambda: (page_state(page)["mic"] or {}).get("framesEncoded", 0) > 10, 10, "mic"
             )
-            with lock:
-                heard.clear()  # from here on the page is the uplink's publisher
-            stop = threading.Event()
-
-            def speak() -> None:
-                next_at = time.monotonic()
-                i = 0
-                while not stop.is_set() and i < 500:
-                    bridge.publish_downlink(frames[i % len(frames)])
-                    i += 1
-                    next_at += 0.02
-                    time.sleep(max(0.0, next_at - time.monotonic()))
-
-            speaker = threading.Thread(target=speak, daemon=True)
-            speaker.start()
-            try:
-                wait_for_audio(page, frames=40)
-                played = _samples(page.evaluate(RECORD_JS, 1000))
-                wait_for(lambda: len(heard) >= 60, 10, "60 uplink frames in Python")
-            finally:
-                stop.set()
-                speaker.join(timeout=5)
+            played = talk_to_the_page(page, bridge, frames, heard, lock)
         with lock:
             uplink = list(heard[-50:])
         decoder = make_codec("opus", sample_rate=RATE, channels=1, frame_ms=20)
@@ -313,28 +325,7 @@ def test_page_declares_its_format_and_hears_a_pcm16_server_through_the_gateway(
                 "the page to read the downlink format",
             )
             assert declared == "pcm16 16000 Hz 1 ch 20 ms"
-            with lock:
-                heard.clear()  # from here on the page is the uplink's publisher
-            stop = threading.Event()
-
-            def speak() -> None:
-                next_at = time.monotonic()
-                i = 0
-                while not stop.is_set() and i < 500:
-                    bridge.publish_downlink(frames[i % len(frames)])
-                    i += 1
-                    next_at += 0.02
-                    time.sleep(max(0.0, next_at - time.monotonic()))
-
-            speaker = threading.Thread(target=speak, daemon=True)
-            speaker.start()
-            try:
-                wait_for_audio(page, frames=40)
-                played = _samples(page.evaluate(RECORD_JS, 1000))
-                wait_for(lambda: len(heard) >= 60, 10, "60 uplink frames in Python")
-            finally:
-                stop.set()
-                speaker.join(timeout=5)
+            played = talk_to_the_page(page, bridge, frames, heard, lock)
         with lock:
             uplink_frames = list(heard[-50:])
         voice.calls.hangup(call.sid)
