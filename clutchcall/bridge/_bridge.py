@@ -67,7 +67,14 @@ from ..moqnet import (
 )
 from ..moqt import AudioFormat, CatalogError, VoiceRole, VoiceTrack
 from ..transport import Verify
-from ..transport.backend import Signal, ThreadsafeCall, loop_id, spawn, threadsafe_caller
+from ..transport.backend import (
+    Signal,
+    ThreadsafeCall,
+    loop_id,
+    next_queued,
+    spawn,
+    threadsafe_caller,
+)
 from ._format import resolve_format
 
 logger = logging.getLogger(__name__)
@@ -210,13 +217,10 @@ class FrameIterator:
         return self
 
     async def __anext__(self) -> AudioFrame:
-        await anyio.lowlevel.checkpoint()
-        while True:
-            if self._frames:
-                return self._frames.popleft()
-            if self._core.finished:
-                raise StopAsyncIteration
-            await self._arrived.wait()
+        return await next_queued(self._frames, self._finished, self._arrived)
+
+    def _finished(self) -> bool:
+        return self._core.finished
 
     async def aclose(self) -> None:
         """Stop receiving into this iterator."""

@@ -71,7 +71,7 @@ from ..errors import (
 )
 from ..moqt import AudioFormat, AudioFrame, Catalog, VoiceTrack, voice_track
 from ..transport import ConnectionKind, Verify
-from ..transport.backend import Signal, spawn
+from ..transport.backend import Signal, next_queued, spawn
 from .link import MoqtLink, wait_any
 
 logger = logging.getLogger(__name__)
@@ -657,6 +657,9 @@ class _Subscription:
         """Nothing will arrive any more (closed, the track ended, or the client ended)."""
         return self._closed or self.track_ended or self._client._ended
 
+    def _is_ended(self) -> bool:
+        return self.ended
+
     async def aclose(self) -> None:
         """UNSUBSCRIBE; iteration ends after what was already received."""
         await anyio.lowlevel.checkpoint()
@@ -790,13 +793,7 @@ class AudioSubscription(_Subscription):
         return self
 
     async def __anext__(self) -> AudioFrame:
-        await anyio.lowlevel.checkpoint()
-        while True:
-            if self._frames:
-                return self._frames.popleft()
-            if self.ended:
-                raise StopAsyncIteration
-            await self._arrived.wait()
+        return await next_queued(self._frames, self._is_ended, self._arrived)
 
     async def receive(self) -> AudioFrame:
         """The next frame; raises ``anyio.EndOfStream`` once the subscription has ended."""
@@ -950,16 +947,10 @@ class CatalogSubscription(_Subscription):
         return self
 
     async def __anext__(self) -> Catalog:
-        await anyio.lowlevel.checkpoint()
-        while True:
-            if self._pending:
-                item = self._pending.popleft()
-                if isinstance(item, BridgeFormatError):
-                    raise item
-                return item
-            if self.ended:
-                raise StopAsyncIteration
-            await self._arrived.wait()
+        item = await next_queued(self._pending, self._is_ended, self._arrived)
+        if isinstance(item, BridgeFormatError):
+            raise item
+        return item
 
 
 class MoqtClient:

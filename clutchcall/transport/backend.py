@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 ThreadsafeCall = Callable[[Callable[[], object]], None]
 
@@ -161,3 +163,19 @@ class Signal:
         if event is None:
             event = self._event = anyio.Event()
         await event.wait()
+
+
+_Item = TypeVar("_Item")
+
+
+async def next_queued(items: deque[_Item], ended: Callable[[], bool], arrived: Signal) -> _Item:
+    """The oldest of ``items``, waiting (on ``arrived``) while there is none; raises
+    ``StopAsyncIteration`` once ``ended()`` and nothing is left. The ``__anext__`` of
+    a queue that a producer fills and notifies."""
+    await anyio.lowlevel.checkpoint()
+    while True:
+        if items:
+            return items.popleft()
+        if ended():
+            raise StopAsyncIteration
+        await arrived.wait()
