@@ -92,6 +92,9 @@ class Reader:
         if pos >= self._end:
             raise NeedMoreData
         first = self._data[pos]
+        if first < 0x40:  # one byte: most lengths, IDs and types
+            self.pos = pos + 1
+            return first
         size = 1 << (first >> 6)
         if pos + size > self._end:
             raise NeedMoreData

@@ -25,9 +25,12 @@ from .backend import Signal, clock
 logger = logging.getLogger(__name__)
 
 TRANSMIT_COALESCE = 0.001
-"""Longest a received packet waits for the transmit pass that answers it (seconds);
-aioquic delays its ACKs by as much (1 ms), so the pass that sends the ACK serves all
-packets received in between. Data the application sends goes out at once."""
+"""Longest a received packet, or data the application hands over, waits for the
+transmit pass that sends what it calls for (seconds). aioquic delays its ACKs by as
+much (1 ms), so the pass that sends the ACK serves all packets received in between;
+and the frames of many calls written within the window leave in shared packets
+instead of one packet (and one pass) each. The handshake and a close are not
+delayed."""
 
 _FOLLOWED = (quic_events.HandshakeCompleted, quic_events.ConnectionTerminated)
 
@@ -88,7 +91,18 @@ class Driver:
         self._finished = finished
 
     def wakeup(self) -> None:
-        """Have :meth:`run` transmit now (something was queued in aioquic)."""
+        """Have :meth:`run` transmit (something was queued in aioquic): within
+        ``TRANSMIT_COALESCE`` once the connection is established, else now."""
+        scope = self._wait_scope
+        if scope is not None and self._handshake_done and not self.quic.closing:
+            soon = self._now() + TRANSMIT_COALESCE
+            if scope.deadline > soon:
+                scope.deadline = soon
+        else:
+            self._wakeup_event.set()
+
+    def wakeup_now(self) -> None:
+        """Have :meth:`run` transmit without waiting for others to join."""
         self._wakeup_event.set()
 
     async def flush(self) -> None:
@@ -127,7 +141,7 @@ class Driver:
             if scope.deadline > soon:
                 scope.deadline = soon
         else:
-            self.wakeup()
+            self.wakeup_now()
         self.progress.notify()
 
     async def run(self) -> None:
@@ -139,7 +153,8 @@ class Driver:
         failed = False
         try:
             while not self.ended:
-                self._wakeup_event = anyio.Event()
+                if self._wakeup_event.is_set():
+                    self._wakeup_event = anyio.Event()
                 await self._transmit()
                 self._after_transmit()
                 if self.ended:

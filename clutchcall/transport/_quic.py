@@ -26,6 +26,7 @@ the close.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import KeysView
 from typing import Any
 
@@ -39,6 +40,7 @@ from aioquic.quic.connection import (
     TRANSPORT_CLOSE_FRAME_CAPACITY,
     NetworkAddress,
     QuicConnection,
+    QuicConnectionAdapter,
     QuicConnectionState,
 )
 from aioquic.quic.packet import QuicFrameType, push_ack_frame
@@ -73,6 +75,14 @@ __all__ = [
 ]
 
 
+class _NoDebugAdapter(QuicConnectionAdapter):
+    """aioquic's per-connection logger, without its DEBUG lines (it writes three
+    for every stream a frame travels on, each costing a level check)."""
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        pass
+
+
 class FlowControlledQuicConnection(QuicConnection):
     """A QuicConnection that raises MAX_DATA / MAX_STREAM_DATA as data is read."""
 
@@ -84,6 +94,11 @@ class FlowControlledQuicConnection(QuicConnection):
         self._connection_window = configuration.max_data
         self._unread: dict[int, int] = {}
         self._unread_total = 0
+        # aioquic's DEBUG lines are written only if its logger ("quic") is at DEBUG
+        # when the connection is made.
+        adapter = self._logger
+        if not adapter.isEnabledFor(logging.DEBUG):
+            self._logger = _NoDebugAdapter(adapter.logger, adapter.extra)
 
     def buffered(self, stream_id: int, delta: int) -> None:
         """Record ``delta`` bytes added to (or removed from) a stream's read buffer."""
@@ -111,8 +126,13 @@ class FlowControlledQuicConnection(QuicConnection):
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
+        if not stream.max_stream_data_local:
+            # A stream we opened one way (each outgoing frame's): it receives
+            # nothing, so there is no limit to raise. This runs for every live
+            # stream on every packet built.
+            return
         receiver = stream.receiver
-        if stream.max_stream_data_local and not receiver.is_finished:
+        if not receiver.is_finished:
             unread = self._unread.get(stream.stream_id or 0, 0)
             target = receiver.highest_offset - unread + self._stream_window
             if target - stream.max_stream_data_local >= self._stream_window // 4:

@@ -247,6 +247,16 @@ def check_connection_state() -> None:
     require(quic.close_info() == (7, "bye"), f"{QC}._close_event", "close() no longer records it")
 
 
+def check_logger() -> None:
+    """The per-connection logger adapter, replaced to drop DEBUG lines cheaply."""
+    adapter = attribute(connected_client(), "_logger", quic_connection.QuicConnectionAdapter, QC)
+    require(
+        isinstance(adapter.extra, dict) and "id" in adapter.extra,
+        f"{QC}._logger",
+        "the adapter no longer carries the connection id",
+    )
+
+
 def check_stream_state() -> None:
     """QuicStream's sender and receiver state behind the send-buffer accounting."""
     quic = connected_client()
@@ -302,6 +312,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "overridden_methods": check_overridden_methods,
     "connection_state": check_connection_state,
     "stream_state": check_stream_state,
+    "logger": check_logger,
 }
 
 
