@@ -334,6 +334,29 @@ class DataStreamParser:
         return FetchObject(group_id, subgroup_id, object_id, priority, payload, status, extensions)
 
 
+def parse_whole_subgroup_stream(
+    data: bytes, max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+) -> tuple[SubgroupHeader, list[SubgroupObject]] | None:
+    """A complete subgroup stream (its bytes up to the FIN) in one pass: the header
+    and its objects, or None for anything else (a fetch stream, a malformed or
+    truncated one). Without the incremental parser's buffering; an audio frame
+    travels as one such stream. Whatever this refuses, :class:`DataStreamParser`
+    parses (or refuses with the precise error)."""
+    reader = Reader(data)
+    try:
+        stream_type = reader.read_varint()
+        if not is_subgroup_stream_type(stream_type):
+            return None
+        header = SubgroupHeader.decode_after_type(stream_type, reader)
+        parser = DataStreamParser(max_object_size)
+        objects = [parser._parse_subgroup_object(reader, header)]
+        while not reader.at_end():
+            objects.append(parser._parse_subgroup_object(reader, header))
+    except (NeedMoreData, MoqtProtocolError):
+        return None
+    return header, objects
+
+
 def subgroup_id_of(header: SubgroupHeader, first_object_id: int) -> int:
     """The Subgroup ID of a stream, given the ID of its first object."""
     if header.subgroup_id_mode == SubgroupIdMode.FIRST_OBJECT:

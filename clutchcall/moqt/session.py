@@ -32,6 +32,7 @@ from .data import (
     SubgroupIdMode,
     SubgroupObject,
     encode_subgroup_object,
+    parse_whole_subgroup_stream,
     subgroup_id_of,
     timestamp_extension,
     timestamp_from_extensions,
@@ -202,6 +203,9 @@ class _IncomingStream:
     discarded: bool = False
     ended: bool = False
 
+
+_NO_PARSER = DataStreamParser()
+"""The parser slot of a stream handled whole (never fed)."""
 
 _SINGLE_SETUP_PARAMETERS = frozenset(
     {
@@ -382,6 +386,8 @@ class Session:
         if stream is None:
             if not data and end:
                 return []
+            if end and self._receive_whole_stream(data):
+                return self._take_events()
             stream = _IncomingStream(DataStreamParser(self._max_object_size))
             self._in_streams[key] = stream
         try:
@@ -401,6 +407,25 @@ class Session:
                 self._in_streams.pop(key, None)
                 self._stream_finished(stream)
         return self._take_events()
+
+    def _receive_whole_stream(self, data: bytes) -> bool:
+        """A whole subgroup stream of a subscription we know (each audio frame is
+        one): deliver its objects without the incremental parser. False, having
+        done nothing, for anything else, which takes the general path."""
+        parsed = parse_whole_subgroup_stream(data, self._max_object_size)
+        if parsed is None:
+            return False
+        header, objects = parsed
+        request_id = self._alias_to_subscription.get(header.track_alias)
+        sub = None if request_id is None else self._subscriptions.get(request_id)
+        if sub is None:
+            return False
+        stream = _IncomingStream(_NO_PARSER, header, request_id, objects[0].object_id)
+        for item in objects:
+            self._deliver(sub, stream, item)
+        sub.finished_streams += 1
+        self._maybe_forget(sub)
+        return True
 
     def receive_stream_reset(self, key: Hashable, error_code: int = 0) -> list[Event]:
         """The peer reset an incoming stream; forget it."""

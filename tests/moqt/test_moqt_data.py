@@ -21,6 +21,7 @@ from clutchcall.moqt.data import (
     SubgroupObject,
     encode_subgroup_object,
     is_subgroup_stream_type,
+    parse_whole_subgroup_stream,
     subgroup_id_of,
     timestamp_extension,
     timestamp_from_extensions,
@@ -353,3 +354,35 @@ def test_fuzz_datagrams_only_raise_protocol_errors(data: bytes) -> None:
     except MoqtProtocolError:
         return
     assert ObjectDatagram.decode(datagram.encode()) == datagram
+
+
+@settings(database=None, max_examples=200, deadline=None)
+@given(subgroup_headers(), st.lists(objects(), min_size=1, max_size=5))
+def test_a_whole_stream_parsed_in_one_pass_equals_the_incremental_parse(
+    header: SubgroupHeader, specs: list[ObjectSpec]
+) -> None:
+    wire, expected = build_subgroup(header, specs)
+    assert parse_whole_subgroup_stream(wire) == (expected[0], expected[1:])
+
+
+@settings(database=None, max_examples=400, deadline=None)
+@given(st.binary(max_size=120))
+def test_the_one_pass_parse_accepts_only_what_the_incremental_parser_accepts(data: bytes) -> None:
+    parsed = parse_whole_subgroup_stream(data, max_object_size=4096)
+    try:
+        items = DataStreamParser(max_object_size=4096).feed(data, end=True)
+    except MoqtProtocolError:
+        assert parsed is None
+        return
+    if parsed is not None:
+        header, found = parsed
+        assert [header, *found] == items
+
+
+def test_the_one_pass_parse_leaves_fetch_header_only_and_cut_streams_to_the_parser() -> None:
+    wire, _ = build_subgroup(SubgroupHeader(1, 2), [(0, b"frame", 0, ())])
+    assert parse_whole_subgroup_stream(wire) is not None
+    assert parse_whole_subgroup_stream(FetchHeader(3).encode()) is None
+    assert parse_whole_subgroup_stream(SubgroupHeader(1, 2).encode()) is None  # no object
+    assert parse_whole_subgroup_stream(wire[:-1]) is None  # cut inside the payload
+    assert parse_whole_subgroup_stream(wire, max_object_size=4) is None  # over the limit

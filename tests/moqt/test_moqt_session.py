@@ -992,3 +992,52 @@ def test_fuzz_stream_and_datagram_input_only_raises_protocol_errors(data: bytes,
         client.receive_datagram(data)
     except MoqtProtocolError as exc:
         assert exc.error_code in set(SessionErrorCode)
+
+
+@settings(database=None, max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.binary(min_size=1, max_size=40), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(0, 1000),
+)
+def test_a_whole_stream_delivers_as_the_same_stream_in_pieces(
+    specs: list[tuple[int, bytes, bool]], group: int
+) -> None:
+    """A stream received whole (the one-pass path) gives exactly the events the
+    incremental path gives for the same bytes received in two pieces."""
+    from clutchcall.moqt.data import SubgroupHeader, encode_subgroup_object, timestamp_extension
+
+    results = []
+    for pieces in (1, 2):
+        link = established()
+        _, alias = subscribed(link)
+        header = SubgroupHeader(alias, group, 7, has_extensions=True, end_of_group=True)
+        wire = header.encode()
+        for gap, payload, stamped in specs:
+            extensions = timestamp_extension(group * 20_000) if stamped else ()
+            wire += encode_subgroup_object(gap, payload, extensions=extensions, has_extensions=True)
+        session = link.client.session
+        if pieces == 1:
+            events = session.receive_stream(("uni", 3), wire, end=True)
+        else:
+            events = session.receive_stream(("uni", 3), wire[:1])
+            events += session.receive_stream(("uni", 3), wire[1:], end=True)
+        assert len(events) == len(specs)
+        results.append(events)
+    assert results[0] == results[1]
+
+
+def test_a_whole_stream_for_an_unknown_alias_takes_the_general_path() -> None:
+    from clutchcall.moqt.data import SubgroupHeader, encode_subgroup_object
+
+    link = established()
+    _, alias = subscribed(link)
+    wire = SubgroupHeader(alias + 1, 0).encode() + encode_subgroup_object(
+        0, b"x", has_extensions=False
+    )
+    # No subscription has that alias and none is pending: the stream is discarded.
+    assert link.client.session.receive_stream(("uni", 3), wire, end=True) == []
+    assert link.client.session.state == SessionState.ESTABLISHED
