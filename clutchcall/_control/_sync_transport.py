@@ -104,20 +104,20 @@ def read_body(
         if encoding not in ("", "identity"):
             raise encoded_body_error(response, encoding)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        framed = declared.isdigit()
+        if framed and int(declared) > limit:
             raise too_large_error(response, b"", limit)
-        body, over = sync_read_capped(response, limit, deadline)
+        body, over = sync_read_capped(response, limit, deadline, framed=framed)
         if over:
             raise too_large_error(response, body, limit)
     finally:
         response.close()
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        content=body,
-        request=request,
-        extensions={**response.extensions, RETRIES_TAKEN: retries_taken},
-    )
+    # The response is handed on holding its body, as after httpx's `read()` (which
+    # stores it in `_content`; `content`, `text`, `json()` and `iter_bytes()` use it),
+    # rather than copied into a new Response: copying costs more than reading it.
+    response._content = body
+    response.extensions[RETRIES_TAKEN] = retries_taken
+    return response
 
 
 class ClientTransport(httpx.BaseTransport):
