@@ -31,7 +31,7 @@ from clutchcall_api.types import UNSET
 
 from ..bridge import AsyncAudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
-from ._async_transport import AsyncClientTransport, AsyncRetryTransport
+from ._async_transport import AsyncClientTransport, AsyncClientWithoutCookies, AsyncRetryTransport
 from ._base import (
     REQUEST_OPTIONS,
     AbsoluteURLs,
@@ -439,7 +439,7 @@ class AsyncVoice:
             timeout=config.timeout,
             max_response_bytes=config.max_response_bytes,
         )
-        self._http = httpx.AsyncClient(transport=transport, **client_kwargs(config))
+        self._http = AsyncClientWithoutCookies(transport=transport, **client_kwargs(config))
         self._urls = AbsoluteURLs(self._http.base_url)
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)

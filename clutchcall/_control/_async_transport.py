@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import httpx
 
@@ -116,6 +117,36 @@ async def read_body(
     response._content = body
     response.extensions[RETRIES_TAKEN] = retries_taken
     return response
+
+
+class AsyncClientWithoutCookies(httpx.AsyncClient):
+    """The SDK's own httpx client, which keeps no cookies.
+
+    The API authenticates every request by its key alone, so a server's
+    ``Set-Cookie`` is neither stored nor sent back: a hostile server cannot grow a
+    cookie jar without bound, and no response pays for httpx's cookie parsing (it
+    builds a urllib request and an email message for every response, which costs
+    more than the rest of handling it).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        """Ignored: this client keeps no cookies."""
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that a response never adds to."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
 
 
 class AsyncClientTransport(httpx.AsyncBaseTransport):

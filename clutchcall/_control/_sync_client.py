@@ -54,7 +54,7 @@ from ._logs import setup_logging
 from ._raw import APIResponse
 from ._responses import parse_response, status_error
 from ._retry import RetryPolicy
-from ._sync_transport import ClientTransport, RetryTransport
+from ._sync_transport import ClientTransport, ClientWithoutCookies, RetryTransport
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -437,7 +437,7 @@ class Voice:
             timeout=config.timeout,
             max_response_bytes=config.max_response_bytes,
         )
-        self._http = httpx.Client(transport=transport, **client_kwargs(config))
+        self._http = ClientWithoutCookies(transport=transport, **client_kwargs(config))
         self._urls = AbsoluteURLs(self._http.base_url)
         self.calls = Calls(self)
         self.agents = Agents(self)
