@@ -1,7 +1,7 @@
 """``calls.get`` through Voice / AsyncVoice against a raw httpx GET of the same URL.
 
 Both sides talk to the same dev engine over loopback, interleaved in blocks so
-drift in the machine's load hits them alike. Goal: SDK p50 <= 1.10x raw httpx.
+drift in the machine's load hits them alike. Goal: SDK p50 <= 1.05x raw httpx.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from clutchcall.dev import Engine
 
 from ._report import summarize, table, write
 
-GOAL_P50_RATIO = 1.10
+GOAL_P50_RATIO = 1.05
 
 
 def _sync(engine: Engine, sid: str, rounds: int, block: int) -> dict[str, list[float]]:

@@ -31,9 +31,10 @@ from clutchcall_api.types import UNSET
 
 from ..bridge import AsyncAudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
-from ._async_transport import AsyncClientTransport, AsyncRetryTransport
+from ._async_transport import AsyncClientTransport, AsyncClientWithoutCookies, AsyncRetryTransport
 from ._base import (
     REQUEST_OPTIONS,
+    AbsoluteURLs,
     BridgeToken,
     CallFields,
     RequestOptions,
@@ -438,7 +439,8 @@ class AsyncVoice:
             timeout=config.timeout,
             max_response_bytes=config.max_response_bytes,
         )
-        self._http = httpx.AsyncClient(transport=transport, **client_kwargs(config))
+        self._http = AsyncClientWithoutCookies(transport=transport, **client_kwargs(config))
+        self._urls = AbsoluteURLs(self._http.base_url)
         self.calls = AsyncCalls(self)
         self.agents = AsyncAgents(self)
         self.audio_bridge = AsyncAudioBridges(
@@ -493,15 +495,16 @@ class AsyncVoice:
         """
         if self._http.is_closed:
             raise closed_error(self)
-        request = endpoint(self.org_id, *args, **kwargs)
-        method = str(request["method"]).upper()
-        extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
+        request = endpoint(self._config.org_id, *args, **kwargs)
+        method = str(request.pop("method")).upper()
+        path = request.pop("url")
+        request["extensions"] = {REQUEST_OPTIONS: options}
         if options.timeout is not None:
-            extra["timeout"] = httpx.Timeout(options.timeout)
+            request["timeout"] = httpx.Timeout(options.timeout)
         started = time.monotonic()
         try:
-            with translate_errors(method, f"{self.base_url}{request['url']}"):
-                response = await self._http.request(**request, **extra)
+            with translate_errors(method, f"{self._config.base_url}{path}"):
+                response = await self._http.request(method, self._urls(path), **request)
         except RuntimeError:
             if self._http.is_closed:  # closed by another task meanwhile
                 raise closed_error(self) from None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import ssl
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -48,7 +47,13 @@ def request_options(timeout: float | None, max_retries: int | None) -> RequestOp
         )
     if max_retries is not None and not is_retry_count(max_retries):
         raise InvalidArgumentError(f"max_retries must be an integer >= 0, got {_show(max_retries)}")
+    if timeout is None and max_retries is None:
+        return NO_OVERRIDES
     return RequestOptions(None if timeout is None else float(timeout), max_retries)
+
+
+#: The options of a request that overrides nothing (most of them): made once.
+NO_OVERRIDES = RequestOptions()
 
 
 def closed_error(client: object) -> ClientClosedError:
@@ -109,19 +114,62 @@ def transfer_target(to: str | None, agent: str | None) -> tuple[str, str]:
     return kind, value
 
 
-@contextlib.contextmanager
-def translate_errors(method: str, url: str) -> Iterator[None]:
-    """Turn httpx exceptions into the SDK's error tree (the message names what failed)."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise APITimeoutError(
-            f"{method} {url} timed out: {exc or type(exc).__name__}", request=_request_of(exc)
-        ) from exc
-    except httpx.HTTPError as exc:  # refused, reset, malformed HTTP, redirect loops...
-        raise APIConnectionError(
-            f"{method} {url} failed: {exc or type(exc).__name__}", request=_request_of(exc)
-        ) from exc
+class translate_errors:
+    """Turn httpx exceptions into the SDK's error tree (the message names what failed).
+
+    A class rather than a generator-based context manager: it wraps every request.
+    """
+
+    __slots__ = ("_method", "_url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self._method = method
+        self._url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, httpx.TimeoutException):
+            raise APITimeoutError(
+                f"{self._method} {self._url} timed out: {exc or type(exc).__name__}",
+                request=_request_of(exc),
+            ) from exc
+        if isinstance(exc, httpx.HTTPError):  # refused, reset, malformed HTTP, redirect loops...
+            raise APIConnectionError(
+                f"{self._method} {self._url} failed: {exc or type(exc).__name__}",
+                request=_request_of(exc),
+            ) from exc
+
+
+class AbsoluteURLs:
+    """The absolute ``httpx.URL`` of each API path under ``base_url``, as httpx would
+    merge them, parsed once per path: parsing a URL costs more than the rest of
+    building a request. At most :attr:`MAX_ENTRIES` are kept (then it starts over)."""
+
+    MAX_ENTRIES = 256
+    __slots__ = ("_base", "_urls")
+
+    def __init__(self, base_url: httpx.URL) -> None:
+        self._base = base_url
+        self._urls: dict[str, httpx.URL] = {}
+
+    def __call__(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(path)
+            if url.is_relative_url:  # httpx.Client's rule: append to the base URL's path
+                raw_path = self._base.raw_path + url.raw_path.lstrip(b"/")
+                url = self._base.copy_with(raw_path=raw_path)
+            if len(self._urls) >= self.MAX_ENTRIES:
+                self._urls.clear()
+            self._urls[path] = url
+        return url
 
 
 def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:

@@ -18,12 +18,12 @@ the retry policy and the facade treat like any other timeout (``APITimeoutError`
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import time
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextvars import ContextVar
+from types import TracebackType
 
 import anyio
 import httpcore
@@ -55,34 +55,79 @@ class Deadline:
         return httpx.ReadTimeout(self.message, request=self.request)
 
 
-@contextlib.contextmanager
-def async_deadline(timeout: float, request: httpx.Request) -> Iterator[Deadline]:
-    """Cancel the enclosed (async) attempt after ``timeout`` seconds."""
-    deadline = Deadline(timeout, request)
-    try:
-        with anyio.fail_after(timeout):
-            yield deadline
-    except TimeoutError:
-        raise deadline.expired() from None
+class async_deadline:
+    """Cancel the enclosed (async) attempt after ``timeout`` seconds; it then raises
+    :class:`httpx.ReadTimeout`. Entering gives the :class:`Deadline`.
+
+    ``anyio.fail_after`` with its ``TimeoutError`` turned into ``ReadTimeout``, as one
+    class: the generator-based context managers cost more than the cancel scope."""
+
+    __slots__ = ("_deadline", "_scope")
+
+    def __init__(self, timeout: float, request: httpx.Request) -> None:
+        self._deadline = Deadline(timeout, request)
+        self._scope = anyio.CancelScope(deadline=anyio.current_time() + timeout)
+
+    def __enter__(self) -> Deadline:
+        self._scope.__enter__()
+        return self._deadline
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scope.__exit__(exc_type, exc, tb) and exc is not None:
+            # The scope swallowed a cancellation: its own, as no one else holds it,
+            # which only its deadline sets off.
+            raise self._deadline.expired() from None
 
 
-@contextlib.contextmanager
-def sync_deadline(timeout: float, request: httpx.Request) -> Iterator[Deadline]:
-    """Bound the enclosed (blocking) attempt's socket operations to ``timeout`` seconds."""
-    deadline = Deadline(timeout, request)
-    token = _deadline.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _deadline.reset(token)
+class sync_deadline:
+    """Bound the enclosed (blocking) attempt's socket operations to ``timeout`` seconds.
+    Entering gives the :class:`Deadline`."""
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, timeout: float, request: httpx.Request) -> None:
+        self._deadline = Deadline(timeout, request)
+
+    def __enter__(self) -> Deadline:
+        self._token = _deadline.set(self._deadline)
+        return self._deadline
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _deadline.reset(self._token)
 
 
 async def async_read_capped(
-    response: httpx.Response, limit: int, deadline: Deadline
+    response: httpx.Response, limit: int, deadline: Deadline, *, framed: bool = False
 ) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, and whether there was more (left unread)."""
+    """At most ``limit`` bytes of the body, and whether there was more (left unread).
+
+    ``framed``: the response declared a ``Content-Length`` of at most ``limit``, so
+    HTTP/1.1 framing ends the body there and it is read without a cancel scope to
+    stop it early (should a transport deliver more all the same, the excess is
+    dropped as it comes, until the body or the deadline ends).
+    """
     body = bytearray()
     over = False
+    if framed:
+        async for chunk in response.aiter_raw():
+            if not over:
+                if len(body) + len(chunk) > limit:
+                    body += chunk[: limit - len(body)]
+                    over = True
+                else:
+                    body += chunk
+            deadline.check()
+        return bytes(body), over
     with anyio.CancelScope() as stop:
         async for chunk in response.aiter_raw():
             if over:
@@ -100,9 +145,12 @@ async def async_read_capped(
 
 
 def sync_read_capped(
-    response: httpx.Response, limit: int, deadline: Deadline
+    response: httpx.Response, limit: int, deadline: Deadline, *, framed: bool = False
 ) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, and whether there was more (left unread)."""
+    """At most ``limit`` bytes of the body, and whether there was more (left unread).
+
+    ``framed`` (as for :func:`async_read_capped`) changes nothing here: a blocking
+    read stops at the limit at no cost."""
     body = bytearray()
     for chunk in response.iter_raw():
         if len(body) + len(chunk) > limit:

@@ -16,6 +16,7 @@ import enum
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -153,52 +154,86 @@ def encoded_body_error(response: httpx.Response, encoding: str) -> APIError:
 
 def model_mismatch(instance: object) -> str | None:
     """Why an attrs model instance breaks its declared field types, or None if it does not."""
-    for name, hint in _field_types(type(instance)):
+    for name, hint, check in _field_checks(type(instance)):
         value = getattr(instance, name)
-        if not _conforms(value, hint):
+        if not check(value):
             shown = _shorten(repr(value), 60)
             return f"{name} must be {_describe(hint)}, got {type(value).__name__} {shown}"
     return None
 
 
-_field_types_of: dict[type[Any], list[tuple[str, Any]]] = {}
+#: A check that one value has one declared type (see :func:`_compile`).
+Check = Callable[[object], bool]
+
+_field_checks_of: dict[type[Any], list[tuple[str, Any, Check]]] = {}
 
 
-def _field_types(model: type[Any]) -> list[tuple[str, Any]]:
-    """(name, resolved type) of each field of a generated model, from its annotations."""
-    found = _field_types_of.get(model)
+def _field_checks(model: type[Any]) -> list[tuple[str, Any, Check]]:
+    """(name, resolved type, check) of each field of a generated model, from its
+    annotations; worked out once per model, as every response is checked."""
+    found = _field_checks_of.get(model)
     if found is None:
         hints = typing.get_type_hints(model, localns=vars(clutchcall_api.models))
-        found = [(f.name, hints[f.name]) for f in attrs.fields(model) if f.init]
-        _field_types_of[model] = found
+        found = [
+            (f.name, hints[f.name], _compile(hints[f.name])) for f in attrs.fields(model) if f.init
+        ]
+        _field_checks_of[model] = found
     return found
 
 
-def _conforms(value: object, hint: Any) -> bool:
+def _compile(hint: Any) -> Check:
+    """A check that a value has the type ``hint`` as ``openapi.yaml`` means it: no bool
+    for an integer or number, an offset on every date-time, nested models checked too."""
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+        args = typing.get_args(hint)
+        nullable = type(None) in args
+        # Plain classes (str, an enum, Unset...) make one isinstance call together.
+        plain = tuple(a for a in args if _is_plain(a))
+        others = [_compile(a) for a in args if a is not type(None) and not _is_plain(a)]
+        rest = others[0] if len(others) == 1 else _any_of(others)
+
+        def union(value: object) -> bool:
+            return (value is None and nullable) or isinstance(value, plain) or rest(value)
+
+        return union
     if origin is list:
         (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+        each = _compile(item)
+        return lambda value: isinstance(value, list) and all(each(v) for v in value)
     if origin is dict:
-        return isinstance(value, dict)
+        return lambda value: isinstance(value, dict)
     if hint is Any:
-        return True
+        return lambda value: True
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return lambda value: isinstance(value, int | float) and not isinstance(value, bool)
     if hint is datetime.datetime:
         # RFC 3339 date-times carry an offset; a naive one would be read as local time.
-        return isinstance(value, datetime.datetime) and value.tzinfo is not None
+        return lambda value: isinstance(value, datetime.datetime) and value.tzinfo is not None
     if isinstance(hint, type):
-        if not isinstance(value, hint):
-            return False
-        return not attrs.has(hint) or model_mismatch(value) is None
-    return False
+        if attrs.has(hint):
+            return lambda value: isinstance(value, hint) and model_mismatch(value) is None
+        return lambda value: isinstance(value, hint)
+    return lambda value: False
+
+
+def _any_of(checks: list[Check]) -> Check:
+    return lambda value: any(check(value) for check in checks)
+
+
+def _is_plain(hint: Any) -> bool:
+    """Whether ``isinstance(value, hint)`` alone is the check for ``hint``."""
+    return (
+        isinstance(hint, type)
+        and typing.get_origin(hint) is None
+        and hint is not Any
+        and hint not in (int, float, datetime.datetime, type(None))
+        and not attrs.has(hint)
+    )
 
 
 def _describe(hint: Any) -> str:

@@ -35,6 +35,7 @@ from ..bridge import AudioBridges, BridgeSettings
 from ..errors import InvalidArgumentError
 from ._base import (
     REQUEST_OPTIONS,
+    AbsoluteURLs,
     BridgeToken,
     CallFields,
     RequestOptions,
@@ -53,7 +54,7 @@ from ._logs import setup_logging
 from ._raw import APIResponse
 from ._responses import parse_response, status_error
 from ._retry import RetryPolicy
-from ._sync_transport import ClientTransport, RetryTransport
+from ._sync_transport import ClientTransport, ClientWithoutCookies, RetryTransport
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -436,7 +437,8 @@ class Voice:
             timeout=config.timeout,
             max_response_bytes=config.max_response_bytes,
         )
-        self._http = httpx.Client(transport=transport, **client_kwargs(config))
+        self._http = ClientWithoutCookies(transport=transport, **client_kwargs(config))
+        self._urls = AbsoluteURLs(self._http.base_url)
         self.calls = Calls(self)
         self.agents = Agents(self)
         self.audio_bridge = AudioBridges(
@@ -491,15 +493,16 @@ class Voice:
         """
         if self._http.is_closed:
             raise closed_error(self)
-        request = endpoint(self.org_id, *args, **kwargs)
-        method = str(request["method"]).upper()
-        extra: dict[str, Any] = {"extensions": {REQUEST_OPTIONS: options}}
+        request = endpoint(self._config.org_id, *args, **kwargs)
+        method = str(request.pop("method")).upper()
+        path = request.pop("url")
+        request["extensions"] = {REQUEST_OPTIONS: options}
         if options.timeout is not None:
-            extra["timeout"] = httpx.Timeout(options.timeout)
+            request["timeout"] = httpx.Timeout(options.timeout)
         started = time.monotonic()
         try:
-            with translate_errors(method, f"{self.base_url}{request['url']}"):
-                response = self._http.request(**request, **extra)
+            with translate_errors(method, f"{self._config.base_url}{path}"):
+                response = self._http.request(method, self._urls(path), **request)
         except RuntimeError:
             if self._http.is_closed:  # closed by another task meanwhile
                 raise closed_error(self) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import httpx
 
@@ -104,20 +105,50 @@ def read_body(
         if encoding not in ("", "identity"):
             raise encoded_body_error(response, encoding)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        framed = declared.isdigit()
+        if framed and int(declared) > limit:
             raise too_large_error(response, b"", limit)
-        body, over = sync_read_capped(response, limit, deadline)
+        body, over = sync_read_capped(response, limit, deadline, framed=framed)
         if over:
             raise too_large_error(response, body, limit)
     finally:
         response.close()
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        content=body,
-        request=request,
-        extensions={**response.extensions, RETRIES_TAKEN: retries_taken},
-    )
+    # The response is handed on holding its body, as after httpx's `read()` (which
+    # stores it in `_content`; `content`, `text`, `json()` and `iter_bytes()` use it),
+    # rather than copied into a new Response: copying costs more than reading it.
+    response._content = body
+    response.extensions[RETRIES_TAKEN] = retries_taken
+    return response
+
+
+class ClientWithoutCookies(httpx.Client):
+    """The SDK's own httpx client, which keeps no cookies.
+
+    The API authenticates every request by its key alone, so a server's
+    ``Set-Cookie`` is neither stored nor sent back: a hostile server cannot grow a
+    cookie jar without bound, and no response pays for httpx's cookie parsing (it
+    builds a urllib request and an email message for every response, which costs
+    more than the rest of handling it).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        """Ignored: this client keeps no cookies."""
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that a response never adds to."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
 
 
 class ClientTransport(httpx.BaseTransport):

@@ -15,11 +15,12 @@ import json
 import socket
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from clutchcall import (
@@ -743,6 +744,57 @@ def test_a_client_stays_usable_after_many_hostile_answers(server: HostileServer)
                 voice.calls.get(SID)
         server.handler = respond(200, json.dumps(VALID_CALL).encode())
         assert voice.calls.get(SID).sid == SID
+
+
+def test_cookies_a_server_sets_are_not_kept_sync(server: HostileServer) -> None:
+    """A ``Set-Cookie`` is neither stored nor sent back (the key alone authenticates)."""
+    cookie = ("Set-Cookie", "session=planted; Path=/")
+    server.handler = respond(200, json.dumps(VALID_CALL).encode(), extra=(cookie,))
+    with Voice(**options(server)) as voice:
+        for _ in range(2):
+            assert voice.calls.get(SID).sid == SID
+    assert len(server.seen) == 2
+    assert all("cookie" not in {k.lower() for k in seen.headers} for seen in server.seen)
+
+
+@pytest.mark.anyio
+async def test_cookies_a_server_sets_are_not_kept_async(server: HostileServer) -> None:
+    cookie = ("Set-Cookie", "session=planted; Path=/")
+    server.handler = respond(200, json.dumps(VALID_CALL).encode(), extra=(cookie,))
+    async with AsyncVoice(**options(server)) as voice:
+        for _ in range(2):
+            assert (await voice.calls.get(SID)).sid == SID
+    assert len(server.seen) == 2
+    assert all("cookie" not in {k.lower() for k in seen.headers} for seen in server.seen)
+
+
+@pytest.mark.anyio
+async def test_a_body_longer_than_its_declared_length_is_still_cut_at_the_limit() -> None:
+    """HTTP/1.1 framing stops a body at its Content-Length; a caller's own transport
+    need not, and the limit holds all the same."""
+    chunk = b"7" * 1024
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(256):  # 256 KiB behind a declared 10 bytes
+            yield chunk
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": "10"}, content=stream())
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as mine,
+        AsyncVoice(
+            base_url="http://127.0.0.1:9",
+            api_key=KEY,
+            org_id=ORG,
+            max_retries=0,
+            max_response_bytes=64 * 1024,
+            http_client=mine,
+        ) as voice,
+    ):
+        with pytest.raises(ResponseTooLargeError) as info:
+            await voice.calls.get(SID)
+    assert len(info.value.body) == 64 * 1024
 
 
 @pytest.mark.anyio
