@@ -194,6 +194,43 @@ def encode_subgroup_object(
     return bytes(buf)
 
 
+def encode_audio_stream(
+    track_alias: int,
+    group_id: int,
+    publisher_priority: int,
+    payload: bytes,
+    timestamp_us: int | None,
+    end_of_group: bool,
+) -> bytes:
+    """A whole subgroup stream of one object (ID 0, status normal, non-empty payload,
+    the LOC timestamp its only extension): the bytes ``SubgroupHeader.encode()``
+    and :func:`encode_subgroup_object` give for it, without their generality. This
+    is how every audio frame travels."""
+    if not payload or not 0 <= publisher_priority <= 0xFF:
+        raise MoqtUsageError("an audio object needs a payload and a priority of 0 to 255")
+    stream_type = 0x18 if end_of_group else 0x10
+    if timestamp_us is None:
+        extension = b""
+    else:
+        stream_type |= 0x01
+        pair = _TIMESTAMP_KEY + encode_varint(timestamp_us)
+        extension = encode_varint(len(pair)) + pair
+    return b"".join(
+        (
+            bytes((stream_type,)),
+            encode_varint(track_alias),
+            encode_varint(group_id),
+            bytes((publisher_priority, 0)),  # the priority, then Object ID delta 0
+            extension,
+            encode_varint(len(payload)),
+            payload,
+        )
+    )
+
+
+_TIMESTAMP_KEY = encode_varint(TIMESTAMP_EXTENSION)
+
+
 # --- Fetch streams -------------------------------------------------------------------
 
 

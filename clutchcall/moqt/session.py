@@ -31,6 +31,7 @@ from .data import (
     SubgroupHeader,
     SubgroupIdMode,
     SubgroupObject,
+    encode_audio_stream,
     encode_subgroup_object,
     parse_whole_subgroup_stream,
     subgroup_id_of,
@@ -657,18 +658,23 @@ class Session:
         if sub is None:
             return None
         assert sub.track_alias is not None
-        has_ext = bool(extensions) or timestamp_us is not None
-        header = SubgroupHeader(
-            sub.track_alias,
-            group_id,
-            publisher_priority,
-            has_extensions=has_ext,
-            end_of_group=end_of_group,
-        )
-        stream = _OutgoingStream(request_id, header)
-        data = header.encode() + self._encode_stream_object(
-            stream, object_id, payload, status, extensions, timestamp_us
-        )
+        if not extensions and object_id == 0 and status == ObjectStatus.NORMAL and payload:
+            # An audio frame: the same bytes as below, written directly.
+            data = encode_audio_stream(
+                sub.track_alias, group_id, publisher_priority, payload, timestamp_us, end_of_group
+            )
+        else:
+            header = SubgroupHeader(
+                sub.track_alias,
+                group_id,
+                publisher_priority,
+                has_extensions=bool(extensions) or timestamp_us is not None,
+                end_of_group=end_of_group,
+            )
+            stream = _OutgoingStream(request_id, header)
+            data = header.encode() + self._encode_stream_object(
+                stream, object_id, payload, status, extensions, timestamp_us
+            )
         key = self._next_stream_key
         self._next_stream_key += 1
         sub.stream_count += 1

@@ -19,6 +19,7 @@ from clutchcall.moqt.data import (
     SubgroupHeader,
     SubgroupIdMode,
     SubgroupObject,
+    encode_audio_stream,
     encode_subgroup_object,
     is_subgroup_stream_type,
     parse_whole_subgroup_stream,
@@ -386,3 +387,34 @@ def test_the_one_pass_parse_leaves_fetch_header_only_and_cut_streams_to_the_pars
     assert parse_whole_subgroup_stream(SubgroupHeader(1, 2).encode()) is None  # no object
     assert parse_whole_subgroup_stream(wire[:-1]) is None  # cut inside the payload
     assert parse_whole_subgroup_stream(wire, max_object_size=4) is None  # over the limit
+
+
+@settings(database=None, max_examples=300, deadline=None)
+@given(
+    st.integers(0, (1 << 62) - 1),
+    st.integers(0, (1 << 62) - 1),
+    st.integers(0, 255),
+    st.binary(min_size=1, max_size=300),
+    st.none() | st.integers(0, (1 << 62) - 1),
+    st.booleans(),
+)
+def test_the_audio_stream_encoder_writes_what_the_general_encoders_write(
+    alias: int, group: int, priority: int, payload: bytes, timestamp: int | None, end: bool
+) -> None:
+    header = SubgroupHeader(
+        alias, group, priority, has_extensions=timestamp is not None, end_of_group=end
+    )
+    general = header.encode() + encode_subgroup_object(
+        0,
+        payload,
+        extensions=() if timestamp is None else timestamp_extension(timestamp),
+        has_extensions=timestamp is not None,
+    )
+    assert encode_audio_stream(alias, group, priority, payload, timestamp, end) == general
+
+
+def test_the_audio_stream_encoder_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(MoqtUsageError):
+        encode_audio_stream(1, 2, 3, b"", None, True)
+    with pytest.raises(MoqtUsageError):
+        encode_audio_stream(1, 2, 256, b"x", None, True)
