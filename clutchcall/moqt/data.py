@@ -394,6 +394,55 @@ def parse_whole_subgroup_stream(
     return header, objects
 
 
+AudioObject = tuple[int, int, int, int, bytes, Parameters]
+"""(track alias, group ID, publisher priority, object ID, payload, extensions)."""
+
+_AUDIO_STREAM_TYPES = frozenset((0x10, 0x11, 0x18, 0x19))
+_VARINT_MASKS = {2: 0x3FFF, 4: 0x3FFF_FFFF, 8: MAX_VARINT}
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it (IndexError if cut short)."""
+    first = data[pos]
+    if first < 0x40:
+        return first, pos + 1
+    end = pos + (1 << (first >> 6))
+    if end > len(data):
+        raise IndexError(pos)
+    return int.from_bytes(data[pos:end], "big") & _VARINT_MASKS[end - pos], end
+
+
+def parse_audio_stream(
+    data: bytes, max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+) -> AudioObject | None:
+    """A whole subgroup stream that carries one object with a payload, on a stream
+    type without a Subgroup ID field (0x10, 0x11, 0x18, 0x19): an audio frame as
+    publishers send it. None for any other stream (or a malformed one), which
+    :func:`parse_whole_subgroup_stream` or :class:`DataStreamParser` handles."""
+    try:
+        stream_type = data[0]
+        if stream_type not in _AUDIO_STREAM_TYPES:
+            return None
+        alias, pos = _varint_at(data, 1)
+        group, pos = _varint_at(data, pos)
+        priority = data[pos]
+        object_id, pos = _varint_at(data, pos + 1)
+        extensions: Parameters = ()
+        if stream_type & 0x01:
+            length, pos = _varint_at(data, pos)
+            end = pos + length
+            if length > MAX_EXTENSIONS_LENGTH or end > len(data):
+                return None
+            extensions = decode_key_value_pairs(data[pos:end])
+            pos = end
+        size, pos = _varint_at(data, pos)
+        if not 0 < size <= max_object_size or pos + size != len(data):
+            return None
+    except (IndexError, MoqtProtocolError):
+        return None
+    return alias, group, priority, object_id, bytes(data[pos:]), extensions
+
+
 def subgroup_id_of(header: SubgroupHeader, first_object_id: int) -> int:
     """The Subgroup ID of a stream, given the ID of its first object."""
     if header.subgroup_id_mode == SubgroupIdMode.FIRST_OBJECT:

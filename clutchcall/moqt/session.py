@@ -33,6 +33,7 @@ from .data import (
     SubgroupObject,
     encode_audio_stream,
     encode_subgroup_object,
+    parse_audio_stream,
     parse_whole_subgroup_stream,
     subgroup_id_of,
     timestamp_extension,
@@ -413,6 +414,33 @@ class Session:
         """A whole subgroup stream of a subscription we know (each audio frame is
         one): deliver its objects without the incremental parser. False, having
         done nothing, for anything else, which takes the general path."""
+        audio = parse_audio_stream(data, self._max_object_size)
+        if audio is not None:
+            alias, group_id, priority, object_id, payload, extensions = audio
+            request_id = self._alias_to_subscription.get(alias)
+            sub = None if request_id is None else self._subscriptions.get(request_id)
+            if sub is None:
+                return False
+            self._events.append(
+                ObjectReceived(
+                    request_id=sub.request_id,
+                    namespace=sub.namespace,
+                    track_name=sub.track_name,
+                    group_id=group_id,
+                    subgroup_id=0,
+                    object_id=object_id,
+                    publisher_priority=priority,
+                    payload=payload,
+                    status=ObjectStatus.NORMAL,
+                    extensions=extensions,
+                    timestamp_us=timestamp_from_extensions(extensions),
+                    end_of_group=False,
+                    via_datagram=False,
+                )
+            )
+            sub.finished_streams += 1
+            self._maybe_forget(sub)
+            return True
         parsed = parse_whole_subgroup_stream(data, self._max_object_size)
         if parsed is None:
             return False

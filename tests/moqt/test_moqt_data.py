@@ -22,6 +22,7 @@ from clutchcall.moqt.data import (
     encode_audio_stream,
     encode_subgroup_object,
     is_subgroup_stream_type,
+    parse_audio_stream,
     parse_whole_subgroup_stream,
     subgroup_id_of,
     timestamp_extension,
@@ -418,3 +419,61 @@ def test_the_audio_stream_encoder_refuses_what_it_cannot_write() -> None:
         encode_audio_stream(1, 2, 3, b"", None, True)
     with pytest.raises(MoqtUsageError):
         encode_audio_stream(1, 2, 256, b"x", None, True)
+
+
+@settings(database=None, max_examples=300, deadline=None)
+@given(
+    st.integers(0, (1 << 62) - 1),
+    st.integers(0, (1 << 62) - 1),
+    st.integers(0, 255),
+    st.binary(min_size=1, max_size=300),
+    st.none() | st.integers(0, (1 << 62) - 1),
+    st.booleans(),
+)
+def test_an_audio_frame_stream_parses_back_to_what_was_encoded(
+    alias: int, group: int, priority: int, payload: bytes, timestamp: int | None, end: bool
+) -> None:
+    wire = encode_audio_stream(alias, group, priority, payload, timestamp, end)
+    extensions = () if timestamp is None else timestamp_extension(timestamp)
+    assert parse_audio_stream(wire) == (alias, group, priority, 0, payload, extensions)
+
+
+@settings(database=None, max_examples=500, deadline=None)
+@given(
+    subgroup_headers(),
+    st.lists(objects(), min_size=1, max_size=2),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=2),
+)
+def test_the_audio_parse_agrees_with_the_incremental_parser(
+    header: SubgroupHeader, specs: list[ObjectSpec], mutations: list[tuple[int, int]]
+) -> None:
+    """Whatever the audio parse accepts, the incremental parser parses to the same
+    header and single object (valid streams, and mutated ones)."""
+    wire, _ = build_subgroup(header, specs)
+    data = bytearray(wire)
+    for position, value in mutations:
+        data[position % len(data)] = value
+    parsed = parse_audio_stream(bytes(data), max_object_size=4096)
+    if parsed is None:
+        return
+    items = DataStreamParser(max_object_size=4096).feed(bytes(data), end=True)
+    assert len(items) == 2
+    head, item = items
+    assert isinstance(head, SubgroupHeader) and isinstance(item, SubgroupObject)
+    assert head.subgroup_id == 0 and item.status == ObjectStatus.NORMAL
+    alias, group, priority, object_id, payload, extensions = parsed
+    assert (alias, group, priority) == (head.track_alias, head.group_id, head.publisher_priority)
+    assert (object_id, payload, extensions) == (item.object_id, item.payload, item.extensions)
+
+
+def test_the_audio_parse_leaves_other_streams_to_the_general_parsers() -> None:
+    frame = encode_audio_stream(1, 2, 3, b"frame", 40, True)
+    assert parse_audio_stream(frame) is not None
+    assert parse_audio_stream(frame[:-1]) is None  # cut
+    assert parse_audio_stream(frame + b"\x00") is None  # a second object follows
+    assert parse_audio_stream(frame, max_object_size=4) is None
+    explicit = SubgroupHeader(1, 2, 3, 9, SubgroupIdMode.EXPLICIT)
+    wire, _ = build_subgroup(explicit, [(0, b"frame", 0, ())])
+    assert parse_audio_stream(wire) is None  # has a Subgroup ID field
+    status_only, _ = build_subgroup(SubgroupHeader(1, 2), [(0, b"", ObjectStatus.END_OF_GROUP, ())])
+    assert parse_audio_stream(status_only) is None
