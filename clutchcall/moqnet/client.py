@@ -1364,6 +1364,13 @@ class MoqtClient:
     def _on_events(self, conn: _Conn, events: list[moqt.Event]) -> None:
         session = conn.session
         for event in events:
+            if type(event) is moqt.ObjectReceived:  # the frames: most events, first
+                entry = conn.subscribers.get(event.request_id)
+                if entry is not None:
+                    obj = entry[1].handle(event)
+                    if obj is not None:
+                        entry[0]._object(obj)
+                continue
             if isinstance(event, moqt.SetupCompleted):
                 conn.setup_done = True
                 for publication in list(self._publications.values()):
