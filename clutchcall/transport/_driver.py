@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,20 +25,9 @@ from .backend import Signal, clock
 logger = logging.getLogger(__name__)
 
 TRANSMIT_COALESCE = 0.001
-"""Longest a received packet waits for the transmit pass that answers it, and the
-shortest time between two passes for data the application hands over (seconds).
-
+"""Longest a received packet waits for the transmit pass that answers it (seconds);
 aioquic delays its ACKs by as much (1 ms), so the pass that sends the ACK serves all
-packets received in between. Data the application writes goes out at once unless
-``TRANSMIT_BURST`` passes already started in the last millisecond; then it waits
-until the oldest of them is a millisecond old. A lone call's frames and the replies
-of a request-response exchange are not delayed, while under load the frames of many
-calls leave in shared packets instead of one packet (and one pass) each. The
-handshake and a close are never delayed."""
-
-TRANSMIT_BURST = 2
-"""Transmit passes for application data that may start within ``TRANSMIT_COALESCE``
-before the next one waits."""
+packets received in between. Data the application sends goes out at once."""
 
 _FOLLOWED = (quic_events.HandshakeCompleted, quic_events.ConnectionTerminated)
 
@@ -67,10 +55,6 @@ class Driver:
         self._wakeup_event = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
         self._transmit_count = 0
-        #: When the last TRANSMIT_BURST transmit passes started (oldest first).
-        self._recent_transmits: deque[float] = deque(
-            [-math.inf] * TRANSMIT_BURST, maxlen=TRANSMIT_BURST
-        )
         #: A transmit pass is handing datagrams to the socket (it may await on the way).
         self._sending = False
         self._handshake_done = False
@@ -104,21 +88,7 @@ class Driver:
         self._finished = finished
 
     def wakeup(self) -> None:
-        """Have :meth:`run` transmit (something was queued in aioquic): now, or
-        once the connection is established and busy, when ``TRANSMIT_COALESCE`` has
-        passed since the oldest of the last ``TRANSMIT_BURST`` passes."""
-        scope = self._wait_scope
-        if scope is not None and self._handshake_done and not self.quic.closing:
-            due = self._recent_transmits[0] + TRANSMIT_COALESCE
-            if due <= self._now():
-                self._wakeup_event.set()
-            elif scope.deadline > due:
-                scope.deadline = due
-        else:
-            self._wakeup_event.set()
-
-    def wakeup_now(self) -> None:
-        """Have :meth:`run` transmit without waiting for others to join."""
+        """Have :meth:`run` transmit now (something was queued in aioquic)."""
         self._wakeup_event.set()
 
     async def flush(self) -> None:
@@ -157,7 +127,7 @@ class Driver:
             if scope.deadline > soon:
                 scope.deadline = soon
         else:
-            self.wakeup_now()
+            self.wakeup()
         self.progress.notify()
 
     async def run(self) -> None:
@@ -169,8 +139,7 @@ class Driver:
         failed = False
         try:
             while not self.ended:
-                if self._wakeup_event.is_set():
-                    self._wakeup_event = anyio.Event()
+                self._wakeup_event = anyio.Event()
                 await self._transmit()
                 self._after_transmit()
                 if self.ended:
@@ -203,9 +172,7 @@ class Driver:
             self.progress.notify()
 
     async def _transmit(self) -> None:
-        now = self._now()
-        self._recent_transmits.append(now)
-        datagrams = self.quic.datagrams_to_send(now=now)
+        datagrams = self.quic.datagrams_to_send(now=self._now())
         # Hand the datagrams to the socket without a scheduling round per datagram;
         # once the socket would block, the rest wait their turn in order.
         send_nowait = self._send_nowait
