@@ -415,12 +415,20 @@ class Session:
         one): deliver its objects without the incremental parser. False, having
         done nothing, for anything else, which takes the general path."""
         audio = parse_audio_stream(data, self._max_object_size)
+        parsed = None
         if audio is not None:
-            alias, group_id, priority, object_id, payload, extensions = audio
-            request_id = self._alias_to_subscription.get(alias)
-            sub = None if request_id is None else self._subscriptions.get(request_id)
-            if sub is None:
+            alias = audio[0]
+        else:
+            parsed = parse_whole_subgroup_stream(data, self._max_object_size)
+            if parsed is None:
                 return False
+            alias = parsed[0].track_alias
+        request_id = self._alias_to_subscription.get(alias)
+        sub = None if request_id is None else self._subscriptions.get(request_id)
+        if sub is None:
+            return False
+        if audio is not None:
+            _, group_id, priority, object_id, payload, extensions = audio
             self._events.append(
                 ObjectReceived(
                     request_id=sub.request_id,
@@ -438,22 +446,13 @@ class Session:
                     via_datagram=False,
                 )
             )
-            sub.finished_streams += 1
-            self._maybe_forget(sub)
-            return True
-        parsed = parse_whole_subgroup_stream(data, self._max_object_size)
-        if parsed is None:
-            return False
-        header, objects = parsed
-        request_id = self._alias_to_subscription.get(header.track_alias)
-        sub = None if request_id is None else self._subscriptions.get(request_id)
-        if sub is None:
-            return False
-        stream = _IncomingStream(_NO_PARSER, header, request_id, objects[0].object_id)
-        for item in objects:
-            self._deliver(sub, stream, item)
-        sub.finished_streams += 1
-        self._maybe_forget(sub)
+        else:
+            assert parsed is not None
+            header, objects = parsed
+            stream = _IncomingStream(_NO_PARSER, header, sub.request_id, objects[0].object_id)
+            for item in objects:
+                self._deliver(sub, stream, item)
+        self._count_finished_stream(sub)
         return True
 
     def receive_stream_reset(self, key: Hashable, error_code: int = 0) -> list[Event]:
@@ -1510,8 +1509,11 @@ class Session:
             return
         sub = self._subscriptions.get(stream.request_id)
         if sub is not None:
-            sub.finished_streams += 1
-            self._maybe_forget(sub)
+            self._count_finished_stream(sub)
+
+    def _count_finished_stream(self, sub: _OutgoingSubscription) -> None:
+        sub.finished_streams += 1
+        self._maybe_forget(sub)
 
     def _has_pending_subscriptions(self) -> bool:
         return any(s.track_alias is None for s in self._subscriptions.values())

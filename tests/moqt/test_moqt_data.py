@@ -390,8 +390,8 @@ def test_the_one_pass_parse_leaves_fetch_header_only_and_cut_streams_to_the_pars
     assert parse_whole_subgroup_stream(wire, max_object_size=4) is None  # over the limit
 
 
-@settings(database=None, max_examples=300, deadline=None)
-@given(
+# (track alias, group, priority, payload, timestamp or None, end of group) of one frame
+AUDIO_FRAMES = (
     st.integers(0, (1 << 62) - 1),
     st.integers(0, (1 << 62) - 1),
     st.integers(0, 255),
@@ -399,6 +399,10 @@ def test_the_one_pass_parse_leaves_fetch_header_only_and_cut_streams_to_the_pars
     st.none() | st.integers(0, (1 << 62) - 1),
     st.booleans(),
 )
+
+
+@settings(database=None, max_examples=300, deadline=None)
+@given(*AUDIO_FRAMES)
 def test_the_audio_stream_encoder_writes_what_the_general_encoders_write(
     alias: int, group: int, priority: int, payload: bytes, timestamp: int | None, end: bool
 ) -> None:
@@ -422,14 +426,7 @@ def test_the_audio_stream_encoder_refuses_what_it_cannot_write() -> None:
 
 
 @settings(database=None, max_examples=300, deadline=None)
-@given(
-    st.integers(0, (1 << 62) - 1),
-    st.integers(0, (1 << 62) - 1),
-    st.integers(0, 255),
-    st.binary(min_size=1, max_size=300),
-    st.none() | st.integers(0, (1 << 62) - 1),
-    st.booleans(),
-)
+@given(*AUDIO_FRAMES)
 def test_an_audio_frame_stream_parses_back_to_what_was_encoded(
     alias: int, group: int, priority: int, payload: bytes, timestamp: int | None, end: bool
 ) -> None:
