@@ -239,12 +239,24 @@ class Disruptor:
             # clutchcall.moqnet.client says so), and a fixed wait is too short for a
             # busy machine's acknowledgement timers.
             assert self.acknowledged is not None
+            # The counts can match while the sets differ: a frame the relay has
+            # acknowledged but not yet handed to its reader (a stream split over
+            # two packets is read by a task) against one it has read whose
+            # acknowledgement is still on the way. So the relay must also have
+            # read nothing new since the previous check.
             arrived = self.relay.received[b"downlink"]
             settled = 0  # checks in a row that found everything arrived acknowledged
+            seen = -1
             with anyio.move_on_after(2):
                 while settled < 2:
                     await talker.talk_for(0.01)
-                    done = not proxy.pending_to_relay() and self.acknowledged() >= len(arrived)
+                    count = len(arrived)
+                    done = (
+                        not proxy.pending_to_relay()
+                        and count == seen
+                        and self.acknowledged() >= count
+                    )
+                    seen = count
                     settled = settled + 1 if done else 0
             proxy.cut_to_client = True
             # The client's idle timeout ends the connection (the path comes back
