@@ -92,7 +92,10 @@ def test_moq_rs_reads_the_catalog_and_the_audio_with_the_token_in_the_url(
     )
     pcm = np.concatenate([codec.decode(payload) for payload in payloads])
     digits = detect_dtmf(pcm, uplink["samplerate"])
-    assert len(digits) >= len(PHRASE) and digits in PHRASE * 4, digits
+    # moq-rs may skip groups for a reader that falls behind (on a loaded machine a
+    # digit can go missing, e.g. "1590190"): the audio decodes to the callee's
+    # digits, and the whole phrase comes through in order at least once.
+    assert PHRASE in digits and set(digits) <= set(PHRASE), digits
 
 
 def test_a_bad_token_in_the_url_is_refused(voice: Voice, engine: Engine) -> None:
