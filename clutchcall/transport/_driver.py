@@ -20,7 +20,7 @@ from aioquic.quic.packet import QuicErrorCode
 
 from ._quic import FlowControlledQuicConnection
 from ._sockets import SendDatagram, SendDatagramNowait
-from .backend import Signal, clock
+from .backend import Signal, Waker, clock
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class Driver:
         self._send_nowait = send_nowait
         self._keepalive = keepalive
         self._now: Callable[[], float] = clock()
-        self._wakeup_event = anyio.Event()
-        self._wait_scope: anyio.CancelScope | None = None
+        #: Ends the driver's wait between passes: something to send, or a deadline.
+        self._waker = Waker()
         self._transmit_count = 0
         #: A transmit pass is handing datagrams to the socket (it may await on the way).
         self._sending = False
@@ -89,7 +89,7 @@ class Driver:
 
     def wakeup(self) -> None:
         """Have :meth:`run` transmit now (something was queued in aioquic)."""
-        self._wakeup_event.set()
+        self._waker.set()
 
     async def flush(self) -> None:
         """Wait for one more transmit pass."""
@@ -118,14 +118,12 @@ class Driver:
             logger.debug("dropped a datagram aioquic could not handle", exc_info=True)
             return
         self._process_events(received=True)
-        scope = self._wait_scope
-        if scope is not None and (self._handshake_done or self.quic.closing):
+        waker = self._waker
+        if waker.waiting and (self._handshake_done or self.quic.closing):
             # What a received packet calls for (its ACK, a retransmission its ACK
             # revealed, more credit) goes out with the next transmit, at most
             # TRANSMIT_COALESCE from now: a burst of packets shares one pass.
-            soon = self._now() + TRANSMIT_COALESCE
-            if scope.deadline > soon:
-                scope.deadline = soon
+            waker.advance(self._now() + TRANSMIT_COALESCE)
         else:
             self.wakeup()
         self.progress.notify()
@@ -138,20 +136,16 @@ class Driver:
             next_ping = self._now() + self._keepalive
         failed = False
         try:
+            waker = self._waker
             while not self.ended:
-                self._wakeup_event = anyio.Event()
+                waker.clear()
                 await self._transmit()
                 self._after_transmit()
                 if self.ended:
                     break
                 timer_at = quic.get_timer()
                 deadline = math.inf if timer_at is None else timer_at
-                with anyio.CancelScope(deadline=min(deadline, next_ping)) as scope:
-                    self._wait_scope = scope
-                    try:
-                        await self._wakeup_event.wait()
-                    finally:
-                        self._wait_scope = None
+                await waker.wait(min(deadline, next_ping))
                 now = self._now()
                 if timer_at is not None and now >= timer_at:
                     quic.handle_timer(now=now)

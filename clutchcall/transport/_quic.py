@@ -43,6 +43,7 @@ from aioquic.quic.connection import (
     QuicConnectionAdapter,
     QuicConnectionState,
 )
+from aioquic.quic.events import StreamDataReceived
 from aioquic.quic.packet import QuicFrameType, push_ack_frame
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -94,6 +95,12 @@ class FlowControlledQuicConnection(QuicConnection):
         self._connection_window = configuration.max_data
         self._unread: dict[int, int] = {}
         self._unread_total = 0
+        #: Stream data or a datagram was written since the last transmit.
+        self._data_written = False
+        #: Whole peer unidirectional streams skip aioquic's stream state (see
+        #: _handle_stream_frame); the owner turns this on when it takes such
+        #: streams as they arrive and never reads them as streams.
+        self.whole_uni_streams = False
         # aioquic's DEBUG lines are written only if its logger ("quic") is at DEBUG
         # when the connection is made.
         adapter = self._logger
@@ -163,6 +170,58 @@ class FlowControlledQuicConnection(QuicConnection):
         if sender.is_finished or sender._reset_error_code is not None:
             return 0
         return sender._buffer_stop - sender._buffer_start
+
+    def _handle_stream_frame(self, context: Any, frame_type: int, buf: Buffer) -> None:
+        # A peer's unidirectional stream that arrives whole (offset 0 and FIN in one
+        # STREAM frame: an audio frame each) and is the next one it may open is
+        # delivered at once, with no QuicStream made for it and dropped at the next
+        # packet built; it counts as opened and finished, so a copy of it arriving
+        # later is ignored as for any discarded stream, and the peer may open one
+        # more. Anything else (an offset, a gap in the stream IDs, limits exceeded,
+        # a qlog being written) takes aioquic's own path.
+        if self.whole_uni_streams and frame_type & 5 == 1 and self._quic_logger is None:
+            start = buf.tell()
+            stream_id = buf.pull_uint_var()
+            limit = self._local_max_streams_uni
+            if (
+                stream_id & 3 == (3 if self._is_client else 2)
+                and stream_id >> 2 == limit.used
+                and limit.used < limit.value
+            ):
+                length = buf.pull_uint_var() if frame_type & 2 else buf.capacity - buf.tell()
+                max_data = self._local_max_data
+                if (
+                    length <= self._local_max_stream_data_uni
+                    and max_data.used + length <= max_data.value
+                ):
+                    data = buf.pull_bytes(length)
+                    limit.used += 1
+                    limit.value += 1
+                    max_data.used += length
+                    self._events.append(
+                        StreamDataReceived(data=data, end_stream=True, stream_id=stream_id)
+                    )
+                    return
+            buf.seek(start)
+        super()._handle_stream_frame(context, frame_type, buf)
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        super().send_stream_data(stream_id, data, end_stream)
+        self._data_written = True
+
+    def send_datagram_frame(self, data: bytes) -> None:
+        super().send_datagram_frame(data)
+        self._data_written = True
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        # An acknowledgement that is waiting for its delay goes out now, with the
+        # data written since the last call, rather than in a packet of its own later.
+        if self._data_written:
+            self._data_written = False
+            space = self._spaces.get(tls.Epoch.ONE_RTT)
+            if space is not None and space.ack_at is not None and space.ack_at > now:
+                space.ack_at = now
+        return super().datagrams_to_send(now)
 
     def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> None:
         # Once a close is asked for, nothing more is processed, so that the

@@ -4,13 +4,14 @@ loop allows (the direct-send path is :func:`.backend.direct_sender`)."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from .backend import batch_reader
+from .backend import CallbackReceiver, batch_reader
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ RECEIVE_BATCH = 64
 
 
 class SocketReceiver:
-    """Reads queued UDP datagrams of a socket without waiting (asyncio only).
+    """Reads queued UDP datagrams of a socket without waiting.
 
     After each awaited receive, the reader takes what else the kernel holds
     through a duplicate of the socket (see :func:`.backend.batch_reader`); the
@@ -31,7 +32,7 @@ class SocketReceiver:
     """
 
     def __init__(self, sock: anyio.abc.UDPSocket) -> None:
-        self._dup = batch_reader(sock)
+        self._dup: socket.socket | None = batch_reader(sock)
 
     def receive_nowait(self) -> tuple[bytes, Any] | None:
         """One queued datagram and its sender, or ``None``."""
@@ -53,10 +54,22 @@ class SocketReceiver:
 
 
 async def receive_datagrams(
-    sock: anyio.abc.UDPSocket, handle: Callable[[bytes, Any], Awaitable[None]]
+    sock: anyio.abc.UDPSocket,
+    handle: Callable[[bytes, Any], Awaitable[None]],
+    handle_nowait: Callable[[bytes, Any], None] | None = None,
 ) -> None:
     """Hand every datagram ``sock`` receives to ``handle`` until the socket closes;
-    what is queued behind the awaited one is read in the same wake-up (asyncio)."""
+    what is queued behind the awaited one is read in the same wake-up.
+
+    With ``handle_nowait`` (which must not block), asyncio calls it straight from
+    the socket's read callback instead (:class:`.backend.CallbackReceiver`): no
+    task wakes up per datagram.
+    """
+    if handle_nowait is not None:
+        callbacks = CallbackReceiver.install(sock, handle_nowait, RECEIVE_BATCH)
+        if callbacks is not None:
+            await callbacks.wait_closed()
+            return
     receiver = SocketReceiver(sock)
     try:
         while True:

@@ -125,7 +125,7 @@ async def _receive_loop(sock: anyio.abc.UDPSocket, driver: Driver) -> None:
     async def handle(data: bytes, addr: Any) -> None:
         driver.datagram_received(data, addr)
 
-    await receive_datagrams(sock, handle)
+    await receive_datagrams(sock, handle, driver.datagram_received)
 
 
 async def _run_guarded(driver: Driver) -> None:

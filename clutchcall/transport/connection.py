@@ -215,6 +215,10 @@ class Connection:
         """
         self._streams_arrived = arrived
         self._whole_stream = whole
+        # Raw QUIC hands every whole peer unidirectional stream to ``whole``, so
+        # aioquic need not keep state for it (WebTransport streams carry a header
+        # and go through the session first).
+        self._quic.whole_uni_streams = whole is not None and self._wt is None
 
     async def open_bidi_stream(self) -> Stream:
         """Open a bidirectional stream (the peer sees it once data is sent)."""
@@ -598,6 +602,7 @@ class Connection:
     def _on_handshake(self, alpn: str | None) -> None:
         self._alpn = alpn
         if alpn == "h3":
+            self._quic.whole_uni_streams = False
             self._wt = _wt.WebTransport(
                 self._quic,
                 is_client=self._is_client,

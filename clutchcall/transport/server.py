@@ -257,7 +257,7 @@ class Server:
         """The listener: routes every datagram; if it stops while the server is not
         closing, the server has failed (see :attr:`failure`)."""
         try:
-            await receive_datagrams(sock, self._handle_datagram)
+            await receive_datagrams(sock, self._handle_datagram, self._handle_datagram_nowait)
         except Exception as exc:
             if self._closing:
                 return
@@ -314,6 +314,20 @@ class Server:
         if reply is not None:
             try:
                 await self._send(reply, addr)
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                logger.debug("could not answer %r", addr, exc_info=True)
+
+    def _handle_datagram_nowait(self, data: bytes, addr: Any) -> None:
+        """:meth:`_handle_datagram` from the socket's read callback: a reply that the
+        socket cannot take at once is dropped (the peer sends its packet again)."""
+        try:
+            reply = self._route(data, addr)
+        except Exception:
+            logger.debug("dropped a datagram from %r", addr, exc_info=True)
+            return
+        if reply is not None:
+            try:
+                self._send_nowait(reply, addr)
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 logger.debug("could not answer %r", addr, exc_info=True)
 

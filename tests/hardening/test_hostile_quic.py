@@ -263,14 +263,25 @@ async def test_a_server_whose_listener_dies_raises_instead_of_idling(
     real_reader = receive_datagrams
 
     async def fragile_reader(
-        sock: anyio.abc.UDPSocket, handle: Callable[[bytes, Any], Awaitable[None]]
+        sock: anyio.abc.UDPSocket,
+        handle: Callable[[bytes, Any], Awaitable[None]],
+        handle_nowait: Callable[[bytes, Any], None],
     ) -> None:
-        async def checked(data: bytes, addr: Any) -> None:
+        # Both ways of reading fail the same way: the task's loop (trio) and the
+        # socket's read callback (asyncio).
+        def check(data: bytes) -> None:
             if data == FAIL_THE_READER:
                 raise RuntimeError("injected socket reader failure")
+
+        async def checked(data: bytes, addr: Any) -> None:
+            check(data)
             await handle(data, addr)
 
-        await real_reader(sock, checked)
+        def checked_nowait(data: bytes, addr: Any) -> None:
+            check(data)
+            handle_nowait(data, addr)
+
+        await real_reader(sock, checked, checked_nowait)
 
     monkeypatch.setattr(server_module, "receive_datagrams", fragile_reader)
     body_finished = False

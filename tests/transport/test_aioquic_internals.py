@@ -304,7 +304,89 @@ def check_stream_state() -> None:
     )
 
 
+def check_whole_stream_path() -> None:
+    """What the whole-stream shortcut in ``_handle_stream_frame`` mirrors: the
+    frame handler's signature, the stream limit and flow-control state it updates,
+    and that a stream opened but absent from ``_streams`` counts as discarded (a
+    late copy is then ignored)."""
+    hook = f"{QC}._handle_stream_frame"
+    parameters(
+        quic_connection.QuicConnection._handle_stream_frame,
+        ["self", "context", "frame_type", "buf"],
+        hook,
+    )
+    source_has(
+        quic_connection.QuicConnection._get_or_create_stream,
+        "if self._stream_is_discarded(stream_id):",
+        f"{QC}._get_or_create_stream",
+        "treating an opened stream missing from _streams as discarded",
+    )
+    source_has(
+        quic_connection.QuicConnection._stream_is_discarded,
+        "stream_id // 4 < self._stream_limit(stream_id).used",
+        f"{QC}._stream_is_discarded",
+        "counting peer streams as opened by the limit's .used",
+    )
+    source_has(
+        quic_connection.QuicConnection._stream_limit,
+        "return self._local_max_streams_uni",
+        f"{QC}._stream_limit",
+        "keeping the peer's unidirectional streams in _local_max_streams_uni",
+    )
+    source_has(
+        quic_connection.QuicConnection._payload_received,
+        "except StreamFinishedError:",
+        f"{QC}._payload_received",
+        "ignoring frames of discarded streams",
+    )
+    source_has(
+        quic_connection.QuicConnection._write_application,
+        "self._stream_limit(stream.stream_id).value += 1",
+        f"{QC}._write_application",
+        "giving the peer one more stream for each finished one it discards",
+    )
+    quic = connected_client()
+    limit = attribute(quic, "_local_max_streams_uni", quic_connection.Limit, QC)
+    attribute(limit, "used", int, f"{QC}._local_max_streams_uni")
+    attribute(quic, "_local_max_stream_data_uni", int, QC)
+    attribute(quic, "_events", Sized, QC)
+    attribute(quic, "_is_client", bool, QC)
+    require(
+        attribute(quic, "_quic_logger", object, QC) is None,
+        f"{QC}._quic_logger",
+        "set without a qlog configured",
+    )
+
+
+def check_piggybacked_ack() -> None:
+    """An ACK leaves once ``space.ack_at`` is due, which the override brings
+    forward when data is written."""
+    source_has(
+        quic_connection.QuicConnection._write_application,
+        "and space.ack_at <= now",
+        f"{QC}._write_application",
+        "writing the ACK once space.ack_at is due",
+    )
+    parameters(
+        quic_connection.QuicConnection.datagrams_to_send,
+        ["self", "now"],
+        f"{QC}.datagrams_to_send",
+    )
+    parameters(
+        quic_connection.QuicConnection.send_stream_data,
+        ["self", "stream_id", "data", "end_stream"],
+        f"{QC}.send_stream_data",
+    )
+    parameters(
+        quic_connection.QuicConnection.send_datagram_frame,
+        ["self", "data"],
+        f"{QC}.send_datagram_frame",
+    )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "whole_stream_path": check_whole_stream_path,
+    "piggybacked_ack": check_piggybacked_ack,
     "aioquic._buffer": check_buffer_module,
     "_write_connection_limits": check_write_connection_limits,
     "_write_stream_limits": check_write_stream_limits,

@@ -1,0 +1,190 @@
+"""The shortcuts FlowControlledQuicConnection takes around aioquic, held to aioquic's
+own behaviour on a sans-IO connection pair (no sockets, a virtual clock):
+
+- a whole peer unidirectional stream (offset 0 and FIN in one frame, the next one
+  in order) is delivered without a QuicStream, exactly once, also when packets
+  are reordered, lost, retransmitted and arrive twice;
+- an acknowledgement waiting for its delay leaves with the next data written,
+  not in a packet of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
+
+from clutchcall import transport
+from clutchcall.transport._quic import UNI_STREAM_WINDOW, FlowControlledQuicConnection
+
+pytestmark = pytest.mark.timeout(60)
+
+CLIENT_ADDR = ("127.0.0.1", 40000)
+SERVER_ADDR = ("127.0.0.1", 4433)
+CERT = transport.generate_self_signed()
+
+
+class Pair:
+    """A client and a server connection joined by a virtual wire."""
+
+    def __init__(self, *, fast: bool) -> None:
+        server_config = QuicConfiguration(is_client=False, alpn_protocols=["moq-00"])
+        server_config.certificate = load_pem_x509_certificates(CERT.cert_pem)[0]
+        server_config.private_key = load_pem_private_key(CERT.key_pem)
+        client_config = QuicConfiguration(is_client=True, alpn_protocols=["moq-00"])
+        client_config.verify_mode = 0  # ssl.CERT_NONE
+        self.now = 0.0
+        self.client = FlowControlledQuicConnection(configuration=client_config)
+        self.server = FlowControlledQuicConnection(
+            configuration=server_config,
+            original_destination_connection_id=self.client.original_destination_connection_id,
+        )
+        self.received: Counter[int] = Counter()
+        self.data: dict[int, bytes] = {}
+        self.handshake_done = False
+        self.lengths: dict[int, list[tuple[int, bool]]] = {}
+        self.client.connect(SERVER_ADDR, now=self.now)
+        self.exchange()
+        assert self.handshake_done
+        self.server.whole_uni_streams = fast
+
+    def to_server(self) -> list[bytes]:
+        return [data for data, _ in self.client.datagrams_to_send(now=self.now)]
+
+    def to_client(self) -> list[bytes]:
+        return [data for data, _ in self.server.datagrams_to_send(now=self.now)]
+
+    def deliver(self, datagrams: list[bytes]) -> None:
+        for data in datagrams:
+            self.server.receive_datagram(data, CLIENT_ADDR, now=self.now)
+        for event in self.events(self.server, events.QuicEvent):
+            if isinstance(event, events.HandshakeCompleted):
+                self.handshake_done = True
+            if not isinstance(event, events.StreamDataReceived):
+                continue
+            self.received[event.stream_id] += 1
+            self.lengths.setdefault(event.stream_id, []).append((len(event.data), event.end_stream))
+            self.data[event.stream_id] = self.data.get(event.stream_id, b"") + event.data
+
+    def answer(self) -> None:
+        for data in self.to_client():
+            self.client.receive_datagram(data, SERVER_ADDR, now=self.now)
+        self.events(self.client, events.QuicEvent)
+
+    def exchange(self, rounds: int = 10) -> None:
+        for _ in range(rounds):
+            self.now += 0.005
+            for conn in (self.client, self.server):
+                timer = conn.get_timer()
+                if timer is not None and timer <= self.now:
+                    conn.handle_timer(now=self.now)
+            self.deliver(self.to_server())
+            self.answer()
+
+    @staticmethod
+    def events(conn: FlowControlledQuicConnection, kind: type) -> list[events.QuicEvent]:
+        found = []
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, kind):
+                found.append(event)
+        return found
+
+    def send_streams(self, count: int) -> list[int]:
+        ids = []
+        for _ in range(count):
+            stream_id = self.client.get_next_available_stream_id(is_unidirectional=True)
+            self.client.send_stream_data(stream_id, payload(stream_id), end_stream=True)
+            ids.append(stream_id)
+        return ids
+
+
+def payload(stream_id: int) -> bytes:
+    return stream_id.to_bytes(4, "big") + bytes(76)
+
+
+def run_streams(fast: bool, seed: int) -> Pair:
+    """Many rounds of 40 whole streams, with packets reordered, delayed past their
+    retransmission, dropped and duplicated on the way to the server."""
+    rng = random.Random(seed)
+    pair = Pair(fast=fast)
+    held: list[bytes] = []
+    sent: list[int] = []
+    for _ in range(60):
+        sent += pair.send_streams(40)
+        pair.now += 0.002
+        datagrams = pair.to_server()
+        rng.shuffle(datagrams)
+        kept = []
+        for data in datagrams:
+            roll = rng.random()
+            if roll < 0.05:
+                continue  # lost: the client retransmits its frames
+            if roll < 0.15:
+                held.append(data)  # arrives late, maybe after its retransmission
+                continue
+            kept.append(data)
+            if roll > 0.95:
+                kept.append(data)  # the same datagram twice
+        if held and rng.random() < 0.3:
+            kept.append(held.pop(0))
+        pair.deliver(kept)
+        pair.answer()
+        pair.exchange(rounds=1)
+    pair.deliver(held)
+    pair.exchange(rounds=80)  # every loss recovered
+    pair.sent = sent  # type: ignore[attr-defined]
+    return pair
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_whole_streams_arrive_once_each_with_or_without_the_fast_path(seed: int) -> None:
+    fast, slow = run_streams(True, seed), run_streams(False, seed)
+    for pair in (fast, slow):
+        sent = pair.sent  # type: ignore[attr-defined]
+        assert set(pair.received) == set(sent)
+        for stream_id in sent:
+            # Once each: a stream split over two packets comes in two parts, and
+            # only the last one ends it; a copy would double the data.
+            assert pair.data[stream_id] == payload(stream_id)
+            ends = [end for _, end in pair.lengths[stream_id]]
+            assert ends[-1] and ends.count(True) == 1, pair.lengths[stream_id]
+    # More streams than the peer may have open at once went through, so the fast
+    # path gives back stream credit as aioquic does for the streams it discards.
+    assert len(fast.sent) > UNI_STREAM_WINDOW // 2  # type: ignore[attr-defined]
+    assert fast.server._local_max_streams_uni.used == len(fast.sent)  # type: ignore[attr-defined]
+    # The fast path kept no state for the streams it delivered.
+    assert len(fast.server._streams) < len(slow.server._streams) + 5
+
+
+def test_the_fast_path_lets_the_peer_open_more_streams_than_its_window() -> None:
+    pair = Pair(fast=True)
+    total = 0
+    while total < 2 * UNI_STREAM_WINDOW:
+        pair.send_streams(200)
+        total += 200
+        pair.exchange(rounds=2)
+    pair.exchange(rounds=5)
+    assert len(pair.received) == total
+    assert len(pair.server._streams) < 10
+
+
+def test_a_pending_ack_rides_with_the_next_data() -> None:
+    pair = Pair(fast=True)
+    pair.send_streams(1)
+    pair.deliver(pair.to_server())
+    space = pair.server._spaces[next(iter(pair.server._spaces)).ONE_RTT]
+    assert space.ack_at is not None and space.ack_at > pair.now  # waiting for its delay
+    assert pair.to_client() == []  # nothing due yet: no packet of its own
+    stream_id = pair.server.get_next_available_stream_id(is_unidirectional=True)
+    pair.server.send_stream_data(stream_id, b"reply", end_stream=True)
+    datagrams = pair.to_client()
+    assert len(datagrams) == 1  # the data, and the ACK with it
+    assert space.ack_at is None
+    acked_before = pair.client._loss.bytes_in_flight
+    for data in datagrams:
+        pair.client.receive_datagram(data, SERVER_ADDR, now=pair.now)
+    assert pair.client._loss.bytes_in_flight < acked_before  # it was an ACK
