@@ -37,6 +37,9 @@ from .errors import TransportError
 
 logger = logging.getLogger(__name__)
 
+#: What sending a reply on the server's socket may raise (logged, not fatal).
+_SEND_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
 Handler = Callable[[Connection], Awaitable[None]]
 PemSource = bytes | str | os.PathLike[str]
 
@@ -306,30 +309,30 @@ class Server:
             await sock.sendto(data, addr[0], addr[1])
 
     async def _handle_datagram(self, data: bytes, addr: Any) -> None:
-        try:
-            reply = self._route(data, addr)
-        except Exception:
-            logger.debug("dropped a datagram from %r", addr, exc_info=True)
-            return
+        reply = self._routed(data, addr)
         if reply is not None:
             try:
                 await self._send(reply, addr)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except _SEND_ERRORS:
                 logger.debug("could not answer %r", addr, exc_info=True)
 
     def _handle_datagram_nowait(self, data: bytes, addr: Any) -> None:
         """:meth:`_handle_datagram` from the socket's read callback: a reply that the
         socket cannot take at once is dropped (the peer sends its packet again)."""
-        try:
-            reply = self._route(data, addr)
-        except Exception:
-            logger.debug("dropped a datagram from %r", addr, exc_info=True)
-            return
+        reply = self._routed(data, addr)
         if reply is not None:
             try:
                 self._send_nowait(reply, addr)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except _SEND_ERRORS:
                 logger.debug("could not answer %r", addr, exc_info=True)
+
+    def _routed(self, data: bytes, addr: Any) -> bytes | None:
+        """:meth:`_route`, with a datagram it cannot handle dropped (and logged)."""
+        try:
+            return self._route(data, addr)
+        except Exception:
+            logger.debug("dropped a datagram from %r", addr, exc_info=True)
+            return None
 
     def _route(self, data: bytes, addr: Any) -> bytes | None:
         """Hand a datagram to its connection; returns a stateless reply if any."""
