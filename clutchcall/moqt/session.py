@@ -410,25 +410,21 @@ class Session:
                 self._stream_finished(stream)
         return self._take_events()
 
+    def _subscription_for_alias(self, alias: int) -> _OutgoingSubscription | None:
+        """The subscription a track alias was given to, if it is still live."""
+        request_id = self._alias_to_subscription.get(alias)
+        return None if request_id is None else self._subscriptions.get(request_id)
+
     def _receive_whole_stream(self, data: bytes) -> bool:
         """A whole subgroup stream of a subscription we know (each audio frame is
         one): deliver its objects without the incremental parser. False, having
         done nothing, for anything else, which takes the general path."""
         audio = parse_audio_stream(data, self._max_object_size)
-        parsed = None
         if audio is not None:
-            alias = audio[0]
-        else:
-            parsed = parse_whole_subgroup_stream(data, self._max_object_size)
-            if parsed is None:
+            alias, group_id, priority, object_id, payload, extensions = audio
+            sub = self._subscription_for_alias(alias)
+            if sub is None:
                 return False
-            alias = parsed[0].track_alias
-        request_id = self._alias_to_subscription.get(alias)
-        sub = None if request_id is None else self._subscriptions.get(request_id)
-        if sub is None:
-            return False
-        if audio is not None:
-            _, group_id, priority, object_id, payload, extensions = audio
             self._events.append(
                 ObjectReceived(
                     request_id=sub.request_id,
@@ -447,8 +443,13 @@ class Session:
                 )
             )
         else:
-            assert parsed is not None
+            parsed = parse_whole_subgroup_stream(data, self._max_object_size)
+            if parsed is None:
+                return False
             header, objects = parsed
+            sub = self._subscription_for_alias(header.track_alias)
+            if sub is None:
+                return False
             stream = _IncomingStream(_NO_PARSER, header, sub.request_id, objects[0].object_id)
             for item in objects:
                 self._deliver(sub, stream, item)
