@@ -36,7 +36,10 @@ def answered(voice: Voice) -> str:
     return call.sid
 
 
-async def read_call(url: str, fingerprint: str, sid: str, frames: int) -> tuple[bytes, list[bytes]]:
+async def read_call(
+    url: str, fingerprint: str, sid: str, frames: int
+) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The call's catalog, and ``frames`` uplink frames as (group sequence, payload)."""
     async with moq.Client(
         url, tls_fingerprints=[fingerprint], websocket_enabled=False, reconnect=False
     ) as client:
@@ -46,11 +49,26 @@ async def read_call(url: str, fingerprint: str, sid: str, frames: int) -> tuple[
         catalog_track = await asyncio.wait_for(broadcast.subscribe_track("catalog"), 10)
         catalog = await asyncio.wait_for(catalog_track.read_frame(), 10)
         uplink = await asyncio.wait_for(broadcast.subscribe_track("uplink"), 10)
-        payloads: list[bytes] = []
+        payloads: list[tuple[int, bytes]] = []
         while len(payloads) < frames:
-            frame = await asyncio.wait_for(uplink.read_frame(), 10)
-            payloads.append(frame.payload)
+            group = await asyncio.wait_for(uplink.next_group(), 10)
+            assert group is not None, "the uplink track ended"
+            while (frame := await asyncio.wait_for(group.read_frame(), 10)) is not None:
+                payloads.append((group.sequence, frame.payload))
         return catalog.payload, payloads
+
+
+def contiguous_runs(frames: list[tuple[int, bytes]]) -> list[list[bytes]]:
+    """The payloads split wherever a group was skipped (moq-rs skips ahead for a
+    reader that falls behind)."""
+    runs: list[list[bytes]] = []
+    previous: int | None = None
+    for sequence, payload in frames:
+        if previous is None or sequence not in (previous, previous + 1):
+            runs.append([])
+        runs[-1].append(payload)
+        previous = sequence
+    return runs
 
 
 @pytest.mark.parametrize("kind", ["quic", "webtransport"])
@@ -90,12 +108,17 @@ def test_moq_rs_reads_the_catalog_and_the_audio_with_the_token_in_the_url(
         channels=int(uplink["channelConfig"]),
         frame_ms=uplink["maxGroupDuration"],
     )
-    pcm = np.concatenate([codec.decode(payload) for payload in payloads])
-    digits = detect_dtmf(pcm, uplink["samplerate"])
-    # moq-rs may skip groups for a reader that falls behind (on a loaded machine a
-    # digit can go missing, e.g. "1590190"): the audio decodes to the callee's
-    # digits, and the whole phrase comes through in order at least once.
-    assert PHRASE in digits and set(digits) <= set(PHRASE), digits
+    runs = contiguous_runs(payloads)
+    # A skipped group or two on a loaded machine is moq-rs's choice; more would
+    # mean the relay did not keep up.
+    assert len(runs) <= 3, [len(run) for run in runs]
+    for run in runs:
+        pcm = np.concatenate([codec.decode(payload) for payload in run])
+        digits = detect_dtmf(pcm, uplink["samplerate"])
+        # Each stretch without a gap decodes to a stretch of the callee's phrase.
+        assert digits in PHRASE * 4, (digits, [len(run) for run in runs])
+        if len(runs) == 1:
+            assert len(digits) >= len(PHRASE), digits
 
 
 def test_a_bad_token_in_the_url_is_refused(voice: Voice, engine: Engine) -> None:
