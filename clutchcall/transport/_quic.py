@@ -18,6 +18,16 @@ only the close frame, so a peer could not tell the data processed in the last
 moments from the data never received; now what it sees acknowledged is exactly
 what arrived (a publisher settles its frames by that).
 
+And a probe timeout only probes. When the peer has acknowledged nothing for a
+while, aioquic 1.7.2 declares the oldest packet lost so that its probe carries
+that packet's data again; if the acknowledgement was merely late, it then arrives
+for a packet aioquic no longer tracks and is ignored, so data the peer received
+stays unacknowledged until the copy is acknowledged too, and for good if the
+connection ends first (a frame the relay received counted as dropped, or sent
+twice). Here the probe is a PING (RFC 9002 section 6.2 says a probe timeout must
+not declare packets lost); a packet really lost is declared so, as usual, once a
+later one is acknowledged.
+
 This overrides private hooks of aioquic, which is pinned to 1.7.2 (see
 pyproject.toml); the transport tests prove the flow control (a reader that stops
 reading stalls the sender instead of growing memory), the frame-accounting tests
@@ -106,6 +116,14 @@ class FlowControlledQuicConnection(QuicConnection):
         adapter = self._logger
         if not adapter.isEnabledFor(logging.DEBUG):
             self._logger = _NoDebugAdapter(adapter.logger, adapter.extra)
+        # A probe timeout retransmits CRYPTO data (the handshake) and otherwise
+        # sends a PING, never declaring a packet lost (see the module docstring).
+        reschedule = self._loss.reschedule_data
+
+        def probe_without_loss(*, now: float, speed_up_handshake: bool = False) -> None:
+            reschedule(now=now, speed_up_handshake=True)
+
+        self._loss.reschedule_data = probe_without_loss  # type: ignore[method-assign]
 
     def buffered(self, stream_id: int, delta: int) -> None:
         """Record ``delta`` bytes added to (or removed from) a stream's read buffer."""

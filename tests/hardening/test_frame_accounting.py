@@ -247,7 +247,10 @@ class Disruptor:
             arrived = self.relay.received[b"downlink"]
             settled = 0  # checks in a row that found everything arrived acknowledged
             seen = -1
-            with anyio.move_on_after(2):
+            # Not settling in time is a failure of its own: an acknowledgement the
+            # client ignored (it did, when a probe timeout had declared the packet
+            # lost) keeps a frame that arrived unacknowledged for good.
+            with anyio.fail_after(10):
                 while settled < 2:
                     await talker.talk_for(0.01)
                     count = len(arrived)

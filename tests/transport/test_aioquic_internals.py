@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import pytest
 from aioquic import tls
 from aioquic.quic import connection as quic_connection
-from aioquic.quic import packet, packet_builder
+from aioquic.quic import packet, packet_builder, recovery
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.rangeset import RangeSet
 
@@ -384,7 +384,31 @@ def check_piggybacked_ack() -> None:
     )
 
 
+def check_probe_timeout() -> None:
+    """The probe timeout goes through ``QuicPacketRecovery.reschedule_data``, whose
+    ``speed_up_handshake`` keeps it from declaring application packets lost."""
+    hook = "QuicPacketRecovery.reschedule_data"
+    parameters(
+        recovery.QuicPacketRecovery.reschedule_data, ["self", "now", "speed_up_handshake"], hook
+    )
+    source_has(
+        recovery.QuicPacketRecovery.reschedule_data,
+        "if not crypto_scheduled and not speed_up_handshake:",
+        hook,
+        "declaring the oldest packet lost only without speed_up_handshake",
+    )
+    source_has(
+        recovery.QuicPacketRecovery.on_loss_detection_timeout,
+        "self.reschedule_data(now=now)",
+        "QuicPacketRecovery.on_loss_detection_timeout",
+        "calling reschedule_data through the instance on a probe timeout",
+    )
+    quic = connected_client()
+    attribute(quic, "_loss", recovery.QuicPacketRecovery, QC)
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "probe_timeout": check_probe_timeout,
     "whole_stream_path": check_whole_stream_path,
     "piggybacked_ack": check_piggybacked_ack,
     "aioquic._buffer": check_buffer_module,

@@ -188,3 +188,36 @@ def test_a_pending_ack_rides_with_the_next_data() -> None:
     for data in datagrams:
         pair.client.receive_datagram(data, SERVER_ADDR, now=pair.now)
     assert pair.client._loss.bytes_in_flight < acked_before  # it was an ACK
+
+
+@pytest.mark.parametrize("late", [True, False], ids=["late-ack", "lost"])
+def test_a_probe_timeout_does_not_declare_data_lost(late: bool) -> None:
+    """An acknowledgement that comes after the probe timeout still settles the data
+    it covers (aioquic alone would have declared the packet lost, ignore the late
+    acknowledgement and wait for the copy's); data that was really lost is sent
+    again once the probe is acknowledged."""
+    pair = Pair(fast=True)
+    (stream_id,) = pair.send_streams(1)
+    original = pair.to_server()
+    if late:
+        pair.deliver(original)  # the server has it, its ACK is slow to come
+    timer = pair.client.get_timer()
+    assert timer is not None
+    pair.now = timer
+    pair.client.handle_timer(now=pair.now)  # the probe timeout
+    probe = pair.to_server()
+    assert probe, "a probe is sent"
+    assert pair.client.send_pending(stream_id)
+    if late:
+        pair.now += 0.03  # past the server's ACK delay
+        for data in pair.to_client():
+            pair.client.receive_datagram(data, SERVER_ADDR, now=pair.now)
+        # The late ACK covers the original packet: the data is settled, with
+        # nothing sent again.
+        assert not pair.client.send_pending(stream_id)
+        assert pair.received[stream_id] == 1
+    else:
+        pair.deliver(probe)
+        pair.exchange(rounds=5)
+        assert not pair.client.send_pending(stream_id)
+        assert pair.data[stream_id] == payload(stream_id)
