@@ -33,8 +33,11 @@ FRAME = struct.Struct(">QII")
 FRAME_BYTES = 80
 
 
-def frame(index: int, seq: int) -> bytes:
-    return FRAME.pack(time.perf_counter_ns(), index, seq) + bytes(FRAME_BYTES - FRAME.size)
+def frame(index: int, seq: int, due: float | None = None) -> bytes:
+    """Frame ``seq`` of bridge ``index``, stamped with the time it was due (seconds
+    on ``time.perf_counter``'s clock), or with now."""
+    stamp = time.perf_counter_ns() if due is None else int(due * 1e9)
+    return FRAME.pack(stamp, index, seq) + bytes(FRAME_BYTES - FRAME.size)
 
 
 def delay_ms(data: bytes) -> float:

@@ -85,9 +85,11 @@ class Meter:
 
         return on_uplink
 
-    def frame(self, index: int, seq: int) -> bytes:
-        """Frame ``seq`` of bridge ``index``, its send time noted."""
-        self.sent[(index, seq)] = time.perf_counter()
+    def frame(self, index: int, seq: int, due: float) -> bytes:
+        """Frame ``seq`` of bridge ``index``, the time it was due noted (the round
+        trip counts from then, so a process that falls behind the 20 ms pace
+        shows it as latency)."""
+        self.sent[(index, seq)] = due
         return struct.pack(">II", index, seq) + bytes(72)
 
 
@@ -100,18 +102,23 @@ async def _open(voice: AsyncVoice, meter: Meter, index: int) -> AsyncAudioBridge
 
 
 async def _talk(
-    bridges: list[AsyncAudioBridge], seconds: float, frame: Callable[[int, int], bytes]
+    bridges: list[AsyncAudioBridge],
+    seconds: float,
+    frame: Callable[[int, int, float], bytes],
 ) -> int:
-    """Publish ``frame(index, seq)`` on every bridge each 20 ms for ``seconds``, phases
-    spread over the interval by index; the frames sent, in all."""
+    """Publish ``frame(index, seq, due)`` on every bridge each 20 ms for ``seconds``,
+    phases spread over the interval by index (``due``: when the frame was due, on
+    ``time.perf_counter``'s clock); the frames sent, in all."""
     sent = 0
+    loop_start, clock_start = anyio.current_time(), time.perf_counter()
 
     async def one(index: int, bridge: AsyncAudioBridge) -> None:
         nonlocal sent
-        start = anyio.current_time() + FRAME_INTERVAL * (index % 20) / 20
+        offset = FRAME_INTERVAL * (index % 20) / 20
         for seq in range(int(seconds / FRAME_INTERVAL)):
-            await anyio.sleep_until(start + seq * FRAME_INTERVAL)
-            await bridge.publish_downlink(frame(index, seq))
+            await anyio.sleep_until(loop_start + offset + seq * FRAME_INTERVAL)
+            due = clock_start + offset + seq * FRAME_INTERVAL
+            await bridge.publish_downlink(frame(index, seq, due))
             sent += 1
 
     async with anyio.create_task_group() as tg:

@@ -19,9 +19,12 @@ bridge's own dispatch (a callback call per frame).
 
 Every 20 ms each end publishes one 80-byte frame (one ticking task, ends spread
 over 20 phases of the interval; the caller ends half an interval after their
-server ends). A frame carries its send time (``time.perf_counter_ns``), its end,
-its sequence number and the phase of the run (warm-up or measured), so the
-receiving end times it one way on the same clock. Every frame of the measured
+server ends). A frame carries the time it was due on that schedule
+(``time.perf_counter_ns``), its end, its sequence number and the phase of the run
+(warm-up or measured), so the receiving end times it one way on the same clock,
+from when the audio was due rather than from when the SDK took it: a process
+that cannot keep the 20 ms pace (the ticker falls behind, and a step of 6 s takes
+longer) fails on latency instead of quietly offering less load. Every frame of the measured
 phase is accounted for: ``sent == delivered + dropped`` (dropped: as counted by
 the SDK's stats) must hold once the last frames are in, else the frames missing
 are reported; duplicates are counted too. "Late" frames arrived, but 20 ms or
@@ -72,7 +75,7 @@ from .audio_latency import (
 )
 
 #: Call ends per step (two per call: the server bridge and the caller side).
-STEPS = (20, 50, 100, 150, 200, 300, 400, 500, 600, 800)
+STEPS = (20, 40, 60, 80, 100, 120, 150, 200, 300, 400, 500, 600, 800)
 STEP_SECONDS = 6.0
 WARMUP_SECONDS = 1.0
 #: How long to wait for the last frames of a step before counting the rest missing.
@@ -211,17 +214,21 @@ class Pairs:
         half = SLOTS // 2
         callers = [servers[(slot - half) % SLOTS] for slot in range(SLOTS)]
         down, up = self.down, self.up
-        pack, clock = FRAME.pack, time.perf_counter_ns
-        start = anyio.current_time()
+        pack = FRAME.pack
+        tick_ns = int(FRAME_INTERVAL * 1e9) // SLOTS
+        start, start_ns = anyio.current_time(), time.perf_counter_ns()
         for tick in range(int(seconds / FRAME_INTERVAL) * SLOTS):
             await anyio.sleep_until(start + tick * FRAME_INTERVAL / SLOTS)
+            # Stamped with the time the frame was due, not the time it went: a
+            # process that falls behind the 20 ms pace shows it as latency.
+            due_ns = start_ns + tick * tick_ns
             seq = tick // SLOTS
             slot = tick % SLOTS
             for call in servers[slot]:
-                await call.server.publish_downlink(pack(clock(), call.index, seq, phase) + PADDING)
+                await call.server.publish_downlink(pack(due_ns, call.index, seq, phase) + PADDING)
                 down.sent += 1
             for call in callers[slot]:
-                call.uplink.write_nowait(pack(clock(), call.index, seq, phase) + PADDING)
+                call.uplink.write_nowait(pack(due_ns, call.index, seq, phase) + PADDING)
                 up.sent += 1
         return phase
 
