@@ -104,18 +104,13 @@ def direct_sender(
     sock: anyio.abc.UDPSocket, busy: Callable[[], bool] | None = None
 ) -> Callable[[bytes, Any], bool] | None:
     """Send one UDP datagram on ``sock`` without waiting (``False`` if the socket
-    would block), or ``None`` if the loop has no such path (an asyncio socket
-    without a datagram transport).
+    would block), or ``None`` if the loop has no such path.
 
     On asyncio, datagrams go straight to the socket's transport (which sends at
-    once), as long as its write buffer is empty; on trio, to the non-blocking
-    socket itself (trio's own send passes through its scheduler twice per
-    datagram). Where the socket would block, and while ``busy`` returns True (a
-    slow-path send is under way), they take the slow path, so that they leave in
-    order and the loop's flow control applies.
+    once), as long as its write buffer is empty; otherwise, and while ``busy``
+    returns True (a slow-path send is under way), they take the slow path, so that
+    they leave in order and the transport's flow control applies.
     """
-    if not on_asyncio():
-        return _raw_sender(sock, busy)
     transport = getattr(sock, "_transport", None)
     # asyncio's selector datagram transport does not derive from DatagramTransport,
     # so look for the methods rather than the class.
@@ -131,29 +126,6 @@ def direct_sender(
         if (busy is not None and busy()) or buffered():
             return False
         sendto(data, (addr[0], addr[1]))
-        return True
-
-    return send_nowait
-
-
-def _raw_sender(
-    sock: anyio.abc.UDPSocket, busy: Callable[[], bool] | None
-) -> Callable[[bytes, Any], bool]:
-    """:func:`direct_sender` on trio: a send on the socket, which trio keeps
-    non-blocking."""
-    raw: socket.socket = sock.extra(anyio.abc.SocketAttribute.raw_socket)
-    sendto = raw.sendto
-    fileno = raw.fileno
-
-    def send_nowait(data: bytes, addr: Any) -> bool:
-        if fileno() < 0:
-            raise anyio.ClosedResourceError
-        if busy is not None and busy():
-            return False
-        try:
-            sendto(data, (addr[0], addr[1]))
-        except (BlockingIOError, InterruptedError):
-            return False
         return True
 
     return send_nowait

@@ -16,20 +16,18 @@ from clutchcall.transport.backend import CallbackReceiver, direct_sender
 pytestmark = pytest.mark.anyio
 
 
-async def test_sockets_get_the_direct_send_path() -> None:
+async def test_asyncio_sockets_get_the_direct_send_path() -> None:
     async with await anyio.create_udp_socket(local_host="127.0.0.1") as sink:
         port = sink.extra(anyio.abc.SocketAttribute.local_port)
         async with await anyio.create_udp_socket(local_host="127.0.0.1") as sock:
             sender = direct_sender(sock)
+            if sniffio.current_async_library() != "asyncio":
+                assert sender is None  # trio: every send goes through anyio
+                return
             assert sender is not None
             assert sender(b"direct", ("127.0.0.1", port)) is True
             with anyio.fail_after(5):
                 data, _ = await sink.receive()
-            busy = direct_sender(sock, lambda: True)
-            assert busy is not None
-            assert busy(b"later", ("127.0.0.1", port)) is False  # the slow path's turn
-        with pytest.raises(anyio.ClosedResourceError):
-            sender(b"closed", ("127.0.0.1", port))
     assert data == b"direct"
 
 
