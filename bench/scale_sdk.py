@@ -222,12 +222,12 @@ class Pairs:
         start, start_ns = anyio.current_time(), time.perf_counter_ns()
         pace_lag = self.pace_lag_ms = []
         for tick in range(int(seconds / FRAME_INTERVAL) * SLOTS):
-            at = start + tick * FRAME_INTERVAL / SLOTS
-            if at > anyio.current_time():
-                await anyio.sleep_until(at)
             # A tick already due runs at once: the ticker catches up in one pass
             # rather than waiting a loop iteration per tick (on asyncio each such
             # wait is a full iteration, and 1000 ticks a second fell behind).
+            at = start + tick * FRAME_INTERVAL / SLOTS
+            if at > anyio.current_time():
+                await anyio.sleep_until(at)
             # Stamped with the time the frame was due, not the time it went: a
             # process that falls behind the 20 ms pace shows it as latency.
             due_ns = start_ns + tick * tick_ns
