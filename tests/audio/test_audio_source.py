@@ -183,10 +183,22 @@ async def test_cancelling_a_realtime_run_stops_publishing_and_closes_the_file(
 ) -> None:
     path = tmp_path / "long.wav"
     write_wav(path, synth_tone(300, 2.0, 16000), 16000)
-    published, publish = collect()
+    published, collect_frame = collect()
+    first = anyio.Event()
+
+    def publish(frame: bytes, timestamp_us: int) -> None:
+        collect_frame(frame, timestamp_us)
+        first.set()
+
     source = AudioSource.from_wav(path)
-    with anyio.move_on_after(0.1):
-        await source.run(publish)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(source.run, publish)
+            # Cancelled 0.1 s after the first frame (a loaded machine may take
+            # longer than that to open and encode the first one).
+            await first.wait()
+            await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
     assert 1 <= len(published) <= 10
     assert source.frames_produced >= len(published)  # encoded a chunk ahead, never more
     path.unlink()  # the reader let go of the file (and no ResourceWarning was raised)
