@@ -28,6 +28,24 @@ twice). Here the probe is a PING (RFC 9002 section 6.2 says a probe timeout must
 not declare packets lost); a packet really lost is declared so, as usual, once a
 later one is acknowledged.
 
+Nor does it pace. aioquic spreads packets over the smoothed round trip at the
+rate the congestion window allows, counting every packet as a full-size one. A
+voice connection's packets are small and already paced by the audio (a frame per
+track every 20 ms), and on a busy event loop acknowledgements are read late, so
+the smoothed round trip grows, the pacing rate falls below the rate frames are
+written, unsent streams pile up (aioquic visits each of them for every packet it
+builds) and the loop falls further behind: a process at its limit collapsed
+instead of dropping what it could not send. The congestion window still bounds
+the bytes in flight.
+
+And building packets costs what they carry, not what waits. aioquic visits every
+stream that has data for every packet it builds, also once the packet is full, so
+a pass that sends N waiting frames (one stream each) did on the order of N
+squared visits; here a full packet ends the visit and the next packet starts with
+the stream that did not fit. The streams aioquic tracks at once are also bounded
+(:data:`MAX_LIVE_STREAMS`): it visits each of them for every packet too (for
+flow-control updates), so a new local stream waits while that many are open.
+
 This overrides private hooks of aioquic, which is pinned to 1.7.2 (see
 pyproject.toml); the transport tests prove the flow control (a reader that stops
 reading stalls the sender instead of growing memory), the frame-accounting tests
@@ -72,12 +90,24 @@ MoQT sends each audio frame on a stream of its own; a connection carrying many
 calls opens thousands a second, and aioquic returns credit only as finished
 streams are discarded when a packet is sent, so 128 runs out and frames wait."""
 
+MAX_LIVE_STREAMS = 2048
+"""Streams of one connection aioquic may track at once; opening a local stream
+waits while as many are (``can_open_stream`` is False).
+
+A stream stays tracked until everything on it is acknowledged (and, for one the
+peer opened, read), and aioquic visits each tracked stream for every packet it
+builds. A publisher that writes faster than the peer acknowledges (a process
+that fell behind, a path that stalled) so makes its frames wait in its own
+bounded queue, where they age out, instead of making every packet dearer. 2048
+is 400 ms of 20 ms frames for 100 calls on one connection."""
+
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised max_datagram_frame_size (enables QUIC DATAGRAM frames)."""
 
 __all__ = [
     "CONNECTION_WINDOW",
     "MAX_DATAGRAM_FRAME_SIZE",
+    "MAX_LIVE_STREAMS",
     "STREAM_WINDOW",
     "UNI_STREAM_WINDOW",
     "Buffer",
@@ -92,6 +122,19 @@ class _NoDebugAdapter(QuicConnectionAdapter):
 
     def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
         pass
+
+
+class _PacketFull(Exception):
+    """Raised from ``_write_stream_frame`` when the packet has no room left."""
+
+
+_ROOMY = 32
+"""Room (bytes) a packet has left below which it counts as full: no stream frame
+header and some data fit in less."""
+
+
+def _no_pacing(congestion_window: int, smoothed_rtt: float) -> None:
+    """Stands in for ``QuicPacketPacer.update_rate``: no rate, so no pacing."""
 
 
 class FlowControlledQuicConnection(QuicConnection):
@@ -124,6 +167,9 @@ class FlowControlledQuicConnection(QuicConnection):
             reschedule(now=now, speed_up_handshake=True)
 
         self._loss.reschedule_data = probe_without_loss  # type: ignore[method-assign]
+        # No pacing (see the module docstring): the pacer keeps no send rate, so it
+        # never holds a packet back.
+        self._loss._pacer.update_rate = _no_pacing  # type: ignore[method-assign]
 
     def buffered(self, stream_id: int, delta: int) -> None:
         """Record ``delta`` bytes added to (or removed from) a stream's read buffer."""
@@ -223,6 +269,31 @@ class FlowControlledQuicConnection(QuicConnection):
             buf.seek(start)
         super()._handle_stream_frame(context, frame_type, buf)
 
+    def _write_application(self, builder: QuicPacketBuilder, network_path: Any, now: float) -> None:
+        # A stream that finds the packet full ends aioquic's visit of the streams
+        # (see the module docstring); the next call starts a new packet with that
+        # stream first, since aioquic moved the streams that sent to the end.
+        while True:
+            try:
+                super()._write_application(builder, network_path, now)
+            except _PacketFull:
+                continue
+            return
+
+    def _write_stream_frame(
+        self,
+        builder: QuicPacketBuilder,
+        space: QuicPacketSpace,
+        stream: QuicStream,
+        max_offset: int,
+    ) -> int:
+        used: int = super()._write_stream_frame(
+            builder=builder, space=space, stream=stream, max_offset=max_offset
+        )
+        if not used and builder.remaining_flight_space < _ROOMY and not builder.packet_is_empty:
+            raise _PacketFull
+        return used
+
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         super().send_stream_data(stream_id, data, end_stream)
         self._data_written = True
@@ -297,7 +368,11 @@ class FlowControlledQuicConnection(QuicConnection):
         """Whether the peer's stream limit allows one more local stream right now."""
         stream_id = self.get_next_available_stream_id(is_unidirectional=unidirectional)
         limit = self._remote_max_streams_uni if unidirectional else self._remote_max_streams_bidi
-        return stream_id // 4 < limit
+        return stream_id // 4 < limit and len(self._streams) < MAX_LIVE_STREAMS
+
+    def room_for_stream(self) -> bool:
+        """Whether fewer than :data:`MAX_LIVE_STREAMS` streams are tracked now."""
+        return len(self._streams) < MAX_LIVE_STREAMS
 
     def stream_is_blocked(self, stream_id: int) -> bool:
         """Whether a local stream waits for the peer to allow more streams."""

@@ -222,8 +222,7 @@ class Connection:
 
     async def open_bidi_stream(self) -> Stream:
         """Open a bidirectional stream (the peer sees it once data is sent)."""
-        await anyio.lowlevel.checkpoint()
-        self._check_open()
+        await self._wait_stream_room()
         stream_id = self._open_local_stream(unidirectional=False)
         stream = Stream(self._add_sender(stream_id), self._add_receiver(stream_id))
         await self._wait_unblocked(stream_id)
@@ -231,8 +230,7 @@ class Connection:
 
     async def open_uni_stream(self) -> SendStream:
         """Open a unidirectional stream (the peer sees it once data is sent)."""
-        await anyio.lowlevel.checkpoint()
-        self._check_open()
+        await self._wait_stream_room()
         stream_id = self._open_local_stream(unidirectional=True)
         stream = SendStream(self._add_sender(stream_id))
         await self._wait_unblocked(stream_id)
@@ -485,6 +483,14 @@ class Connection:
             self._quic.send_stream_data(stream_id, b"")
         self._wakeup()
         return stream_id
+
+    async def _wait_stream_room(self) -> None:
+        """Wait until the connection may track one more stream (MAX_LIVE_STREAMS)."""
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        while not self._quic.room_for_stream():
+            await self._progress.wait()
+            self._check_open()
 
     async def _wait_unblocked(self, stream_id: int) -> None:
         while self._quic.stream_is_blocked(stream_id):

@@ -407,7 +407,57 @@ def check_probe_timeout() -> None:
     attribute(quic, "_loss", recovery.QuicPacketRecovery, QC)
 
 
+def check_pacing() -> None:
+    """Pacing is off by replacing ``QuicPacketPacer.update_rate`` on the instance:
+    without a rate (``packet_time`` None) ``next_send_time`` holds nothing back."""
+    hook = "QuicPacketPacer.update_rate"
+    parameters(
+        recovery.QuicPacketPacer.update_rate, ["self", "congestion_window", "smoothed_rtt"], hook
+    )
+    source_has(
+        recovery.QuicPacketPacer.next_send_time,
+        "if self.packet_time is not None:",
+        "QuicPacketPacer.next_send_time",
+        "pacing only once a rate was set",
+    )
+    source_has(
+        recovery.QuicPacketRecovery.on_ack_received,
+        "self._pacer.update_rate(",
+        hook,
+        "the rate set through the instance's pacer",
+    )
+    pacer = attribute(connected_client()._loss, "_pacer", recovery.QuicPacketPacer, "_loss")
+    require(pacer.packet_time is None, f"{hook}", "a rate is set before any ACK")
+
+
+def check_full_packet_exit() -> None:
+    """A full packet ends the stream visit: ``_write_stream_frame`` is called with
+    keywords from a loop in ``_write_application`` that only a ``finally`` wraps
+    (so an exception leaves it with the stream order updated), and the queue of
+    streams it visits is ``_streams_queue``."""
+    hook = f"{QC}._write_stream_frame"
+    parameters(
+        quic_connection.QuicConnection._write_stream_frame,
+        ["self", "builder", "space", "stream", "max_offset"],
+        hook,
+    )
+    for needle, what in [
+        ("used = self._write_stream_frame(", "called from _write_application"),
+        ("for stream in self._streams_queue:", "visiting _streams_queue"),
+        ("self._streams_queue.extend(sent)", "served streams moved to the end"),
+    ]:
+        source_has(quic_connection.QuicConnection._write_application, needle, hook, what)
+    source_has(
+        quic_connection.QuicConnection.datagrams_to_send,
+        "self._write_application(builder, network_path, now)",
+        f"{QC}._write_application",
+        "called positionally from datagrams_to_send",
+    )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "pacing": check_pacing,
+    "full_packet_exit": check_full_packet_exit,
     "probe_timeout": check_probe_timeout,
     "whole_stream_path": check_whole_stream_path,
     "piggybacked_ack": check_piggybacked_ack,

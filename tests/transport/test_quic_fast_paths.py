@@ -5,20 +5,26 @@ own behaviour on a sans-IO connection pair (no sockets, a virtual clock):
   in order) is delivered without a QuicStream, exactly once, also when packets
   are reordered, lost, retransmitted and arrive twice;
 - an acknowledgement waiting for its delay leaves with the next data written,
-  not in a packet of its own.
+  not in a packet of its own;
+- a probe timeout only probes;
+- nothing is paced, a full packet ends the visit of the waiting streams, and
+  local streams wait while MAX_LIVE_STREAMS are tracked.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
 
 from clutchcall import transport
+from clutchcall.transport import _quic
 from clutchcall.transport._quic import UNI_STREAM_WINDOW, FlowControlledQuicConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -220,3 +226,52 @@ def test_a_probe_timeout_does_not_declare_data_lost(late: bool) -> None:
         pair.exchange(rounds=5)
         assert not pair.client.send_pending(stream_id)
         assert pair.data[stream_id] == payload(stream_id)
+
+
+def test_one_pass_sends_every_waiting_frame_without_pacing() -> None:
+    """Frames written at once leave in one pass, as far as the congestion window
+    allows: aioquic's pacer, once a round trip has set its rate, would hold most
+    of them back for later passes."""
+    pair = Pair(fast=True)
+    ids = pair.send_streams(60)  # about 5 KB, inside the congestion window
+    pair.deliver(pair.to_server())
+    assert sorted(pair.received) == ids
+
+
+def test_a_full_packet_ends_the_visit_of_the_waiting_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each packet visits the streams up to the first that does not fit, not every
+    waiting stream (which made a pass quadratic in the frames waiting)."""
+    visits = 0
+    write = QuicConnection._write_stream_frame
+
+    def counting(self: QuicConnection, **kwargs: Any) -> int:
+        nonlocal visits
+        visits += 1
+        return write(self, **kwargs)
+
+    monkeypatch.setattr(QuicConnection, "_write_stream_frame", counting)
+    pair = Pair(fast=True)
+    ids = pair.send_streams(100)
+    datagrams = pair.to_server()
+    pair.deliver(datagrams)
+    assert sorted(pair.received) == ids
+    assert len(datagrams) >= 5
+    # A stream is visited to send its frame and once more to find it has nothing
+    # left (aioquic's flag for that is set then), and a packet ends on one visit
+    # that does not fit. aioquic alone visits every waiting stream for each packet.
+    assert visits <= 2 * len(ids) + 2 * len(datagrams), (visits, len(datagrams))
+
+
+def test_local_streams_wait_while_max_live_streams_are_tracked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_quic, "MAX_LIVE_STREAMS", 10)
+    pair = Pair(fast=True)
+    pair.send_streams(10)
+    assert not pair.client.can_open_stream(unidirectional=True)
+    assert not pair.client.room_for_stream()
+    pair.exchange(rounds=3)  # acknowledged, then discarded by the next pass
+    assert pair.client.can_open_stream(unidirectional=True)
+    assert len(pair.received) == 10

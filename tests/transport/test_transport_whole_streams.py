@@ -106,7 +106,11 @@ async def test_a_failing_handler_is_logged_and_later_streams_still_arrive(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_send_uni_stream_nowait_refuses_what_it_cannot_send(kind: str) -> None:
+async def test_send_uni_stream_nowait_refuses_what_it_cannot_send(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The peer's window is under test here, not the local bound on tracked streams.
+    monkeypatch.setattr(_quic, "MAX_LIVE_STREAMS", 2 * _quic.UNI_STREAM_WINDOW)
     async with server(echo_handler) as srv, client(kind, srv.port) as conn:
         with pytest.raises(ValueError, match="more than one send chunk"):
             conn.send_uni_stream_nowait(bytes(SEND_CHUNK + 1))
@@ -119,6 +123,44 @@ async def test_send_uni_stream_nowait_refuses_what_it_cannot_send(kind: str) -> 
         assert _quic.UNI_STREAM_WINDOW - 10 <= sent <= _quic.UNI_STREAM_WINDOW
     with pytest.raises(anyio.ClosedResourceError):
         conn.send_uni_stream_nowait(b"after close")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_new_streams_wait_while_max_live_streams_are_unacknowledged(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_quic, "MAX_LIVE_STREAMS", 16)
+    received: list[bytes] = []
+    all_in = anyio.Event()
+    expected = 0
+
+    def on_whole(stream_id: int, data: bytes) -> None:
+        received.append(data)
+        if len(received) == expected:
+            all_in.set()
+
+    async def handler(conn: Connection) -> None:
+        conn.set_stream_callbacks(whole=on_whole)
+        await anyio.sleep_forever()
+
+    async with server(handler) as srv, client(kind, srv.port) as conn:
+        base = len(conn._quic._streams)  # WebTransport's own streams
+        sent = 0
+        with pytest.raises(anyio.WouldBlock):
+            for index in range(40):
+                conn.send_uni_stream_nowait(b"frame %d" % index)
+                sent += 1
+        assert sent == 16 - base
+        # A stream opened now waits until the peer acknowledges some, then goes.
+        with anyio.fail_after(10):
+            stream = await conn.open_uni_stream()
+            assert len(conn._quic._streams) <= 16
+            await stream.send(b"later")
+            stream.send_eof_nowait()
+            expected = sent + 1
+            if len(received) < expected:
+                await all_in.wait()
+        assert sorted(received) == sorted([b"frame %d" % i for i in range(sent)] + [b"later"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
