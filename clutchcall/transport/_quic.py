@@ -368,7 +368,7 @@ class FlowControlledQuicConnection(QuicConnection):
         """Whether the peer's stream limit allows one more local stream right now."""
         stream_id = self.get_next_available_stream_id(is_unidirectional=unidirectional)
         limit = self._remote_max_streams_uni if unidirectional else self._remote_max_streams_bidi
-        return stream_id // 4 < limit and len(self._streams) < MAX_LIVE_STREAMS
+        return stream_id // 4 < limit and self.room_for_stream()
 
     def room_for_stream(self) -> bool:
         """Whether fewer than :data:`MAX_LIVE_STREAMS` streams are tracked now."""
