@@ -46,6 +46,20 @@ the stream that did not fit. The streams aioquic tracks at once are also bounded
 (:data:`MAX_LIVE_STREAMS`): it visits each of them for every packet too (for
 flow-control updates), so a new local stream waits while that many are open.
 
+Short streams go out without aioquic's stream state. MoQT gives each audio frame
+a unidirectional stream of its own, written whole at once; aioquic would make a
+QuicStream (a sender, a receiver and their range sets) for each, visit it in every
+packet built until the peer acknowledges it, and discard it on a later pass.
+:meth:`FlowControlledQuicConnection.send_whole_uni_stream` takes the next stream
+ID, keeps only the bytes, writes them as one STREAM frame (offset 0, FIN: the
+bytes aioquic writes) ahead of aioquic's streams in the next packet with room,
+sends them again if that packet is lost, and forgets them once acknowledged. The
+peer's stream limit, per-stream credit and connection credit apply as for any
+stream, and such streams count towards :data:`MAX_LIVE_STREAMS` until
+acknowledged. Resetting one before that hands it to aioquic, which sends
+RESET_STREAM. aioquic itself treats the ID as a stream already discarded: what the
+peer sends about it (STOP_SENDING) is ignored.
+
 This overrides private hooks of aioquic, which is pinned to 1.7.2 (see
 pyproject.toml); the transport tests prove the flow control (a reader that stops
 reading stalls the sender instead of growing memory), the frame-accounting tests
@@ -55,6 +69,7 @@ the close.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import KeysView
 from typing import Any
 
@@ -62,6 +77,7 @@ from aioquic import tls
 
 # The same classes as aioquic.buffer's (whose re-export mypy does not see).
 from aioquic._buffer import Buffer, BufferReadError
+from aioquic.buffer import size_uint_var
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import (
     ACK_FRAME_CAPACITY,
@@ -73,7 +89,7 @@ from aioquic.quic.connection import (
 )
 from aioquic.quic.events import StreamDataReceived
 from aioquic.quic.packet import QuicFrameType, push_ack_frame
-from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
@@ -101,6 +117,10 @@ that fell behind, a path that stalled) so makes its frames wait in its own
 bounded queue, where they age out, instead of making every packet dearer. 2048
 is 400 ms of 20 ms frames for 100 calls on one connection."""
 
+WHOLE_STREAM_MAX = 1024
+"""Largest stream :meth:`FlowControlledQuicConnection.send_whole_uni_stream` takes:
+it always fits one packet."""
+
 MAX_DATAGRAM_FRAME_SIZE = 65536
 """Advertised max_datagram_frame_size (enables QUIC DATAGRAM frames)."""
 
@@ -110,6 +130,7 @@ __all__ = [
     "MAX_LIVE_STREAMS",
     "STREAM_WINDOW",
     "UNI_STREAM_WINDOW",
+    "WHOLE_STREAM_MAX",
     "Buffer",
     "BufferReadError",
     "FlowControlledQuicConnection",
@@ -129,6 +150,9 @@ class _PacketFull(Exception):
 
 
 _ROOMY = 32
+
+#: STREAM frame type with the LEN and FIN bits (offset 0: no OFF bit).
+_STREAM_WHOLE = QuicFrameType.STREAM_BASE | 2 | 1
 """Room (bytes) a packet has left below which it counts as full: no stream frame
 header and some data fit in less."""
 
@@ -154,6 +178,13 @@ class FlowControlledQuicConnection(QuicConnection):
         #: _handle_stream_frame); the owner turns this on when it takes such
         #: streams as they arrive and never reads them as streams.
         self.whole_uni_streams = False
+        #: Whole local unidirectional streams (send_whole_uni_stream) that the peer
+        #: has not acknowledged yet, by stream ID; never sent ones, in order; lost
+        #: ones, to send again; the first stream ID not sent yet.
+        self._whole_live: dict[int, bytes] = {}
+        self._whole_fresh: deque[int] = deque()
+        self._whole_lost: deque[int] = deque()
+        self._whole_sent_upto = 0
         # aioquic's DEBUG lines are written only if its logger ("quic") is at DEBUG
         # when the connection is made.
         adapter = self._logger
@@ -193,6 +224,73 @@ class FlowControlledQuicConnection(QuicConnection):
             super()._write_connection_limits(builder=builder, space=space)
         finally:
             max_data.used = used
+        # Called once per application packet, ahead of aioquic's streams.
+        if self._whole_live:
+            self._write_whole_streams(builder)
+
+    def send_whole_uni_stream(self, data: bytes) -> int | None:
+        """Open a unidirectional stream, write ``data`` and finish it, without the
+        state aioquic keeps per stream; returns its ID, or None if this stream
+        cannot be sent so (too long, over the peer's stream credit, a qlog being
+        written, or the peer allows no new stream now: use ``send_stream_data``).
+
+        The stream goes out as one STREAM frame (offset 0, FIN), the same bytes
+        aioquic writes for it, and again if that packet is lost, until acknowledged.
+        """
+        length = len(data)
+        stream_id = self._local_next_stream_id_uni
+        if (
+            length > WHOLE_STREAM_MAX
+            or length > self._remote_max_stream_data_uni
+            or self._quic_logger is not None
+            or stream_id // 4 >= self._remote_max_streams_uni
+            or not self.room_for_stream()
+        ):
+            return None
+        self._local_next_stream_id_uni = stream_id + 4
+        self._whole_live[stream_id] = data
+        self._whole_fresh.append(stream_id)
+        self._data_written = True
+        return stream_id
+
+    def _write_whole_streams(self, builder: QuicPacketBuilder) -> None:
+        live = self._whole_live
+        for queue in (self._whole_lost, self._whole_fresh):
+            while queue:
+                stream_id = queue[0]
+                data = live.get(stream_id)
+                if data is None:  # reset, or acknowledged meanwhile
+                    queue.popleft()
+                    continue
+                length = len(data)
+                fresh = stream_id >= self._whole_sent_upto
+                if fresh and self._remote_max_data_used + length > self._remote_max_data:
+                    return  # the peer's connection credit: wait for MAX_DATA
+                capacity = 3 + size_uint_var(stream_id) + length
+                if (
+                    builder.remaining_flight_space < capacity
+                    or builder.remaining_buffer_space < capacity
+                ):
+                    return
+                buf = builder.start_frame(
+                    _STREAM_WHOLE,
+                    capacity=capacity,
+                    handler=self._on_whole_delivery,
+                    handler_args=(stream_id,),
+                )
+                buf.push_uint_var(stream_id)
+                buf.push_uint16(length | 0x4000)
+                buf.push_bytes(data)
+                queue.popleft()
+                if fresh:
+                    self._whole_sent_upto = stream_id + 4
+                    self._remote_max_data_used += length
+
+    def _on_whole_delivery(self, delivery: QuicDeliveryState, stream_id: int) -> None:
+        if delivery == QuicDeliveryState.ACKED:
+            self._whole_live.pop(stream_id, None)
+        elif stream_id in self._whole_live:
+            self._whole_lost.append(stream_id)
 
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
@@ -220,6 +318,19 @@ class FlowControlledQuicConnection(QuicConnection):
         """As aioquic's, but the stream's data is freed at once: aioquic keeps it
         until the peer acknowledges the reset, although none of it is sent again,
         so a peer that acknowledges nothing could make resets pile up."""
+        data = self._whole_live.pop(stream_id, None)
+        if data is not None:
+            # A whole stream gets aioquic's state now, which sends RESET_STREAM
+            # (its final size what was sent) until acknowledged.
+            made = QuicStream(
+                stream_id=stream_id,
+                max_stream_data_remote=self._remote_max_stream_data_uni,
+                readable=False,
+            )
+            if stream_id < self._whole_sent_upto:
+                made.sender.highest_offset = len(data)
+            self._streams[stream_id] = made
+            self._streams_queue.append(made)
         super().reset_stream(stream_id, error_code)
         stream = self._streams.get(stream_id)
         if stream is not None and stream.sender._reset_error_code is not None:
@@ -227,6 +338,9 @@ class FlowControlledQuicConnection(QuicConnection):
 
     def send_buffer_size(self, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged by the peer."""
+        data = self._whole_live.get(stream_id)
+        if data is not None:
+            return len(data)
         stream = self._streams.get(stream_id)
         if stream is None:
             return 0
@@ -290,7 +404,13 @@ class FlowControlledQuicConnection(QuicConnection):
         used: int = super()._write_stream_frame(
             builder=builder, space=space, stream=stream, max_offset=max_offset
         )
-        if not used and builder.remaining_flight_space < _ROOMY and not builder.packet_is_empty:
+        sender = stream.sender
+        if used:
+            # aioquic notices that a stream has nothing more to send only when it
+            # asks it again, an extra visit of every stream in every pass.
+            if not len(sender._pending) and not sender._pending_eof:
+                sender.buffer_is_empty = True
+        elif builder.remaining_flight_space < _ROOMY and not builder.packet_is_empty:
             raise _PacketFull
         return used
 
@@ -354,6 +474,8 @@ class FlowControlledQuicConnection(QuicConnection):
     def send_pending(self, stream_id: int) -> bool:
         """Whether data or the FIN written to a stream awaits acknowledgement (False
         for a stream that was reset, finished and discarded, or never opened)."""
+        if stream_id in self._whole_live:
+            return True
         stream = self._streams.get(stream_id)
         if stream is None:
             return False
@@ -372,7 +494,12 @@ class FlowControlledQuicConnection(QuicConnection):
 
     def room_for_stream(self) -> bool:
         """Whether fewer than :data:`MAX_LIVE_STREAMS` streams are tracked now."""
-        return len(self._streams) < MAX_LIVE_STREAMS
+        return len(self._streams) + len(self._whole_live) < MAX_LIVE_STREAMS
+
+    @property
+    def whole_streams_pending(self) -> bool:
+        """Whether a stream sent with :meth:`send_whole_uni_stream` awaits acknowledgement."""
+        return bool(self._whole_live)
 
     def stream_is_blocked(self, stream_id: int) -> bool:
         """Whether a local stream waits for the peer to allow more streams."""

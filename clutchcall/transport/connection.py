@@ -267,6 +267,10 @@ class Connection:
         if self._wt is not None:
             stream_id = self._open_local_stream(unidirectional=True)
         else:
+            whole = quic.send_whole_uni_stream(data)
+            if whole is not None:
+                self._wakeup()
+                return whole
             stream_id = quic.get_next_available_stream_id(is_unidirectional=True)
         self._send_stream_data(stream_id, data, True)
         return stream_id
@@ -511,7 +515,9 @@ class Connection:
         quic = self._quic
         while self._lost is None:
             ids = [stream_id] if stream_id is not None else list(quic.stream_ids)
-            if not any(quic.send_pending(i) for i in ids):
+            if not any(quic.send_pending(i) for i in ids) and (
+                stream_id is not None or not quic.whole_streams_pending
+            ):
                 return
             await self._progress.wait()
 

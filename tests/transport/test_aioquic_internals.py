@@ -22,6 +22,7 @@ import pytest
 from aioquic import tls
 from aioquic.quic import connection as quic_connection
 from aioquic.quic import packet, packet_builder, recovery
+from aioquic.quic import stream as quic_stream
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.rangeset import RangeSet
 
@@ -455,7 +456,76 @@ def check_full_packet_exit() -> None:
     )
 
 
+def check_whole_stream_send() -> None:
+    """What ``send_whole_uni_stream`` relies on: the next local stream ID and the
+    peer's limits it reads, a hook called once per application packet ahead of the
+    stream queue (``_write_connection_limits``), delivery handlers called with the
+    state first, a local stream ID below the next one and absent from ``_streams``
+    counting as discarded, and the sender state behind the eager "nothing left"."""
+    quic = connected_client()
+    for name in (
+        "_local_next_stream_id_uni",
+        "_remote_max_data",
+        "_remote_max_data_used",
+        "_remote_max_stream_data_uni",
+        "_remote_max_streams_uni",
+    ):
+        attribute(quic, name, int, QC)
+    write_application = inspect.getsource(quic_connection.QuicConnection._write_application)
+    limits = write_application.find("self._write_connection_limits(")
+    queue = write_application.find("for stream in self._streams_queue:")
+    loop = write_application.find("while True:")
+    require(
+        0 <= loop < limits < queue,
+        f"{QC}._write_application",
+        "no longer calling _write_connection_limits in its packet loop before the streams",
+    )
+    source_has(
+        quic_connection.QuicConnection._stream_is_discarded,
+        "is_opened = stream_id < self._local_next_stream_id_uni",
+        f"{QC}._stream_is_discarded",
+        "counting local unidirectional streams below the next ID as opened",
+    )
+    source_has(
+        recovery.QuicPacketRecovery.on_ack_received,
+        "handler(QuicDeliveryState.ACKED, *args)",
+        "QuicPacketRecovery.on_ack_received",
+        "calling delivery handlers with the state first",
+    )
+    parameters(
+        quic_stream.QuicStream.__init__,
+        [
+            "self",
+            "stream_id",
+            "max_stream_data_local",
+            "max_stream_data_remote",
+            "readable",
+            "writable",
+        ],
+        "QuicStream.__init__",
+    )
+    source_has(
+        quic_stream.QuicStreamSender.get_reset_frame,
+        "final_size=self.highest_offset",
+        "QuicStreamSender.get_reset_frame",
+        "resetting with the highest offset sent as the final size",
+    )
+    stream_id = quic.get_next_available_stream_id()
+    quic.send_stream_data(stream_id, b"x" * 10, end_stream=True)
+    sender = attribute(quic, "_streams", dict, QC)[stream_id].sender
+    attribute(sender, "_pending", RangeSet, "QuicStreamSender")
+    attribute(sender, "_pending_eof", bool, "QuicStreamSender")
+    attribute(sender, "buffer_is_empty", bool, "QuicStreamSender")
+    source_has(
+        quic_stream.QuicStreamSender.get_frame,
+        "self.buffer_is_empty = True",
+        "QuicStreamSender.get_frame",
+        "setting buffer_is_empty once nothing is pending",
+    )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "whole_stream_send": check_whole_stream_send,
     "pacing": check_pacing,
     "full_packet_exit": check_full_packet_exit,
     "probe_timeout": check_probe_timeout,

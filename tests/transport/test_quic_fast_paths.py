@@ -14,10 +14,11 @@ own behaviour on a sans-IO connection pair (no sockets, a virtual clock):
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import pytest
+from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
@@ -53,6 +54,7 @@ class Pair:
         self.data: dict[int, bytes] = {}
         self.handshake_done = False
         self.lengths: dict[int, list[tuple[int, bool]]] = {}
+        self.resets: dict[int, int] = {}
         self.client.connect(SERVER_ADDR, now=self.now)
         self.exchange()
         assert self.handshake_done
@@ -70,6 +72,8 @@ class Pair:
         for event in self.events(self.server, events.QuicEvent):
             if isinstance(event, events.HandshakeCompleted):
                 self.handshake_done = True
+            if isinstance(event, events.StreamReset):
+                self.resets[event.stream_id] = event.error_code
             if not isinstance(event, events.StreamDataReceived):
                 continue
             self.received[event.stream_id] += 1
@@ -99,11 +103,16 @@ class Pair:
                 found.append(event)
         return found
 
-    def send_streams(self, count: int) -> list[int]:
+    def send_streams(self, count: int, *, whole: bool = False) -> list[int]:
+        """``count`` one-frame streams from the client, through aioquic's stream
+        state or (``whole``) without it."""
         ids = []
         for _ in range(count):
             stream_id = self.client.get_next_available_stream_id(is_unidirectional=True)
-            self.client.send_stream_data(stream_id, payload(stream_id), end_stream=True)
+            if whole:
+                assert self.client.send_whole_uni_stream(payload(stream_id)) == stream_id
+            else:
+                self.client.send_stream_data(stream_id, payload(stream_id), end_stream=True)
             ids.append(stream_id)
         return ids
 
@@ -112,7 +121,7 @@ def payload(stream_id: int) -> bytes:
     return stream_id.to_bytes(4, "big") + bytes(76)
 
 
-def run_streams(fast: bool, seed: int) -> Pair:
+def run_streams(fast: bool, seed: int, *, whole: bool = False) -> Pair:
     """Many rounds of 40 whole streams, with packets reordered, delayed past their
     retransmission, dropped and duplicated on the way to the server."""
     rng = random.Random(seed)
@@ -120,7 +129,7 @@ def run_streams(fast: bool, seed: int) -> Pair:
     held: list[bytes] = []
     sent: list[int] = []
     for _ in range(60):
-        sent += pair.send_streams(40)
+        sent += pair.send_streams(40, whole=whole)
         pair.now += 0.002
         datagrams = pair.to_server()
         rng.shuffle(datagrams)
@@ -149,7 +158,8 @@ def run_streams(fast: bool, seed: int) -> Pair:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_whole_streams_arrive_once_each_with_or_without_the_fast_path(seed: int) -> None:
     fast, slow = run_streams(True, seed), run_streams(False, seed)
-    for pair in (fast, slow):
+    whole = run_streams(True, seed, whole=True)
+    for pair in (fast, slow, whole):
         sent = pair.sent  # type: ignore[attr-defined]
         assert set(pair.received) == set(sent)
         for stream_id in sent:
@@ -164,6 +174,37 @@ def test_whole_streams_arrive_once_each_with_or_without_the_fast_path(seed: int)
     assert fast.server._local_max_streams_uni.used == len(fast.sent)  # type: ignore[attr-defined]
     # The fast path kept no state for the streams it delivered.
     assert len(fast.server._streams) < len(slow.server._streams) + 5
+    # Nor did the sender of whole streams, once they were all acknowledged (the
+    # datagrams dropped on the way held some: those were sent again).
+    client = whole.client
+    assert len(client._streams) < 5 and not client.whole_streams_pending
+    assert client._whole_lost == deque() and client._whole_fresh == deque()
+    assert not any(client.send_pending(i) for i in whole.sent)  # type: ignore[attr-defined]
+
+
+def plain_packets(whole: bool) -> list[bytes]:
+    """The client's packets (before encryption) carrying three one-frame streams."""
+    pair = Pair(fast=True)
+    pair.client._packet_number = 100  # the same packet numbers on every run
+    seal = pair.client._cryptos[tls.Epoch.ONE_RTT].send
+    encrypt = seal.encrypt_packet
+    sent: list[bytes] = []
+
+    def keep(header: bytes, payload: bytes, number: int) -> bytes:
+        sent.append(payload)
+        return encrypt(header, payload, number)
+
+    seal.encrypt_packet = keep  # type: ignore[method-assign,assignment]
+    pair.send_streams(3, whole=whole)
+    pair.to_server()
+    return sent
+
+
+def test_whole_streams_go_out_as_the_same_frames_aioquic_writes() -> None:
+    """Byte for byte: the same STREAM frames (offset 0, length, FIN) in the same
+    packet, so the peer cannot tell the two senders apart."""
+    through_aioquic = plain_packets(whole=False)
+    assert through_aioquic and plain_packets(whole=True) == through_aioquic
 
 
 def test_the_fast_path_lets_the_peer_open_more_streams_than_its_window() -> None:
@@ -258,10 +299,10 @@ def test_a_full_packet_ends_the_visit_of_the_waiting_streams(
     pair.deliver(datagrams)
     assert sorted(pair.received) == ids
     assert len(datagrams) >= 5
-    # A stream is visited to send its frame and once more to find it has nothing
-    # left (aioquic's flag for that is set then), and a packet ends on one visit
-    # that does not fit. aioquic alone visits every waiting stream for each packet.
-    assert visits <= 2 * len(ids) + 2 * len(datagrams), (visits, len(datagrams))
+    # A stream is visited once to send its frame (aioquic alone would visit it again
+    # to find it has nothing left), and a packet ends on one visit that does not
+    # fit. aioquic alone visits every waiting stream for each packet.
+    assert visits <= len(ids) + 2 * len(datagrams), (visits, len(datagrams))
 
 
 def test_local_streams_wait_while_max_live_streams_are_tracked(
@@ -273,5 +314,80 @@ def test_local_streams_wait_while_max_live_streams_are_tracked(
     assert not pair.client.can_open_stream(unidirectional=True)
     assert not pair.client.room_for_stream()
     pair.exchange(rounds=3)  # acknowledged, then discarded by the next pass
+    assert pair.client.can_open_stream(unidirectional=True)
+    assert len(pair.received) == 10
+
+
+def test_a_whole_stream_is_pending_until_acknowledged_and_sent_again_if_lost() -> None:
+    pair = Pair(fast=True)
+    (stream_id,) = pair.send_streams(1, whole=True)
+    client = pair.client
+    assert client.send_pending(stream_id) and client.whole_streams_pending
+    assert client.send_buffer_size(stream_id) == len(payload(stream_id))
+    assert pair.to_server()  # lost on the way
+    assert client.send_pending(stream_id)
+    pair.exchange(rounds=20)  # the probe, its ACK, the loss declared, the copy
+    assert pair.received[stream_id] == 1 and pair.data[stream_id] == payload(stream_id)
+    assert not client.send_pending(stream_id) and not client.whole_streams_pending
+    assert client.send_buffer_size(stream_id) == 0
+
+
+@pytest.mark.parametrize("sent", [True, False], ids=["sent-and-lost", "never-sent"])
+def test_a_reset_whole_stream_reaches_the_peer_as_a_reset(sent: bool) -> None:
+    """The peer learns the stream's end either way (else the stream ID it skipped
+    would hold one of its stream slots for good), and nothing is sent again."""
+    pair = Pair(fast=True)
+    (stream_id,) = pair.send_streams(1, whole=True)
+    if sent:
+        assert pair.to_server()  # lost on the way
+    pair.client.reset_stream(stream_id, 5)
+    assert not pair.client.send_pending(stream_id) and not pair.client.whole_streams_pending
+    assert pair.client.send_buffer_size(stream_id) == 0
+    pair.exchange(rounds=20)
+    assert pair.resets == {stream_id: 5}
+    assert stream_id not in pair.received
+    assert pair.client._streams == {}  # the reset was acknowledged and forgotten
+    # A stream sent after it is unaffected.
+    (later,) = pair.send_streams(1, whole=True)
+    pair.exchange(rounds=3)
+    assert pair.data[later] == payload(later)
+
+
+def test_whole_streams_wait_for_the_peers_connection_credit() -> None:
+    pair = Pair(fast=True)
+    client = pair.client
+    client._remote_max_data = client._remote_max_data_used + 100  # room for one frame
+    ids = pair.send_streams(3, whole=True)
+    pair.deliver(pair.to_server())
+    assert list(pair.received) == ids[:1]
+    client._remote_max_data += 1000  # as a MAX_DATA frame would
+    pair.exchange(rounds=3)
+    assert sorted(pair.received) == ids
+    assert client._remote_max_data_used == 3 * len(payload(ids[0]))
+
+
+def test_what_a_whole_stream_cannot_carry_takes_aioquics_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pair = Pair(fast=True)
+    client = pair.client
+    assert client.send_whole_uni_stream(bytes(_quic.WHOLE_STREAM_MAX + 1)) is None
+    client._remote_max_streams_uni = client.get_next_available_stream_id(True) // 4
+    assert client.send_whole_uni_stream(b"x") is None  # the peer allows no new stream
+    assert not client.whole_streams_pending
+    monkeypatch.setattr(client, "_quic_logger", object())  # a qlog is being written
+    client._remote_max_streams_uni += 10
+    assert client.send_whole_uni_stream(b"x") is None
+
+
+def test_unacknowledged_whole_streams_count_towards_max_live_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_quic, "MAX_LIVE_STREAMS", 10)
+    pair = Pair(fast=True)
+    pair.send_streams(10, whole=True)
+    assert pair.client.send_whole_uni_stream(b"x") is None
+    assert not pair.client.can_open_stream(unidirectional=True)
+    pair.exchange(rounds=3)
     assert pair.client.can_open_stream(unidirectional=True)
     assert len(pair.received) == 10
