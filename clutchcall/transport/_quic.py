@@ -42,7 +42,10 @@ And building packets costs what they carry, not what waits. aioquic visits every
 stream that has data for every packet it builds, also once the packet is full, so
 a pass that sends N waiting frames (one stream each) did on the order of N
 squared visits; here a full packet ends the visit and the next packet starts with
-the stream that did not fit. The streams aioquic tracks at once are also bounded
+the stream that did not fit. Nor does a pass build one more packet, visiting every
+stream again, only to find it empty (aioquic's way to end it): once a packet with
+room left is written and no datagram, stream or limit announcement is waiting,
+the pass ends. The streams aioquic tracks at once are also bounded
 (:data:`MAX_LIVE_STREAMS`): it visits each of them for every packet too (for
 flow-control updates), so a new local stream waits while that many are open.
 
@@ -145,6 +148,10 @@ class _NoDebugAdapter(QuicConnectionAdapter):
         pass
 
 
+class _NothingMore(Exception):
+    """The packet just written left nothing to send: end the pass."""
+
+
 class _PacketFull(Exception):
     """Raised from ``_write_stream_frame`` when the packet has no room left."""
 
@@ -201,6 +208,11 @@ class FlowControlledQuicConnection(QuicConnection):
         # No pacing (see the module docstring): the pacer keeps no send rate, so it
         # never holds a packet back.
         self._loss._pacer.update_rate = _no_pacing  # type: ignore[method-assign]
+        # Asked at the top of each packet _write_application builds (see
+        # _nothing_more), which notes the builder and the packet open when it began.
+        self._pass_builder: QuicPacketBuilder | None = None
+        self._pass_packet: object = None
+        self._loss._pacer.next_send_time = self._nothing_more  # type: ignore[method-assign,assignment]
 
     def buffered(self, stream_id: int, delta: int) -> None:
         """Record ``delta`` bytes added to (or removed from) a stream's read buffer."""
@@ -387,12 +399,46 @@ class FlowControlledQuicConnection(QuicConnection):
         # A stream that finds the packet full ends aioquic's visit of the streams
         # (see the module docstring); the next call starts a new packet with that
         # stream first, since aioquic moved the streams that sent to the end.
+        self._pass_builder = builder
         while True:
+            self._pass_packet = builder._packet
             try:
                 super()._write_application(builder, network_path, now)
             except _PacketFull:
                 continue
+            except _NothingMore:
+                pass
+            self._pass_builder = None
             return
+
+    def _nothing_more(self, now: float) -> None:
+        """Raises _NothingMore if the packet just written left nothing to send.
+
+        aioquic asks its pacer before each packet (when no ACK is due) and builds
+        packets until one comes out empty: after every pass that sent something it
+        builds one more packet, visiting every stream again, only to find nothing.
+        The packet before had room left, so whatever could go out went out in it,
+        unless a limit to announce (a stream discarded meanwhile) or a datagram
+        that did not fit is waiting.
+        """
+        builder = self._pass_builder
+        if (
+            builder is None
+            or builder._packet is None
+            or builder._packet is self._pass_packet  # no packet of this pass yet
+            or builder.packet_is_empty
+            or builder.remaining_flight_space < _ROOMY
+            or self._datagrams_pending
+            or self._whole_lost
+            or self._whole_fresh
+        ):
+            return
+        for limit in (self._local_max_streams_bidi, self._local_max_streams_uni):
+            if limit.value != limit.sent and limit.sent - limit.used < limit.value - limit.sent:
+                return
+        if self._local_max_data.value != self._local_max_data.sent:
+            return
+        raise _NothingMore
 
     def _write_stream_frame(
         self,

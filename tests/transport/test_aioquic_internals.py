@@ -524,7 +524,39 @@ def check_whole_stream_send() -> None:
     )
 
 
+def check_pass_end() -> None:
+    """A pass ends from the pacer's ``next_send_time``, which ``_write_application``
+    asks at the top of each packet, before starting it, and outside any handler
+    (the exception leaves the loop, the packet before still open in the builder,
+    whose ``_packet`` is the open one); MAX_STREAMS is announced under the batching
+    rule the check mirrors."""
+    source = inspect.getsource(quic_connection.QuicConnection._write_application)
+    loop = source.find("while True:")
+    ask = source.find("self._pacing_at = self._loss._pacer.next_send_time(now=now)")
+    start = source.find("builder.start_packet(")
+    require(
+        0 <= loop < ask < start and source.find("try:", loop, ask) < 0,
+        f"{QC}._write_application",
+        "no longer asking the pacer at the top of each packet, before starting it",
+    )
+    source_has(
+        packet_builder.QuicPacketBuilder.start_packet,
+        "self._packet = QuicSentPacket(",
+        "QuicPacketBuilder._packet",
+        "holding the open packet",
+    )
+    source_has(
+        quic_connection.QuicConnection._write_connection_limits,
+        "limit.sent - limit.used >= limit.value - limit.sent",
+        f"{QC}._write_connection_limits",
+        "batching MAX_STREAMS by the limit's sent, used and value",
+    )
+    limit = attribute(connected_client(), "_local_max_streams_uni", quic_connection.Limit, QC)
+    attribute(limit, "sent", int, f"{QC}._local_max_streams_uni")
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "pass_end": check_pass_end,
     "whole_stream_send": check_whole_stream_send,
     "pacing": check_pacing,
     "full_packet_exit": check_full_packet_exit,

@@ -22,6 +22,7 @@ from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
 
 from clutchcall import transport
@@ -38,12 +39,14 @@ CERT = transport.generate_self_signed()
 class Pair:
     """A client and a server connection joined by a virtual wire."""
 
-    def __init__(self, *, fast: bool) -> None:
+    def __init__(self, *, fast: bool, datagrams: bool = False) -> None:
         server_config = QuicConfiguration(is_client=False, alpn_protocols=["moq-00"])
         server_config.certificate = load_pem_x509_certificates(CERT.cert_pem)[0]
         server_config.private_key = load_pem_private_key(CERT.key_pem)
         client_config = QuicConfiguration(is_client=True, alpn_protocols=["moq-00"])
         client_config.verify_mode = 0  # ssl.CERT_NONE
+        if datagrams:
+            client_config.max_datagram_frame_size = server_config.max_datagram_frame_size = 65536
         self.now = 0.0
         self.client = FlowControlledQuicConnection(configuration=client_config)
         self.server = FlowControlledQuicConnection(
@@ -55,6 +58,7 @@ class Pair:
         self.handshake_done = False
         self.lengths: dict[int, list[tuple[int, bool]]] = {}
         self.resets: dict[int, int] = {}
+        self.datagrams: list[bytes] = []
         self.client.connect(SERVER_ADDR, now=self.now)
         self.exchange()
         assert self.handshake_done
@@ -74,6 +78,8 @@ class Pair:
                 self.handshake_done = True
             if isinstance(event, events.StreamReset):
                 self.resets[event.stream_id] = event.error_code
+            if isinstance(event, events.DatagramFrameReceived):
+                self.datagrams.append(event.data)
             if not isinstance(event, events.StreamDataReceived):
                 continue
             self.received[event.stream_id] += 1
@@ -391,3 +397,74 @@ def test_unacknowledged_whole_streams_count_towards_max_live_streams(
     pair.exchange(rounds=3)
     assert pair.client.can_open_stream(unidirectional=True)
     assert len(pair.received) == 10
+
+
+class PacketCounter:
+    """Counts the packets a builder starts (aioquic's builder, patched)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        start = QuicPacketBuilder.start_packet
+
+        def counting(builder: QuicPacketBuilder, *args: Any, **kwargs: Any) -> None:
+            self.count += 1
+            start(builder, *args, **kwargs)
+
+        monkeypatch.setattr(QuicPacketBuilder, "start_packet", counting)
+
+    def during(self, send: Any) -> tuple[int, Any]:
+        before = self.count
+        result = send()
+        return self.count - before, result
+
+
+def test_a_pass_starts_no_packet_after_the_last_one_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aioquic builds packets until one comes out empty; here a packet that had
+    room left ends the pass (as does one that carried the ACK that was due)."""
+    pair = Pair(fast=True)
+    packets = PacketCounter(monkeypatch)
+    ids = pair.send_streams(3, whole=True)
+    started, datagrams = packets.during(pair.to_server)
+    assert (started, len(datagrams)) == (1, 1)
+    pair.deliver(datagrams)
+    pair.now += 0.03  # the server's ACK is due
+    started, datagrams = packets.during(pair.to_client)
+    assert (started, len(datagrams)) == (1, 1)
+    pair.client.receive_datagram(datagrams[0], SERVER_ADDR, now=pair.now)
+    assert not any(pair.client.send_pending(i) for i in ids)
+    # A full packet does not end the pass: 30 frames fill three packets (each with
+    # room left, too little for one more frame), a long stream three more.
+    ids = pair.send_streams(30, whole=True)
+    datagrams = pair.to_server()
+    pair.deliver(datagrams)
+    assert len(datagrams) == 3 and sorted(pair.received)[-30:] == ids
+    stream_id = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(stream_id, bytes(3000), end_stream=True)
+    started, datagrams = packets.during(pair.to_server)
+    assert len(datagrams) == 3 and started <= 4
+    pair.deliver(datagrams)
+    assert pair.data[stream_id] == bytes(3000)
+
+
+def test_what_did_not_fit_beside_a_packet_with_room_still_leaves_in_the_same_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A datagram too big for the room a packet has left, and the stream credit
+    that discarding the peer's streams frees, go out in a packet of their own."""
+    pair = Pair(fast=False, datagrams=True)  # the server discards the client's streams
+    ids = pair.send_streams(4, whole=True)  # written first, then the datagram
+    pair.client.send_datagram_frame(bytes(1000))
+    datagrams = pair.to_server()
+    assert len(datagrams) == 2
+    pair.deliver(datagrams)
+    assert sorted(pair.received) == ids and pair.datagrams == [bytes(1000)]
+    limit = pair.server._local_max_streams_uni
+    # As if the client were about to run out of streams: the server announces more
+    # as soon as it discards the four finished ones, which it does while writing
+    # the packet that carries its ACK, after that packet's MAX_STREAMS slot.
+    limit.value = limit.sent = limit.used + 1
+    pair.now += 0.03
+    pair.answer()
+    assert limit.value == limit.used + 5 and limit.sent == limit.value
