@@ -528,24 +528,28 @@ def run(
     hold: float = 0.0,
     count_calls: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Measure on each backend; returns each backend's :func:`summary`."""
+    """Measure on each backend; returns each backend's :func:`summary`.
+
+    Each backend gets a relay and a dev engine of its own: the step that ends one
+    backend's ladder overloads them, and what it leaves behind (calls still up,
+    sessions closing, tracks) must not weigh on the next backend's steps."""
     out: dict[str, dict[str, Any]] = {}
-    with _pinned_processes() as (dev, relay):
-        options = {
-            "base_url": dev.base_url,
-            "api_key": dev.api_key,
-            "org_id": dev.org_id,
-            "relay_url": relay.url,
-            "verify": False,
-            "timeout": 30,
-        }
-        for backend in backends:
+    for backend in backends:
+        with _pinned_processes() as (dev, relay):
+            options = {
+                "base_url": dev.base_url,
+                "api_key": dev.api_key,
+                "org_id": dev.org_id,
+                "relay_url": relay.url,
+                "verify": False,
+                "timeout": 30,
+            }
             results = anyio.run(
                 run_pairs, relay, options, steps, backend, hold, count_calls, backend=backend
             )
-            print_table(backend, results)
-            print()
-            out[backend] = summary(results)
+        print_table(backend, results)
+        print()
+        out[backend] = summary(results)
     return out
 
 
