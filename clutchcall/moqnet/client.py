@@ -252,6 +252,9 @@ class _Conn:
     #: Publications that handed frames to this session; what the relay did not
     #: acknowledge is settled when it ends.
     senders: set[AudioPublication] = field(default_factory=set)
+    #: Publications that stopped handing frames over because the link's backlog
+    #: was full; flushed again once the link has drained it.
+    held_back: set[AudioPublication] = field(default_factory=set)
     publishers: dict[tuple[moqt.Namespace, bytes], moqt.AudioPublisher | moqt.CatalogPublisher] = (
         field(default_factory=dict)
     )
@@ -502,6 +505,8 @@ class AudioPublication:
                 conn.senders.add(self)
             else:  # datagrams: nothing is acknowledged, handing them over is all
                 self._count_out(data)
+        if queue and link.backlog >= MAX_LINK_BACKLOG:
+            conn.held_back.add(self)
         if sent:
             link.kick()
 
@@ -1720,6 +1725,7 @@ class MoqtClient:
                 control = await conn.open_bidi_stream()
                 link = MoqtLink(conn, session, lambda events: self._on_events(conn_state, events))
                 link.stream_ids = {}  # which frames the relay acknowledged, see _settle
+                link.on_drained = lambda: self._drained(conn_state)
                 conn_state.link = link
                 self._conn = conn_state
                 failure: BridgeError | None = None
@@ -1752,6 +1758,15 @@ class MoqtClient:
                 self._lost(conn_state)
             self._changed.notify()
         return conn_state.goaway
+
+    def _drained(self, conn: _Conn) -> None:
+        """The link handed over its backlog: the publications it held back send
+        what they queued meanwhile (else it would wait for their next write)."""
+        held_back = list(conn.held_back)
+        conn.held_back.clear()
+        for publication in held_back:
+            if not publication._closed:
+                publication._flush()
 
     def _settle(self, conn: _Conn) -> None:
         """The session ``conn`` ended and its connection is closed: each frame handed

@@ -123,6 +123,9 @@ class MoqtLink:
         self._datagrams_out: deque[bytes] = deque()
         #: The writer (inline or the task) is at work: a kick only wakes the task.
         self._writing = False
+        #: Called once the writer task has handed over everything it had waited to
+        #: (the backlog is empty again), so that the owner can queue what it held back.
+        self.on_drained: Callable[[], None] | None = None
         #: The writer task's wait for the transport, while it waits.
         self._write_scope: anyio.CancelScope | None = None
         self._out: dict[int, SendStream] = {}
@@ -551,6 +554,11 @@ class MoqtLink:
                 self._write_scope = None
                 self._writing = False
             self._mark_idle()
+            if self.on_drained is not None and not self._lost:
+                try:
+                    self.on_drained()
+                except Exception:
+                    logger.exception("MoQT link drain callback failed")
             if self._close_request is not None and not self._lost:
                 code, reason = self._close_request
                 await self.conn.aclose(code, reason)

@@ -34,7 +34,8 @@ from lossy_proxy import LossyProxy
 from clutchcall import AsyncAudioBridge, moqt, transport
 from clutchcall.dev import Engine
 from clutchcall.moqnet import AudioPublication, MoqtClient, MoqtLink
-from clutchcall.moqnet.client import MAX_IN_FLIGHT
+from clutchcall.moqnet.client import MAX_IN_FLIGHT, MAX_LINK_BACKLOG
+from clutchcall.transport import _quic
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -355,6 +356,31 @@ async def test_frames_in_flight_when_closing_are_accounted_for(
     assert stats.frames_out == len(received) > 0
     assert stats.frames_out + stats.dropped == 200
     assert publication.stats == stats
+
+
+async def test_frames_held_back_by_a_full_link_leave_once_it_drains(
+    relay: CountingRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst the transport cannot take at once (few streams may be open) fills
+    the link's backlog, and the publication holds the rest back in its queue. Once
+    the link has handed its backlog over, that queue is sent (or aged out) without
+    waiting for another write: the last frames of a burst are not left behind."""
+    monkeypatch.setattr(_quic, "MAX_LIVE_STREAMS", 4)
+    client = MoqtClient(relay.url, cert_sha256=relay.certificate.fingerprint)
+    async with client:
+        publication = await client.publish_audio("CAheldback", "uplink")
+        await publication.wait_subscribed()
+        for seq in range(200):
+            publication.write_nowait(frame(seq))
+        assert publication.queued > 0  # held back behind the link's backlog
+        await until(lambda: publication.queued == 0 and publication.in_flight == 0)
+        stats = publication.stats
+    received = relay.received[b"uplink"]
+    assert len(set(received)) == len(received), twice(received)
+    assert stats.frames_out == len(received) > MAX_LINK_BACKLOG
+    assert stats.frames_out + stats.dropped == 200
+    # The queue's newest frames were young enough to be sent, not aged out.
+    assert max(received) == 199
 
 
 def twice(received: list[int]) -> str:
