@@ -157,11 +157,11 @@ class _PacketFull(Exception):
 
 
 _ROOMY = 32
+"""Room (bytes) a packet has left below which it counts as full: no stream frame
+header and some data fit in less."""
 
 #: STREAM frame type with the LEN and FIN bits (offset 0: no OFF bit).
 _STREAM_WHOLE = QuicFrameType.STREAM_BASE | 2 | 1
-"""Room (bytes) a packet has left below which it counts as full: no stream frame
-header and some data fit in less."""
 
 
 def _no_pacing(congestion_window: int, smoothed_rtt: float) -> None:
