@@ -250,15 +250,14 @@ class FlowControlledQuicConnection(QuicConnection):
         aioquic writes for it, and again if that packet is lost, until acknowledged.
         """
         length = len(data)
-        stream_id = self._local_next_stream_id_uni
         if (
             length > WHOLE_STREAM_MAX
             or length > self._remote_max_stream_data_uni
             or self._quic_logger is not None
-            or stream_id // 4 >= self._remote_max_streams_uni
-            or not self.room_for_stream()
+            or not self.can_open_stream(unidirectional=True)
         ):
             return None
+        stream_id = self._local_next_stream_id_uni
         self._local_next_stream_id_uni = stream_id + 4
         self._whole_live[stream_id] = data
         self._whole_fresh.append(stream_id)
